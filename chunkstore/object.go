@@ -1,0 +1,128 @@
+package chunkstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// A stored chunk object (a file in a directory store, a body over HTTP or S3) is a 16-byte
+// header followed by the payload:
+//
+//	offset 0  4 bytes  magic "BFSC"
+//	offset 4  1 byte   object version, 1
+//	offset 5  1 byte   encoding: 0 = raw, 1 = zstd
+//	offset 6  2 bytes  zero
+//	offset 8  8 bytes  uncompressed length, little endian
+//
+// The header tells how each chunk is stored; a chunk is compressed only when that saves space.
+const (
+	objectMagic      = "BFSC"
+	objectVersion    = 1
+	ObjectHeaderSize = 16
+
+	EncodingRaw  = 0
+	EncodingZstd = 1
+)
+
+var (
+	encoderOnce sync.Once
+	encoder     *zstd.Encoder
+	decoder     *zstd.Decoder
+)
+
+func codecs() (*zstd.Encoder, *zstd.Decoder) {
+	encoderOnce.Do(func() {
+		var err error
+		// EncodeAll/DecodeAll are safe for concurrent use; one codec serves all goroutines.
+		encoder, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic(err)
+		}
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxChunkSize+1))
+		if err != nil {
+			panic(err)
+		}
+	})
+	return encoder, decoder
+}
+
+// EncodeObject returns the stored form of data: zstd-compressed when that saves at least 1/16
+// of the size, raw otherwise. A cheap probe of the first 64 KiB skips compressing the whole of
+// data that will not compress (images are often full of compressed or encrypted blocks).
+func EncodeObject(data []byte) []byte {
+	enc, _ := codecs()
+	hdr := make([]byte, ObjectHeaderSize, ObjectHeaderSize+len(data))
+	copy(hdr, objectMagic)
+	hdr[4] = objectVersion
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
+	worth := len(data) >= 4096
+	if worth && len(data) > 256<<10 {
+		probe := data[:64<<10]
+		worth = len(enc.EncodeAll(probe, make([]byte, 0, len(probe)))) < len(probe)*15/16
+	}
+	if worth {
+		out := enc.EncodeAll(data, hdr)
+		if len(out)-ObjectHeaderSize < len(data)-len(data)/16 {
+			out[5] = EncodingZstd
+			return out
+		}
+	}
+	hdr[5] = EncodingRaw
+	return append(hdr, data...)
+}
+
+var errObject = errors.New("bad chunk object")
+
+// DecodeObject returns the uncompressed payload of a stored chunk object. It checks the header
+// strictly; it does not check the digest (VerifyChunk does).
+func DecodeObject(obj []byte) ([]byte, error) {
+	if len(obj) < ObjectHeaderSize || string(obj[:4]) != objectMagic {
+		return nil, fmt.Errorf("%w: no header", errObject)
+	}
+	if obj[4] != objectVersion || obj[6] != 0 || obj[7] != 0 {
+		return nil, fmt.Errorf("%w: unknown version %d", errObject, obj[4])
+	}
+	n := binary.LittleEndian.Uint64(obj[8:])
+	if n == 0 || n > MaxChunkSize {
+		return nil, fmt.Errorf("%w: length %d out of range", errObject, n)
+	}
+	payload := obj[ObjectHeaderSize:]
+	switch obj[5] {
+	case EncodingRaw:
+		if uint64(len(payload)) != n {
+			return nil, fmt.Errorf("%w: raw payload is %d bytes, header says %d", errObject, len(payload), n)
+		}
+		return payload, nil
+	case EncodingZstd:
+		_, dec := codecs()
+		out, err := dec.DecodeAll(payload, make([]byte, 0, n))
+		if err != nil {
+			return nil, fmt.Errorf("%w: zstd: %v", errObject, err)
+		}
+		if uint64(len(out)) != n {
+			return nil, fmt.Errorf("%w: decompressed to %d bytes, header says %d", errObject, len(out), n)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%w: unknown encoding %d", errObject, obj[5])
+	}
+}
+
+// DecodeChunk decodes a stored object and verifies it as chunk d. Any failure is a
+// *CorruptError naming d and where (a path or URL).
+func DecodeChunk(d Digest, obj []byte, where string) (*Chunk, error) {
+	data, err := DecodeObject(obj)
+	if err != nil {
+		return nil, &CorruptError{Digest: d, Where: where, Err: err}
+	}
+	c, err := VerifyChunk(d, data)
+	if err != nil {
+		err.(*CorruptError).Where = where
+		return nil, err
+	}
+	return c, nil
+}

@@ -1,0 +1,7 @@
+module github.com/basefs/basefs
+
+go 1.26.8
+
+require github.com/klauspost/compress v1.20.3
+
+require golang.org/x/sys v0.49.0 // indirect

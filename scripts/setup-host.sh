@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# setup-host.sh — make this host ready to build, run and test basefs.
+#
+# Idempotent: installs the Debian packages the project needs (only the missing ones) and starts
+# the real components the tests and `make run` use (virtlogd and libvirtd, without systemd).
+# Safe to run again and again; does nothing that is already done.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+	echo "setup-host.sh: must run as root (installs packages, starts libvirtd)" >&2
+	exit 1
+fi
+
+pkgs=(
+	fuse3            # fusermount3, /etc/fuse.conf
+	qemu-utils       # qemu-img: import of any format, overlays
+	qemu-system-x86  # the hypervisor (TCG here)
+	libvirt-daemon-system libvirt-clients libvirt-dev  # libvirtd, virsh, cgo headers
+	nginx-light      # the real static web server behind the http:// origin tests
+	fio              # benchmarks
+	pkg-config
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "setup-host: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# FUSE: allow_other works as root with an empty /etc/fuse.conf; make sure the device exists.
+[ -e /dev/fuse ] || { echo "setup-host: /dev/fuse is missing: this host cannot mount FUSE" >&2; exit 1; }
+
+# libvirtd without systemd (HOST-NOTES): virtlogd first, or domain starts fail.
+mkdir -p /var/log/libvirt /run/libvirt /var/lib/libvirt
+if ! pgrep -x virtlogd >/dev/null; then
+	virtlogd -d
+fi
+if ! pgrep -x libvirtd >/dev/null; then
+	libvirtd -d
+fi
+for _ in $(seq 1 50); do
+	if virsh -c qemu:///system version >/dev/null 2>&1; then
+		exit 0
+	fi
+	sleep 0.2
+done
+echo "setup-host: libvirtd did not answer on qemu:///system within 10 s (see /var/log/libvirt)" >&2
+exit 1
