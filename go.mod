@@ -4,4 +4,7 @@ go 1.26.8
 
 require github.com/klauspost/compress v1.20.3
 
-require golang.org/x/sys v0.49.0 // indirect
+require (
+	golang.org/x/sync v0.24.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)

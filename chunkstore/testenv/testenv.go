@@ -1,0 +1,55 @@
+// Package testenv lets tests ask for a real component (a binary, a device, root) and skip
+// with a named reason when it is missing — unless BASEFS_TEST_NO_SKIP=1, as in CI, where a
+// missing capability fails the test instead, so an integration test can never pass by skipping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// NoSkip reports whether skips are forbidden (BASEFS_TEST_NO_SKIP=1).
+func NoSkip() bool { return os.Getenv("BASEFS_TEST_NO_SKIP") == "1" }
+
+// Skip skips t with reason, or fails it when skips are forbidden.
+func Skip(t testing.TB, reason string) {
+	t.Helper()
+	if NoSkip() {
+		t.Fatalf("required capability missing (BASEFS_TEST_NO_SKIP=1): %s; run scripts/setup-host.sh", reason)
+	}
+	t.Skip(reason)
+}
+
+// NeedBinary skips t unless each named program is on PATH, and returns the first one's path.
+func NeedBinary(t testing.TB, names ...string) string {
+	t.Helper()
+	var first string
+	for _, n := range names {
+		p, err := exec.LookPath(n)
+		if err != nil {
+			Skip(t, n+" is not installed")
+		}
+		if first == "" {
+			first = p
+		}
+	}
+	return first
+}
+
+// NeedRoot skips t unless it runs as root.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root")
+	}
+}
+
+// NeedFUSE skips t unless /dev/fuse and fusermount3 are usable.
+func NeedFUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		Skip(t, "/dev/fuse is missing")
+	}
+	NeedBinary(t, "fusermount3")
+}
