@@ -89,3 +89,7 @@ func IsZeroes(b []byte) bool {
 	}
 	return true
 }
+
+// UnverifiedChunk pairs data with d without checking. Only the bench-only no-verify read path
+// uses it; everything else builds chunks with NewChunk or VerifyChunk.
+func UnverifiedChunk(d Digest, data []byte) *Chunk { return &Chunk{digest: d, data: data} }

@@ -114,16 +114,16 @@ func TestDigestParse(t *testing.T) {
 
 func TestObjectEncoding(t *testing.T) {
 	for _, data := range [][]byte{bytes.Repeat([]byte("ab"), 300000), {1, 2, 3}, make([]byte, 5000)} {
-		obj := EncodeObject(data)
+		obj := AppendObject(nil, data)
 		c, err := DecodeChunk(Sum(data), obj, "test")
 		if err != nil || !bytes.Equal(c.Data(), data) {
 			t.Fatalf("decode: %v", err)
 		}
 	}
-	if obj := EncodeObject(bytes.Repeat([]byte("ab"), 300000)); obj[5] != EncodingZstd || len(obj) > 100000 {
+	if obj := AppendObject(nil, bytes.Repeat([]byte("ab"), 300000)); obj[5] != EncodingZstd || len(obj) > 100000 {
 		t.Fatalf("compressible data stored with encoding %d in %d bytes", obj[5], len(obj))
 	}
-	obj := EncodeObject([]byte("hello"))
+	obj := AppendObject(nil, []byte("hello"))
 	for name, bad := range map[string][]byte{
 		"short":    obj[:10],
 		"magic":    append([]byte("XXXX"), obj[4:]...),

@@ -50,29 +50,39 @@ func codecs() (*zstd.Encoder, *zstd.Decoder) {
 	return encoder, decoder
 }
 
-// EncodeObject returns the stored form of data: zstd-compressed when that saves at least 1/16
-// of the size, raw otherwise. A cheap probe of the first 64 KiB skips compressing the whole of
-// data that will not compress (images are often full of compressed or encrypted blocks).
-func EncodeObject(data []byte) []byte {
+var probePool = sync.Pool{New: func() any { b := make([]byte, 0, 20<<10); return &b }}
+
+// EncodeObject returns the stored form of data as a header and a payload: the payload is
+// zstd-compressed when that saves at least 1/16 of the size, and data itself otherwise (no
+// copy). A cheap probe of the first 16 KiB skips compressing the whole of data that will not
+// compress (images are often full of compressed or encrypted blocks).
+func EncodeObject(data []byte) (hdr [ObjectHeaderSize]byte, payload []byte) {
 	enc, _ := codecs()
-	hdr := make([]byte, ObjectHeaderSize, ObjectHeaderSize+len(data))
-	copy(hdr, objectMagic)
+	copy(hdr[:], objectMagic)
 	hdr[4] = objectVersion
+	hdr[5] = EncodingRaw
 	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
 	worth := len(data) >= 4096
-	if worth && len(data) > 256<<10 {
-		probe := data[:64<<10]
-		worth = len(enc.EncodeAll(probe, make([]byte, 0, len(probe)))) < len(probe)*15/16
+	if worth && len(data) > 64<<10 {
+		bp := probePool.Get().(*[]byte)
+		probe := data[:16<<10]
+		worth = len(enc.EncodeAll(probe, (*bp)[:0])) < len(probe)*15/16
+		probePool.Put(bp)
 	}
 	if worth {
-		out := enc.EncodeAll(data, hdr)
-		if len(out)-ObjectHeaderSize < len(data)-len(data)/16 {
-			out[5] = EncodingZstd
-			return out
+		out := enc.EncodeAll(data, nil)
+		if len(out) < len(data)-len(data)/16 {
+			hdr[5] = EncodingZstd
+			return hdr, out
 		}
 	}
-	hdr[5] = EncodingRaw
-	return append(hdr, data...)
+	return hdr, data
+}
+
+// AppendObject appends the whole stored form of data to dst.
+func AppendObject(dst, data []byte) []byte {
+	hdr, payload := EncodeObject(data)
+	return append(append(dst, hdr[:]...), payload...)
 }
 
 var errObject = errors.New("bad chunk object")

@@ -1,0 +1,37 @@
+# basefs — the two commands are `make run` (the whole job end to end) and `make test`.
+GO      ?= go
+BIN     := bin
+FUZZTIME ?= 10s
+
+.PHONY: all build run test setup vet fmt-check fuzz clean
+
+all: build
+
+build:
+	mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+setup:
+	./scripts/setup-host.sh
+
+# make run: set up the host, build, and run the main job on the embedded default.
+run: setup build
+	./scripts/run-demo.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./chunkstore/
+
+# make test: set up the host, then format, vet, every test (integration included) with -race,
+# and a brief fuzz run of each parser.
+test: setup build fmt-check vet
+	$(GO) test -race -count=1 -timeout 60m ./...
+	$(MAKE) --no-print-directory fuzz
+
+clean:
+	rm -rf $(BIN) .cache

@@ -1,0 +1,272 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/local"
+)
+
+// Config configures a Cache.
+type Config struct {
+	// Local is the host's state; fetched chunks and manifests are stored in it.
+	Local *local.Store
+	// Origins are asked in order for what Local lacks.
+	Origins []chunkstore.Getter
+	// MemoryBytes bounds the in-memory cache of verified chunks (0: 256 MiB).
+	MemoryBytes int64
+	// Logger receives corruption, repair and fetch-failure events (nil: discard).
+	Logger *slog.Logger
+}
+
+// Cache is the read path over a host's local state and its origins. It is safe for
+// concurrent use. Lock order: Cache.mu, then verifiedLRU.mu; no lock is held across I/O.
+type Cache struct {
+	local   *local.Store
+	origins []chunkstore.Getter
+	log     *slog.Logger
+	mem     *verifiedLRU
+	stats   *Stats
+
+	chunkFlight    singleflight.Group // keyed by chunk digest
+	manifestFlight singleflight.Group // keyed by image digest
+
+	mu     sync.Mutex
+	images map[chunkstore.Digest]*Image
+
+	// noVerify is the bench-only switch that serves local chunks without hashing them.
+	noVerify atomic.Bool
+}
+
+// New returns a Cache. It removes leftovers of interrupted writes from the local state, so
+// only one Cache (one daemon) may use a state directory at a time.
+func New(cfg Config) (*Cache, error) {
+	if cfg.Local == nil {
+		return nil, errors.New("cache: no local store")
+	}
+	if cfg.MemoryBytes == 0 {
+		cfg.MemoryBytes = 256 << 20
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Local.CleanTemp(); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c := &Cache{
+		local:   cfg.Local,
+		origins: cfg.Origins,
+		log:     log,
+		mem:     newVerifiedLRU(cfg.MemoryBytes),
+		images:  make(map[chunkstore.Digest]*Image),
+	}
+	c.stats = newStats(c.originNames())
+	return c, nil
+}
+
+func (c *Cache) originNames() []string {
+	names := make([]string, len(c.origins))
+	for i, o := range c.origins {
+		names[i] = o.String()
+	}
+	return names
+}
+
+// Local returns the local store.
+func (c *Cache) Local() *local.Store { return c.local }
+
+// QuarantineDir is where chunks that failed verification are moved.
+func (c *Cache) QuarantineDir() string { return filepath.Join(c.local.Root(), "quarantine") }
+
+// SetVerify turns read-time verification of local chunks on or off. Off exists only for
+// basefs-bench's verify-cost scenario; it also empties the verified-chunk cache.
+func (c *Cache) SetVerify(on bool) {
+	c.noVerify.Store(!on)
+	c.mem.purge()
+}
+
+// Image returns the image named d, reading its manifest from the local state or, when it is
+// not there, fetching it from the origins (accepted only if it hashes to d) and storing it.
+func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) {
+	c.mu.Lock()
+	im := c.images[d]
+	c.mu.Unlock()
+	if im != nil {
+		return im, nil
+	}
+	v, err, _ := c.manifestFlight.Do(string(d[:]), func() (any, error) {
+		m, err := c.local.GetManifest(ctx, d)
+		if chunkstore.IsNotFound(err) {
+			m, err = c.fetchManifest(ctx, d)
+		}
+		if err != nil {
+			return nil, err
+		}
+		im := &Image{c: c, digest: d, m: m}
+		c.mu.Lock()
+		if old := c.images[d]; old != nil {
+			im = old
+		} else {
+			c.images[d] = im
+		}
+		c.mu.Unlock()
+		return im, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Image), nil
+}
+
+// Forget drops an image from memory (after cleanup removed its manifest).
+func (c *Cache) Forget(d chunkstore.Digest) {
+	c.mu.Lock()
+	delete(c.images, d)
+	c.mu.Unlock()
+}
+
+func (c *Cache) fetchManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+	if len(c.origins) == 0 {
+		return nil, fmt.Errorf("image %s: not in the local state and no origin configured: %w", d, chunkstore.ErrNotFound)
+	}
+	var errs []error
+	allNotFound := true
+	for i, o := range c.origins {
+		m, err := o.GetManifest(ctx, d)
+		if err == nil {
+			if _, err := c.local.PutManifest(ctx, m); err != nil {
+				return nil, fmt.Errorf("image %s: store manifest: %w", d.Short(), err)
+			}
+			c.stats.manifestFetches.Add(1)
+			return m, nil
+		}
+		if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
+			c.stats.origin[i].corrupt.Add(1)
+			c.log.Warn("origin served a bad manifest", "image", d.String(), "origin", o.String(), "err", err)
+		} else if !chunkstore.IsNotFound(err) {
+			c.stats.origin[i].errors.Add(1)
+		}
+		if !chunkstore.IsNotFound(err) {
+			allNotFound = false
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", o, err))
+	}
+	err := fmt.Errorf("image %s: no origin has a good manifest: %w", d, errors.Join(errs...))
+	if allNotFound {
+		err = fmt.Errorf("image %s: unknown to the local state and every origin: %w", d, chunkstore.ErrNotFound)
+	}
+	return nil, err
+}
+
+// Images lists the images whose manifests are in the local state.
+func (c *Cache) Images(ctx context.Context) ([]chunkstore.Digest, error) {
+	var ds []chunkstore.Digest
+	err := c.local.WalkManifests(ctx, func(d chunkstore.Digest) error { ds = append(ds, d); return nil })
+	return ds, err
+}
+
+// Chunk returns chunk d, verified: from memory, from the local state (verified as read), or
+// fetched once from the origins however many callers ask at the same time.
+func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if ch := c.mem.get(d); ch != nil {
+		c.stats.memHits.Add(1)
+		return ch, nil
+	}
+	v, err, _ := c.chunkFlight.Do(string(d[:]), func() (any, error) {
+		// The flight outlives any one reader: a cancelled reader must not fail the others.
+		return c.loadChunk(context.WithoutCancel(ctx), d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*chunkstore.Chunk), nil
+}
+
+func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	ch, err := c.readLocal(ctx, d)
+	if err == nil {
+		c.mem.add(ch)
+		return ch, nil
+	}
+	var ce *chunkstore.CorruptError
+	switch {
+	case errors.As(err, &ce):
+		c.stats.localCorrupt.Add(1)
+		c.mem.remove(d)
+		q, qerr := c.local.QuarantineChunk(d, c.QuarantineDir())
+		c.log.Error("local chunk failed verification; quarantined, fetching again",
+			"chunk", d.String(), "err", err, "quarantine", q, "quarantine_err", qerr)
+		if qerr != nil && !errors.Is(qerr, os.ErrNotExist) {
+			return nil, fmt.Errorf("chunk %s: corrupt and cannot be quarantined: %w", d.Short(), qerr)
+		}
+		ch, err = c.fetchChunk(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		c.stats.repairs.Add(1)
+		c.log.Info("chunk repaired from origin", "chunk", d.String())
+		return ch, nil
+	case chunkstore.IsNotFound(err):
+		return c.fetchChunk(ctx, d)
+	default:
+		return nil, err
+	}
+}
+
+func (c *Cache) readLocal(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if c.noVerify.Load() {
+		return c.local.GetChunkUnverified(d)
+	}
+	return c.local.GetChunk(ctx, d)
+}
+
+// fetchChunk asks the origins in order; the first good copy is stored locally and returned.
+func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if len(c.origins) == 0 {
+		return nil, fmt.Errorf("chunk %s: not in the local state and no origin configured: %w", d.Short(), chunkstore.ErrNotFound)
+	}
+	c.stats.inFlight.Add(1)
+	defer c.stats.inFlight.Add(-1)
+	var errs []error
+	for i, o := range c.origins {
+		start := time.Now()
+		ch, err := o.GetChunk(ctx, d)
+		ost := &c.stats.origin[i]
+		if err != nil {
+			if chunkstore.IsCorrupt(err) {
+				ost.corrupt.Add(1)
+				c.log.Error("origin served a corrupt chunk", "chunk", d.String(), "origin", o.String(), "err", err)
+			} else if !chunkstore.IsNotFound(err) {
+				ost.errors.Add(1)
+				c.log.Warn("origin fetch failed", "chunk", d.String(), "origin", o.String(), "err", err)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", o, err))
+			continue
+		}
+		ost.fetches.Add(1)
+		ost.bytes.Add(int64(len(ch.Data())))
+		c.stats.observeFetch(time.Since(start))
+		if _, err := c.local.PutChunk(ctx, ch); err != nil {
+			// The bytes are verified; serve them even if the local state cannot keep them.
+			c.stats.storeErrors.Add(1)
+			c.log.Error("cannot store fetched chunk", "chunk", d.String(), "err", err)
+		}
+		c.mem.add(ch)
+		return ch, nil
+	}
+	return nil, fmt.Errorf("chunk %s: no origin gave good bytes: %w", d.Short(), errors.Join(errs...))
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() StatsSnapshot { return c.stats.snapshot() }

@@ -1,0 +1,75 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/basefs/basefs/chunkstore"
+)
+
+// Image is an image known to the cache: its manifest and reads of its bytes.
+type Image struct {
+	c      *Cache
+	digest chunkstore.Digest
+	m      *chunkstore.Manifest
+}
+
+// Digest returns the image's digest (its name).
+func (im *Image) Digest() chunkstore.Digest { return im.digest }
+
+// Size returns the image's size in bytes.
+func (im *Image) Size() int64 { return im.m.Size }
+
+// Manifest returns the image's manifest; callers must not modify it.
+func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
+
+// ReadAt fills p with the image's bytes at off; past the end it reads short with no error
+// (n < len(p)). Hole chunks read as zeros without I/O; every other byte comes from a chunk
+// verified since it was last read from disk or network. An error names the chunk and why.
+func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
+	}
+	m := im.m
+	if off >= m.Size {
+		return 0, nil
+	}
+	p = p[:min(int64(len(p)), m.Size-off)]
+	st := im.c.stats
+	st.reads.Add(1)
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		i := int(pos / m.ChunkSize)
+		within := pos - int64(i)*m.ChunkSize
+		want := min(int64(len(p)-n), m.ChunkLen(i)-within)
+		d := m.Chunks[i]
+		if d.IsZero() {
+			clear(p[n : n+int(want)])
+			st.holeBytes.Add(want)
+		} else {
+			ch, err := im.c.Chunk(ctx, d)
+			if err != nil {
+				st.readErrors.Add(1)
+				return n, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), i, int64(i)*m.ChunkSize, err)
+			}
+			data := ch.Data()
+			if int64(len(data)) != m.ChunkLen(i) {
+				// A chunk's digest names its length too; this only happens if two manifests
+				// disagree about one chunk, which content addressing rules out.
+				st.readErrors.Add(1)
+				return n, fmt.Errorf("image %s, chunk %d: %d bytes, manifest wants %d", im.digest.Short(), i, len(data), m.ChunkLen(i))
+			}
+			copy(p[n:n+int(want)], data[within:within+want])
+		}
+		n += int(want)
+	}
+	st.bytesRead.Add(int64(n))
+	return n, nil
+}
+
+// Presence counts the image's chunks: total non-hole chunks, how many are in the local
+// state, and the bytes their objects take on disk.
+func (im *Image) Presence() (present, total int, storedBytes int64) {
+	return Presence(im.c.local, im.m)
+}

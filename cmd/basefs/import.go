@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/local"
+)
+
+type importOptions struct {
+	state     string
+	chunkSize int64
+	json      bool
+}
+
+func (o *importOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.state, "state", defaultState, "the host's state directory")
+	fs.Int64Var(&o.chunkSize, "chunk-size", chunkstore.DefaultChunkSize, "chunk size in bytes: a power of two from 65536 to 16777216")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func init() {
+	register("import", command{
+		summary: "import a disk image (any format qemu-img reads) into the local state",
+		usage:   "import [--state DIR] [--chunk-size N] [--json] FILE",
+		run:     runImport,
+	})
+}
+
+func runImport(ctx context.Context, args []string) error {
+	var o importOptions
+	fs := newFlags("import")
+	o.AddFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"want exactly one FILE"}
+	}
+	if err := chunkstore.ValidChunkSize(o.chunkSize); err != nil {
+		return usageError{"--chunk-size: " + err.Error()}
+	}
+	s, err := local.Open(o.state, local.Options{})
+	if err != nil {
+		return err
+	}
+	p := newProgress("importing")
+	res, err := importer.Import(ctx, s, fs.Arg(0), importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
+	p.done()
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(os.Stdout, res)
+	}
+	fmt.Printf("imported %s (%s): %s, %d chunks, %d holes, %d new chunks, %s stored\n",
+		fs.Arg(0), res.Format, humanBytes(res.Size), res.Chunks, res.Holes, res.ChunksStored, humanBytes(res.BytesStored))
+	fmt.Println(res.Digest)
+	return nil
+}
