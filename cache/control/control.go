@@ -1,0 +1,226 @@
+// Package control is the daemon's control API: JSON over HTTP on a unix socket in the state
+// directory. The server wraps a *cache.Cache; the client is what `basefs status` and the
+// agent use. A client finds the socket from the mount point alone: the mount's root carries
+// it in the extended attribute user.basefs.control.
+//
+//	GET  /v1/status                  → Status
+//	POST /v1/images/<digest>/ensure  → ImageStatus (fetches the manifest from an origin if needed)
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/chunkstore"
+)
+
+// SocketName is the control socket's name inside the state directory.
+const SocketName = "control.sock"
+
+// Xattr is the mount root's extended attribute naming the control socket.
+const Xattr = "user.basefs.control"
+
+// Status is the daemon's state and counters.
+type Status struct {
+	State      string              `json:"state"`
+	Mountpoint string              `json:"mountpoint"`
+	PID        int                 `json:"pid"`
+	Origins    []string            `json:"origins"`
+	Images     []cache.ImageInfo   `json:"images"`
+	Stats      cache.StatsSnapshot `json:"stats"`
+}
+
+// ImageStatus answers ensure.
+type ImageStatus struct {
+	Digest chunkstore.Digest `json:"digest"`
+	Size   int64             `json:"size"`
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+// Server serves the control API for one daemon.
+type Server struct {
+	Cache      *cache.Cache
+	Mountpoint string
+	Origins    []string
+	Log        *slog.Logger
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("POST /v1/images/{digest}/ensure", s.ensure)
+	return mux
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	imgs, err := cache.List(r.Context(), s.Cache.Local())
+	if err != nil {
+		reply(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	if imgs == nil {
+		imgs = []cache.ImageInfo{}
+	}
+	reply(w, http.StatusOK, Status{
+		State: s.Cache.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(),
+		Origins: s.Origins, Images: imgs, Stats: s.Cache.Stats(),
+	})
+}
+
+func (s *Server) ensure(w http.ResponseWriter, r *http.Request) {
+	d, err := chunkstore.ParseDigest(r.PathValue("digest"))
+	if err != nil {
+		reply(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	im, err := s.Cache.Image(r.Context(), d)
+	if err != nil {
+		code := http.StatusBadGateway
+		if chunkstore.IsNotFound(err) {
+			code = http.StatusNotFound
+		}
+		reply(w, code, apiError{err.Error()})
+		return
+	}
+	reply(w, http.StatusOK, ImageStatus{Digest: d, Size: im.Size()})
+}
+
+// Listen binds the socket at path (replacing a stale one) and serves until ctx ends.
+func (s *Server) Listen(ctx context.Context, path string) (stop func(), err error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another daemon is serving this state directory", path)
+	}
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	os.Chmod(path, 0o600)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		os.Remove(path)
+	}, nil
+}
+
+// Client talks to a daemon's control socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	return &Client{socket: path, hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// SocketFromMount reads the control socket's path from a basefs mount point.
+func SocketFromMount(mountpoint string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(mountpoint, Xattr, buf)
+	if err != nil {
+		if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+			return "", fmt.Errorf("%s is not a basefs mount (no %s attribute): is the daemon running? (basefs mount)", mountpoint, Xattr)
+		}
+		if errors.Is(err, unix.ENOTCONN) {
+			return "", fmt.Errorf("%s: the basefs daemon serving it is gone (transport endpoint is not connected): restart it", mountpoint)
+		}
+		return "", fmt.Errorf("%s: %w", mountpoint, err)
+	}
+	return string(buf[:n]), nil
+}
+
+// SocketFromState returns the socket path of the daemon using a state directory.
+func SocketFromState(state string) string { return filepath.Join(state, SocketName) }
+
+// Socket returns the socket path the client dials.
+func (c *Client) Socket() string { return c.socket }
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://basefs"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("basefs daemon at %s: %w (is `basefs mount` running?)", c.socket, unwrapDial(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("basefs daemon at %s: %w", c.socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var ae apiError
+		json.Unmarshal(body, &ae)
+		msg := ae.Error
+		if msg == "" {
+			msg = strings.TrimSpace(string(bytes.TrimSpace(body)))
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s: %w", msg, chunkstore.ErrNotFound)
+		}
+		return errors.New(msg)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func unwrapDial(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// EnsureImage makes the daemon know image d (its manifest fetched from an origin if needed)
+// and returns its size. An image no origin knows wraps chunkstore.ErrNotFound.
+func (c *Client) EnsureImage(ctx context.Context, d chunkstore.Digest) (*ImageStatus, error) {
+	var st ImageStatus
+	if err := c.do(ctx, http.MethodPost, "/v1/images/"+d.String()+"/ensure", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}

@@ -1,0 +1,52 @@
+package cache
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Collector exports the cache's counters as Prometheus metrics (basefs_*). It reads the same
+// counters as `basefs status`, so the two never disagree.
+func (c *Cache) Collector() prometheus.Collector { return collector{c} }
+
+type collector struct{ c *Cache }
+
+var (
+	descReads        = prometheus.NewDesc("basefs_reads_total", "Reads served from images.", nil, nil)
+	descBytesRead    = prometheus.NewDesc("basefs_read_bytes_total", "Bytes served from images (holes included).", nil, nil)
+	descReadErrors   = prometheus.NewDesc("basefs_read_errors_total", "Reads that failed (answered EIO).", nil, nil)
+	descMemHits      = prometheus.NewDesc("basefs_memory_hits_total", "Chunk reads served from the verified in-memory cache.", nil, nil)
+	descInFlight     = prometheus.NewDesc("basefs_fetches_in_flight", "Chunk fetches from origins in progress.", nil, nil)
+	descLocalCorrupt = prometheus.NewDesc("basefs_local_corrupt_total", "Local chunks that failed verification (quarantined).", nil, nil)
+	descRepairs      = prometheus.NewDesc("basefs_repairs_total", "Corrupt local chunks repaired from an origin.", nil, nil)
+	descFetchSeconds = prometheus.NewDesc("basefs_fetch_seconds_total", "Time spent in successful chunk fetches.", nil, nil)
+	descFetches      = prometheus.NewDesc("basefs_origin_fetches_total", "Chunks fetched from an origin.", []string{"origin"}, nil)
+	descFetchBytes   = prometheus.NewDesc("basefs_origin_bytes_total", "Chunk bytes (uncompressed) fetched from an origin.", []string{"origin"}, nil)
+	descOriginBad    = prometheus.NewDesc("basefs_origin_corrupt_total", "Wrong bytes served by an origin.", []string{"origin"}, nil)
+	descOriginErrors = prometheus.NewDesc("basefs_origin_errors_total", "Failed fetches from an origin.", []string{"origin"}, nil)
+)
+
+func (collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descReads, descBytesRead, descReadErrors, descMemHits, descInFlight,
+		descLocalCorrupt, descRepairs, descFetchSeconds, descFetches, descFetchBytes, descOriginBad, descOriginErrors} {
+		ch <- d
+	}
+}
+
+func (k collector) Collect(ch chan<- prometheus.Metric) {
+	s := k.c.Stats()
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	counter(descReads, float64(s.Reads))
+	counter(descBytesRead, float64(s.BytesRead))
+	counter(descReadErrors, float64(s.ReadErrors))
+	counter(descMemHits, float64(s.MemoryHits))
+	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(s.FetchesInFlight))
+	counter(descLocalCorrupt, float64(s.LocalCorrupt))
+	counter(descRepairs, float64(s.Repairs))
+	counter(descFetchSeconds, s.FetchSeconds)
+	for _, o := range s.Origins {
+		counter(descFetches, float64(o.Fetches), o.Origin)
+		counter(descFetchBytes, float64(o.Bytes), o.Origin)
+		counter(descOriginBad, float64(o.Corrupt), o.Origin)
+		counter(descOriginErrors, float64(o.Errors), o.Origin)
+	}
+}

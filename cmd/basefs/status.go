@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/basefs/basefs/cache/control"
+)
+
+type statusOptions struct {
+	state string
+	base  string
+	json  bool
+}
+
+func (o *statusOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.state, "state", defaultState, "the daemon's state directory")
+	f.StringVar(&o.base, "base", "", "the daemon's mount point (instead of --state)")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+}
+
+func init() {
+	register("status", command{
+		summary: "show the running daemon's images and counters",
+		usage:   "status [--state DIR | --base MOUNTPOINT] [--json]",
+		run:     runStatus,
+	})
+}
+
+func runStatus(ctx context.Context, args []string) error {
+	var o statusOptions
+	f := newFlags("status")
+	o.AddFlags(f)
+	if err := parse(f, args); err != nil {
+		return err
+	}
+	sock := control.SocketFromState(o.state)
+	if o.base != "" {
+		var err error
+		if sock, err = control.SocketFromMount(o.base); err != nil {
+			return err
+		}
+	}
+	st, err := control.NewClient(sock).Status(ctx)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(os.Stdout, st)
+	}
+	s := st.Stats
+	fmt.Printf("mount %s, state %s, pid %d\n", st.Mountpoint, st.State, st.PID)
+	fmt.Printf("reads %d (%s), memory hits %d, read errors %d, fetches in flight %d\n", s.Reads, humanBytes(s.BytesRead), s.MemoryHits, s.ReadErrors, s.FetchesInFlight)
+	fmt.Printf("local corrupt %d, repairs %d, manifests fetched %d\n", s.LocalCorrupt, s.Repairs, s.ManifestFetches)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORIGIN\tFETCHES\tBYTES\tCORRUPT\tERRORS")
+	for _, o := range s.Origins {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", o.Origin, o.Fetches, humanBytes(o.Bytes), o.Corrupt, o.Errors)
+	}
+	fmt.Fprintln(tw, "IMAGE\tSIZE\tPRESENT\tSTORED\t")
+	for _, im := range st.Images {
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t\n", im.Digest, humanBytes(im.Size), im.Present, im.Total, humanBytes(im.StoredBytes))
+	}
+	return tw.Flush()
+}
