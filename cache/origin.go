@@ -22,9 +22,17 @@ func OpenOrigin(raw string) (chunkstore.Getter, error) {
 		if u.Host != "" || u.Path == "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("origin %q: want dir:///absolute/path", raw)
 		}
-		return local.Open(u.Path, local.Options{ReadOnly: true})
+		s, err := local.Open(u.Path, local.Options{ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("origin %q: %w", raw, err)
+		}
+		return s, nil
 	case "http", "https":
-		return httpstore.New(raw, httpstore.Options{})
+		s, err := httpstore.New(raw, httpstore.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("origin %q: unknown scheme %q (want dir://, http:// or https://)", raw, u.Scheme)
 	}

@@ -20,7 +20,7 @@
 # Idempotent: OUTDIR/.inputs records the package versions and this script's hash, OUTDIR/.fast
 # this script's hash and a fingerprint of the apt lists. When .fast matches the script exits at
 # once (no apt call); when only .inputs matches it exits after one apt-cache query (~1-2 s).
-# Delete OUTDIR (or .inputs) to force a rebuild.
+# Delete OUTDIR (or .inputs) to force a rebuild. Concurrent runs serialise on OUTDIR/.lock.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,12 +33,18 @@ modules=(virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_p
 log() { echo "build-test-guest: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# One build at a time per OUTDIR (tests may run this concurrently); waiters then take the fast path.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+
 # Fast path: same script, same apt lists, outputs present -> nothing can have changed.
 # (apt-cache takes ~1-2 s here because the package cache is not kept, so skip it when we can.)
-lists_fp=$(ls -l --time-style=+%s /var/lib/apt/lists/ 2>/dev/null | sha256sum | cut -c1-16)
-fast="script=$self_sha lists=$lists_fp"
+lists=/var/lib/apt/lists
+eval "$(apt-config shell lists Dir::State::Lists/d)"
+fastkey() { echo "script=$self_sha lists=$(ls -l --time-style=+%s "$lists" 2>/dev/null | sha256sum | cut -c1-16)"; }
 built() { [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.gz" ] && [ -f "$out/.inputs" ]; }
-if built && [ "$(cat "$out/.fast" 2>/dev/null)" = "$fast" ]; then
+if built && [ "$(cat "$out/.fast" 2>/dev/null)" = "$(fastkey)" ]; then
 	exit 0
 fi
 
@@ -71,7 +77,7 @@ fi
 inputs="kernel=$kpkg=$kver busybox-static=$bbver script=$self_sha"
 
 if built && [ "$(cat "$out/.inputs")" = "$inputs" ]; then
-	echo "$fast" >"$out/.fast"
+	fastkey >"$out/.fast"
 	exit 0 # already built from the same inputs
 fi
 
@@ -167,7 +173,12 @@ if [ -c /dev/ttyS0 ]; then exec </dev/null >/dev/ttyS0 2>&1; fi
 echo "BASEFS-GUEST boot"
 /bin/busybox --install -s /bin
 
-off() { sync; poweroff -f; echo o >/proc/sysrq-trigger; sleep 5; }
+off() {
+	sync
+	poweroff -f
+	echo o >/proc/sysrq-trigger
+	while :; do sleep 60; done # never let init exit (that would panic the kernel)
+}
 fail() { echo "BASEFS-GUEST error $*"; off; }
 
 mount -t proc proc /proc || fail "mount /proc"
@@ -188,10 +199,10 @@ for m in $MODULES; do
 	insmod /lib/modules/$m.ko || fail "insmod $m"
 done
 
-i=0
+uptime_s() { read -r up _ </proc/uptime; echo "${up%%.*}"; }
+deadline=$(($(uptime_s) + 60))
 while [ ! -b /dev/vda ]; do
-	i=$((i + 1))
-	[ $i -le 600 ] || fail "no /dev/vda after 60 s"
+	[ "$(uptime_s)" -lt "$deadline" ] || fail "no /dev/vda after 60 s"
 	usleep 100000
 done
 
@@ -229,11 +240,10 @@ chmod 755 "$root/init"
 # --- pack (the host has no cpio: busybox's writes newc) ---
 (cd "$root" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc 2>/dev/null) | gzip -9 >"$work/initrd.gz"
 
-mkdir -p "$out"
 rm -f "$out/.inputs" "$out/.fast"
 cp "$kfile" "$out/vmlinuz.tmp" && mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 cp "$work/initrd.gz" "$out/initrd.gz.tmp" && mv "$out/initrd.gz.tmp" "$out/initrd.gz"
 echo "basefs test guest: Debian $kpkg ($kver) kernel + busybox initramfs that prints the sha256 of /dev/vda and writes a marker (scripts/build-test-guest.sh)" >"$out/README"
 echo "$inputs" >"$out/.inputs"
-echo "$fast" >"$out/.fast"
+fastkey >"$out/.fast"
 log "done: $out/vmlinuz $out/initrd.gz (kernel $krel; insmod order: ${order[*]})"

@@ -8,7 +8,8 @@
 #   1. defaults: marker text from the guest (a uuid), written right after the read region;
 #   2. basefs.marker= and basefs.markeroffset= inside the base's random data (unaligned).
 # Each boot must print the base's sha256, write its marker into the overlay, and leave the base
-# unchanged. Prints the time to the first console line and to power-off. Exit 0 = pass.
+# unchanged. Prints the times (from qemu start) to the first console line, to the sha256 line and
+# to power-off. Exit 0 = pass; on failure the work directory is kept and its path printed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +31,7 @@ want=$(sha256sum "$base" | cut -d' ' -f1)
 
 # boot NAME EXTRA-CMDLINE: boot on a fresh overlay; leaves $work/NAME.{qcow2,log}.
 boot() {
-	local name=$1 extra=$2 ov=$work/$1.qcow2 log=$work/$1.log t0 first= pid now
+	local name=$1 extra=$2 ov=$work/$1.qcow2 log=$work/$1.log t0 first= hashed= pid now
 	qemu-img create -q -f qcow2 -F raw -b "$base" "$ov" 80M
 	: >"$log"
 	t0=$EPOCHREALTIME
@@ -39,11 +40,15 @@ boot() {
 		-append "console=ttyS0 quiet panic=-1 basefs.readsize=$size $extra" \
 		-drive "file=$ov,if=virtio,format=qcow2" -serial "file:$log" &
 	pid=$!
-	# Poll the console for the first line while qemu runs; kill it at the deadline.
+	# Poll the console while qemu runs (times of the first and the sha256 lines); kill it at
+	# the deadline.
 	while kill -0 "$pid" 2>/dev/null; do
 		now=$EPOCHREALTIME
 		if [ -z "$first" ] && grep -q 'BASEFS-GUEST boot' "$log"; then
 			first=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+		fi
+		if [ -z "$hashed" ] && grep -q 'BASEFS-GUEST sha256=' "$log"; then
+			hashed=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
 		fi
 		if awk -v a="$t0" -v b="$now" -v t="$timeout_s" 'BEGIN { exit !(b - a > t) }'; then
 			kill "$pid"
@@ -56,7 +61,7 @@ boot() {
 	wait "$pid" || fail "$name: qemu exited with status $?"
 	total=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 	tr -d '\r' <"$log" >"$log.txt"
-	echo "smoke: $name: first console line after ${first:-?} s, power-off after $total s"
+	echo "smoke: $name: first console line after ${first:-?} s, sha256 line after ${hashed:-?} s, power-off after $total s"
 }
 
 # check NAME OFFSET [MARKER]: console lines, marker in the overlay, base unchanged.

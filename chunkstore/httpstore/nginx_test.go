@@ -20,19 +20,8 @@ import (
 	"github.com/basefs/basefs/chunkstore/httpstore"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/chunkstore/storetest"
+	"github.com/basefs/basefs/chunkstore/testenv"
 )
-
-// noSkipEnv, set to 1, turns a skip for a missing capability into a failure (for CI).
-const noSkipEnv = "BASEFS_TEST_NO_SKIP"
-
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv(noSkipEnv) == "1" {
-		t.Fatalf("%s (%s=1 forbids skipping)", msg, noSkipEnv)
-	}
-	t.Skip(msg)
-}
 
 // startNginx serves root with a real nginx on a free loopback port until the test ends and
 // returns the base URL. The configuration, pid file and logs are private to the test.
@@ -42,7 +31,7 @@ func startNginx(t *testing.T, root string) string {
 	if _, err := os.Stat(bin); err != nil {
 		p, err := exec.LookPath("nginx")
 		if err != nil {
-			skipOrFail(t, "nginx is not installed (neither /usr/sbin/nginx nor nginx on PATH): install nginx-light (scripts/setup-host.sh) to test the HTTP origin against a real web server")
+			testenv.Skip(t, "nginx is not installed (neither /usr/sbin/nginx nor nginx on PATH): install nginx-light to test the HTTP origin against a real web server")
 		}
 		bin = p
 	}

@@ -1,0 +1,516 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/chunkstore/storetest"
+	"github.com/basefs/basefs/chunkstore/testenv"
+)
+
+// env is a real mount over a fresh local state, with an origin holding imported images.
+type env struct {
+	t      testing.TB
+	origin *local.Store
+	state  *local.Store
+	cache  *cache.Cache
+	mnt    string
+}
+
+type envOptions struct {
+	memoryBytes int64
+	// wrap, when set, wraps the origin (fault injection).
+	wrap func(chunkstore.Getter) chunkstore.Getter
+	// noOrigin mounts without any origin.
+	noOrigin bool
+}
+
+func newEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	testenv.NeedRoot(t)
+	testenv.NeedFUSE(t)
+	dir := t.TempDir()
+	origin, err := local.Open(filepath.Join(dir, "origin"), local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mountEnv(t, dir, origin, o)
+}
+
+func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env {
+	t.Helper()
+	state, err := local.Open(filepath.Join(dir, "state"), local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var origins []chunkstore.Getter
+	if !o.noOrigin {
+		ro, err := local.Open(origin.Root(), local.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g chunkstore.Getter = ro
+		if o.wrap != nil {
+			g = o.wrap(g)
+		}
+		origins = append(origins, g)
+	}
+	mem := o.memoryBytes
+	if mem == 0 {
+		mem = 64 << 20
+	}
+	c, err := cache.New(cache.Config{Local: state, Origins: origins, MemoryBytes: mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.MkdirAll(mnt, 0o755)
+	srv, err := Mount(mnt, Config{Images: c}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+			unix.Unmount(mnt, unix.MNT_DETACH)
+		}
+	})
+	return &env{t: t, origin: origin, state: state, cache: c, mnt: mnt}
+}
+
+// importImage writes a raw image of size bytes (data in the given extents, zeros elsewhere)
+// and imports it into the origin; it returns the digest and the raw file's path.
+func (e *env) importImage(size int64, seed uint64, extents ...[2]int64) (chunkstore.Digest, string) {
+	e.t.Helper()
+	raw := filepath.Join(e.t.TempDir(), "image.raw")
+	f, err := os.Create(raw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f.Truncate(size)
+	for i, x := range extents {
+		f.WriteAt(storetest.Data(seed+uint64(i), int(x[1])), x[0])
+	}
+	f.Close()
+	r, err := importer.Import(context.Background(), e.origin, raw, importer.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r.Digest, raw
+}
+
+func (e *env) path(name string) string { return filepath.Join(e.mnt, name) }
+
+func fileSHA(t testing.TB, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// readDirect reads len(p) bytes at off with O_DIRECT, so the kernel's page cache cannot answer.
+func readDirect(path string, p []byte, off int64) (int, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.ReadAt(p, off)
+}
+
+// alignedBuf returns an n-byte buffer aligned to 4096 for O_DIRECT.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+4096)
+	off := 4096 - int(uintptr(unsafe.Pointer(&b[0]))&4095)
+	return b[off : off+n]
+}
+
+func TestBytesAndViews(t *testing.T) {
+	testenv.NeedBinary(t, "qemu-img")
+	e := newEnv(t, envOptions{})
+	size := int64(5<<20 + 4096*3)
+	d, raw := e.importImage(size, 1, [2]int64{0, 1 << 20}, [2]int64{2<<20 + 100, 3 << 20})
+
+	img := e.path(d.String())
+	fi, err := os.Stat(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != size || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("%s: size %d mode %v; want %d, 0444", d.Short(), fi.Size(), fi.Mode(), size)
+	}
+	if fileSHA(t, img) != fileSHA(t, raw) {
+		t.Fatal("sha256 of the mounted image differs from the source")
+	}
+	// The resized view: N GiB, the image, then zeros.
+	v := e.path(d.String() + "_1")
+	fi, err = os.Stat(v)
+	if err != nil || fi.Size() != 1<<30 {
+		t.Fatalf("view _1: %v, size %d; want 1 GiB", err, fi.Size())
+	}
+	f, _ := os.Open(v)
+	head := make([]byte, size)
+	io.ReadFull(f, head)
+	src, _ := os.ReadFile(raw)
+	if !bytes.Equal(head, src) {
+		t.Fatal("the view does not start with the image")
+	}
+	tail := make([]byte, 1<<20)
+	for off := size; off < 1<<30; off += 97 << 20 {
+		n, _ := f.ReadAt(tail, off)
+		if !chunkstore.IsZeroes(tail[:n]) || n == 0 {
+			t.Fatalf("view byte at %d is not zero", off)
+		}
+	}
+	f.Close()
+	// qemu-img reads the files; compare agrees image == source (view longer, zeros: identical).
+	run(t, "qemu-img", "info", img)
+	run(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", img, raw)
+	run(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", v, raw)
+	// A qcow2 overlay on the view reads back the image's bytes.
+	ov := filepath.Join(t.TempDir(), "disk")
+	run(t, "qemu-img", "create", "-f", "qcow2", "-b", v, "-F", "raw", ov)
+	back := filepath.Join(t.TempDir(), "back.raw")
+	run(t, "qemu-img", "convert", "-O", "raw", ov, back)
+	got, _ := os.ReadFile(back)
+	if int64(len(got)) != 1<<30 || !bytes.Equal(got[:size], src) || !chunkstore.IsZeroes(got[size:]) {
+		t.Fatal("the qcow2 overlay on the view does not read back the image")
+	}
+	// readdir lists the image (its manifest is now local), not views.
+	ents, err := os.ReadDir(e.mnt)
+	if err != nil || len(ents) != 1 || ents[0].Name() != d.String() {
+		t.Fatalf("readdir = %v, %v; want [%s]", ents, err, d)
+	}
+}
+
+func TestNamesThatDoNotExist(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d, _ := e.importImage(3<<30/2, 1, [2]int64{0, 4096}) // 1.5 GiB
+	unknown := chunkstore.Sum([]byte("unknown")).String()
+	for _, name := range []string{
+		unknown, unknown + "_1", d.String() + "_1", // 1 GiB < 1.5 GiB
+		d.String() + "_0", d.String() + "_01", d.String() + "_-2", d.String() + "_ 2", d.String() + "_99999999999999999999",
+		strings.ToUpper(d.String()), d.String()[:63], "x", "lost+found", ".hidden",
+	} {
+		if _, err := os.Stat(e.path(name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat %q = %v; want ENOENT", name, err)
+		}
+	}
+	if _, err := os.Stat(e.path(d.String() + "_2")); err != nil {
+		t.Errorf("_2 of a 1.5 GiB image: %v", err)
+	}
+}
+
+func TestWritesRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d, _ := e.importImage(1<<20, 1, [2]int64{0, 1 << 20})
+	p := e.path(d.String())
+	os.Stat(p)
+	checks := map[string]error{
+		"open for writing": func() error { f, err := os.OpenFile(p, os.O_WRONLY, 0); f.Close(); return err }(),
+		"open read-write":  func() error { f, err := os.OpenFile(p, os.O_RDWR, 0); f.Close(); return err }(),
+		"create":           func() error { f, err := os.Create(e.path("new")); f.Close(); return err }(),
+		"truncate":         os.Truncate(p, 10),
+		"chown":            os.Chown(p, 1000, 1000),
+		"chmod":            os.Chmod(p, 0o666),
+		"mkdir":            os.Mkdir(e.path("dir"), 0o755),
+		"remove":           os.Remove(p),
+		"rename":           os.Rename(p, e.path("other")),
+		"setxattr":         unix.Setxattr(p, "user.x", []byte("y"), 0),
+	}
+	for what, err := range checks {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v; want EROFS", what, err)
+		}
+	}
+}
+
+func TestLazyFetchAndOneFetchPerChunk(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d, raw := e.importImage(64<<20, 7, [2]int64{0, 64 << 20})
+	src, _ := os.ReadFile(raw)
+	fetches := func() int64 { return e.cache.Stats().Fetches() }
+
+	// 1 MiB at an offset spanning two chunks (chunks 10 and 11): exactly those two arrive.
+	buf := alignedBuf(1 << 20)
+	off := int64(10<<20 + 512<<10)
+	if _, err := readDirect(e.path(d.String()), buf, off); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, src[off:off+1<<20]) {
+		t.Fatal("wrong bytes")
+	}
+	if got := fetches(); got != 2 {
+		t.Fatalf("reading 1 MiB across 2 chunks fetched %d chunks; want 2", got)
+	}
+	if _, err := readDirect(e.path(d.String()), buf, off); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetches(); got != 2 {
+		t.Fatalf("reading it again fetched more: %d", got)
+	}
+	p, total, _ := cache.Presence(e.state, mustManifest(t, e, d))
+	if p != 2 || total != 64 {
+		t.Fatalf("local state holds %d/%d chunks; want 2/64", p, total)
+	}
+
+	// 16 concurrent readers of one cold chunk: one fetch.
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := alignedBuf(64 << 10)
+			<-start
+			o := int64(40<<20 + i*64<<10)
+			if _, err := readDirect(e.path(d.String()), b, o); err != nil || !bytes.Equal(b, src[o:o+64<<10]) {
+				t.Errorf("reader %d: %v or wrong bytes", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got := fetches(); got != 3 {
+		t.Fatalf("16 concurrent readers of one cold chunk caused %d fetches; want 1", got-2)
+	}
+}
+
+func mustManifest(t testing.TB, e *env, d chunkstore.Digest) *chunkstore.Manifest {
+	m, err := e.state.GetManifest(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCorruptionRepaired(t *testing.T) {
+	// No memory cache: every read below goes to the local chunk file and is verified.
+	e := newEnv(t, envOptions{memoryBytes: 1})
+	size := int64(16 << 20)
+	d, raw := e.importImage(size, 3, [2]int64{0, size})
+	src, _ := os.ReadFile(raw)
+	img := e.path(d.String())
+	// Warm every chunk into the local state.
+	if fileSHA(t, img) != sha256.Sum256(src) {
+		t.Fatal("wrong bytes")
+	}
+	m := mustManifest(t, e, d)
+	r := rand.New(rand.NewPCG(1, 2))
+	buf := alignedBuf(1 << 20)
+	const flips = 100
+	for i := range flips {
+		ci := r.IntN(len(m.Chunks))
+		p := e.state.ChunkPath(m.Chunks[ci])
+		obj, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := r.IntN(len(obj)) // anywhere, header included
+		obj[at] ^= byte(1 + r.IntN(255))
+		os.Chmod(p, 0o644)
+		if err := os.WriteFile(p, obj, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readDirect(img, buf, int64(ci)<<20); err != nil {
+			t.Fatalf("flip %d (chunk %d byte %d): read failed: %v", i, ci, at, err)
+		}
+		if !bytes.Equal(buf, src[ci<<20:(ci+1)<<20]) {
+			t.Fatalf("flip %d (chunk %d byte %d): wrong bytes served", i, ci, at)
+		}
+	}
+	st := e.cache.Stats()
+	if st.LocalCorrupt != flips || st.Repairs != flips {
+		t.Fatalf("%d flips: %d detected, %d repaired; want all", flips, st.LocalCorrupt, st.Repairs)
+	}
+	q, _ := os.ReadDir(e.cache.QuarantineDir())
+	if len(q) != flips {
+		t.Fatalf("quarantine holds %d chunks; want %d", len(q), flips)
+	}
+
+	// Now the origin is corrupt too: EIO, never wrong bytes.
+	ci := 5
+	for _, s := range []*local.Store{e.state, e.origin} {
+		p := s.ChunkPath(m.Chunks[ci])
+		obj, _ := os.ReadFile(p)
+		obj[len(obj)-1] ^= 0xff
+		os.Chmod(p, 0o644)
+		os.WriteFile(p, obj, 0o444)
+	}
+	if _, err := readDirect(img, buf, int64(ci)<<20); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("local and origin corrupt: read = %v; want EIO", err)
+	}
+	if got := e.cache.Stats().OriginCorrupt(); got != 1 {
+		t.Fatalf("origin corruption counted %d times; want 1", got)
+	}
+	// And removed from the origin: still EIO.
+	os.Remove(e.origin.ChunkPath(m.Chunks[ci]))
+	if _, err := readDirect(img, buf, int64(ci)<<20); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("local corrupt, origin missing: read = %v; want EIO", err)
+	}
+	// Other chunks still read.
+	if _, err := readDirect(img, buf, 6<<20); err != nil || !bytes.Equal(buf, src[6<<20:7<<20]) {
+		t.Fatalf("a good chunk after a failed one: %v", err)
+	}
+}
+
+// faulty is an origin that fails on demand (fault injection only; the real origin is behind it).
+type faulty struct {
+	chunkstore.Getter
+	mode atomic.Value // "", "wrong", "error", "stall"
+	hits atomic.Int64
+}
+
+func (f *faulty) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	f.hits.Add(1)
+	switch f.mode.Load() {
+	case "wrong":
+		// Bytes that do not hash to d, passed through verification as any backend would.
+		return chunkstore.VerifyChunk(d, []byte("not the chunk"))
+	case "error":
+		return nil, fmt.Errorf("origin down: %w", syscall.ECONNREFUSED)
+	}
+	return f.Getter.GetChunk(ctx, d)
+}
+
+func TestOriginFaults(t *testing.T) {
+	var f *faulty
+	e := newEnv(t, envOptions{wrap: func(g chunkstore.Getter) chunkstore.Getter { f = &faulty{Getter: g}; return f }})
+	f.mode.Store("")
+	d1, raw1 := e.importImage(8<<20, 11, [2]int64{0, 8 << 20})
+	d2, raw2 := e.importImage(8<<20, 12, [2]int64{0, 8 << 20})
+	src1, _ := os.ReadFile(raw1)
+	src2, _ := os.ReadFile(raw2)
+	os.Stat(e.path(d1.String()))
+	os.Stat(e.path(d2.String()))
+	// Image 1 is fully local; then the origin turns bad.
+	if fileSHA(t, e.path(d1.String())) != sha256.Sum256(src1) {
+		t.Fatal("wrong bytes")
+	}
+	buf := alignedBuf(1 << 20)
+	for _, mode := range []string{"wrong", "error"} {
+		f.mode.Store(mode)
+		if _, err := readDirect(e.path(d2.String()), buf, 3<<20); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("origin %s: read = %v; want EIO", mode, err)
+		}
+		// The daemon keeps serving the other image.
+		if _, err := readDirect(e.path(d1.String()), buf, 2<<20); err != nil || !bytes.Equal(buf, src1[2<<20:3<<20]) {
+			t.Fatalf("origin %s: the local image stopped reading: %v", mode, err)
+		}
+	}
+	st := e.cache.Stats()
+	if st.OriginCorrupt() != 1 || st.Origins[0].Errors != 1 || st.LocalCorrupt != 0 {
+		t.Fatalf("stats %+v: want 1 origin corruption, 1 origin error, no local corruption", st)
+	}
+	f.mode.Store("")
+	if _, err := readDirect(e.path(d2.String()), buf, 3<<20); err != nil || !bytes.Equal(buf, src2[3<<20:4<<20]) {
+		t.Fatalf("origin back: %v", err)
+	}
+}
+
+func TestNoOriginUnknownImage(t *testing.T) {
+	e := newEnv(t, envOptions{noOrigin: true})
+	if _, err := os.Stat(e.path(chunkstore.Sum([]byte("x")).String())); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("unknown image without origins: %v; want ENOENT", err)
+	}
+	if ents, err := os.ReadDir(e.mnt); err != nil || len(ents) != 0 {
+		t.Fatalf("readdir of an empty state: %v, %v", ents, err)
+	}
+}
+
+func TestStaleMountCleaned(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedFUSE(t)
+	// A daemon that dies leaves its mount point answering ENOTCONN; the next mount cleans it.
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	// Make a real stale mount: mount from a child process, then kill it with SIGKILL.
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperMountAndHang$")
+	child.Env = append(os.Environ(), "BASEFS_HELPER_MNT="+mnt, "BASEFS_HELPER_STATE="+filepath.Join(dir, "state"))
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var st unix.Statfs_t
+		if unix.Statfs(mnt, &st) == nil && st.Type == 0x65735546 { // FUSE_SUPER_MAGIC
+			break
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("helper did not mount")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	child.Process.Kill()
+	child.Wait()
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("after kill -9 the mount point answers %v; want ENOTCONN", err)
+	}
+	state, _ := local.Open(filepath.Join(dir, "state2"), local.Options{})
+	c, _ := cache.New(cache.Config{Local: state})
+	srv, err := Mount(mnt, Config{Images: c}, false)
+	if err != nil {
+		t.Fatalf("mount over a stale mount: %v", err)
+	}
+	defer srv.Unmount()
+	if _, err := os.ReadDir(mnt); err != nil {
+		t.Fatalf("new mount: %v", err)
+	}
+}
+
+// TestHelperMountAndHang is run as a child process by TestStaleMountCleaned.
+func TestHelperMountAndHang(t *testing.T) {
+	mnt := os.Getenv("BASEFS_HELPER_MNT")
+	if mnt == "" {
+		return // not a child: nothing to do
+	}
+	state, _ := local.Open(os.Getenv("BASEFS_HELPER_STATE"), local.Options{})
+	c, _ := cache.New(cache.Config{Local: state})
+	if _, err := Mount(mnt, Config{Images: c}, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Minute)
+}
