@@ -48,8 +48,8 @@ type Cache struct {
 	noVerify atomic.Bool
 }
 
-// New returns a Cache. It removes leftovers of interrupted writes from the local state, so
-// only one Cache (one daemon) may use a state directory at a time.
+// New returns a Cache. The daemon should clean the state's tmp/ (local.Store.CleanTemp)
+// before, once it knows it is the only writer.
 func New(cfg Config) (*Cache, error) {
 	if cfg.Local == nil {
 		return nil, errors.New("cache: no local store")
@@ -60,9 +60,6 @@ func New(cfg Config) (*Cache, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if err := cfg.Local.CleanTemp(); err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c := &Cache{
 		local:   cfg.Local,

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,10 +57,22 @@ type apiError struct {
 
 // Server serves the control API for one daemon.
 type Server struct {
-	Cache      *cache.Cache
 	Mountpoint string
 	Origins    []string
 	Log        *slog.Logger
+
+	cache atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
+}
+
+// SetCache makes the server answer from c (before it, requests get 503: starting).
+func (s *Server) SetCache(c *cache.Cache) { s.cache.Store(c) }
+
+func (s *Server) ready(w http.ResponseWriter) *cache.Cache {
+	c := s.cache.Load()
+	if c == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
+	}
+	return c
 }
 
 // Handler returns the HTTP handler.
@@ -77,7 +90,11 @@ func reply(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	imgs, err := cache.List(r.Context(), s.Cache.Local())
+	c := s.ready(w)
+	if c == nil {
+		return
+	}
+	imgs, err := cache.List(r.Context(), c.Local())
 	if err != nil {
 		reply(w, http.StatusInternalServerError, apiError{err.Error()})
 		return
@@ -86,8 +103,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		imgs = []cache.ImageInfo{}
 	}
 	reply(w, http.StatusOK, Status{
-		State: s.Cache.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(),
-		Origins: s.Origins, Images: imgs, Stats: s.Cache.Stats(),
+		State: c.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(),
+		Origins: s.Origins, Images: imgs, Stats: c.Stats(),
 	})
 }
 
@@ -97,7 +114,11 @@ func (s *Server) ensure(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, apiError{err.Error()})
 		return
 	}
-	im, err := s.Cache.Image(r.Context(), d)
+	c := s.ready(w)
+	if c == nil {
+		return
+	}
+	im, err := c.Image(r.Context(), d)
 	if err != nil {
 		code := http.StatusBadGateway
 		if chunkstore.IsNotFound(err) {

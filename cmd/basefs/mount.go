@@ -74,16 +74,21 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	sock := control.SocketFromState(st.Root())
-	c, err := cache.New(cache.Config{Local: st, Origins: origins, MemoryBytes: o.memoryCache, Logger: log})
-	if err != nil {
-		return err
-	}
-	ctl := &control.Server{Cache: c, Mountpoint: mnt, Origins: o.origins, Log: log}
-	stopCtl, err := ctl.Listen(ctx, sock)
+	ctl := &control.Server{Mountpoint: mnt, Origins: o.origins, Log: log}
+	stopCtl, err := ctl.Listen(ctx, sock) // fails if another daemon serves this state
 	if err != nil {
 		return err
 	}
 	defer stopCtl()
+	// This daemon is the state's only writer now: leftovers of a crash can go.
+	if err := st.CleanTemp(); err != nil {
+		return err
+	}
+	c, err := cache.New(cache.Config{Local: st, Origins: origins, MemoryBytes: o.memoryCache, Logger: log})
+	if err != nil {
+		return err
+	}
+	ctl.SetCache(c)
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c.Collector())

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore/storetest"
+	"github.com/basefs/basefs/chunkstore/testenv"
+)
+
+// daemon is a `basefs mount` child process.
+type daemon struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	state string
+	mnt   string
+	log   *bytes.Buffer
+	done  chan struct{}
+}
+
+func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
+	t.Helper()
+	testenv.NeedRoot(t)
+	testenv.NeedFUSE(t)
+	os.MkdirAll(mnt, 0o755)
+	args := append([]string{"mount", "--state", state}, extra...)
+	args = append(args, mnt)
+	d := &daemon{t: t, state: state, mnt: mnt, log: &bytes.Buffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(basefsBin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(d.stop)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := control.SocketFromMount(mnt); err == nil {
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("basefs mount exited early:\n%s", d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("basefs mount did not come up:\n%s", d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+		unix.Unmount(d.mnt, unix.MNT_DETACH)
+		d.t.Errorf("daemon did not stop on SIGTERM:\n%s", d.log)
+	}
+}
+
+func (d *daemon) kill9() {
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+func (d *daemon) status() *control.Status {
+	d.t.Helper()
+	var st control.Status
+	out := mustBasefs(d.t, "status", "--base", d.mnt, "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		d.t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return &st
+}
+
+// makeImage writes a raw image of n bytes of incompressible data.
+func makeImage(t *testing.T, dir string, n int, seed uint64) (string, [32]byte) {
+	p := filepath.Join(dir, fmt.Sprintf("img-%d.raw", seed))
+	data := storetest.Data(seed, n)
+	os.WriteFile(p, data, 0o644)
+	return p, sha256.Sum256(data)
+}
+
+func shaFile(t *testing.T, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	var s [32]byte
+	h.Sum(s[:0])
+	return s
+}
+
+// TestDaemonHTTPOriginNginx: a published directory served by a real nginx is an origin.
+func TestDaemonHTTPOriginNginx(t *testing.T) {
+	testenv.NeedBinary(t, "qemu-img", "nginx")
+	dir := t.TempDir()
+	img, want := makeImage(t, dir, 6<<20+4096, 1)
+	digest := lastLine(mustBasefs(t, "import", "--state", filepath.Join(dir, "build"), img))
+	pub := filepath.Join(dir, "pub")
+	mustBasefs(t, "publish", "--state", filepath.Join(dir, "build"), "--to", "dir://"+pub, digest)
+	os.Chmod(dir, 0o755) // nginx workers read the published tree
+	port := freePort(t)
+	nginx := filepath.Join(dir, "nginx")
+	cmd := exec.Command("../../scripts/start-nginx.sh", pub, fmt.Sprint(port))
+	cmd.Env = append(os.Environ(), "BASEFS_NGINX_DIR="+nginx)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("start-nginx.sh: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		c := exec.Command("../../scripts/start-nginx.sh", "--stop", fmt.Sprint(port))
+		c.Env = cmd.Env
+		c.Run()
+	})
+	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--origin", fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if got := shaFile(t, filepath.Join(d.mnt, digest)); got != want {
+		t.Fatal("the image read through an nginx origin differs from the source")
+	}
+	st := d.status()
+	if st.Stats.Origins[0].Fetches != 7 || st.Stats.ManifestFetches != 1 {
+		t.Fatalf("status: %+v; want 7 chunk fetches and 1 manifest fetch from nginx", st.Stats)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDaemonKill9MidFetch kills the daemon while fetches are in flight from a slow origin,
+// restarts it, and checks that the state holds nothing partial and every read is right.
+func TestDaemonKill9MidFetch(t *testing.T) {
+	testenv.NeedBinary(t, "qemu-img")
+	dir := t.TempDir()
+	img, want := makeImage(t, dir, 24<<20, 2)
+	origin := filepath.Join(dir, "origin")
+	digest := lastLine(mustBasefs(t, "import", "--state", origin, img))
+	// A slow origin (fault injection: the delay), serving the real published files.
+	files := http.FileServer(http.Dir(origin))
+	var slow sync.Map
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/chunks/") {
+			if _, ok := slow.Load("on"); ok {
+				// Send half the object, then stall: the daemon is mid-write when it dies.
+				w.Header().Set("Content-Length", "1048592")
+				w.WriteHeader(200)
+				w.Write(make([]byte, 512<<10))
+				w.(http.Flusher).Flush()
+				select { // until the daemon dies (its connection closes)
+				case <-r.Context().Done():
+				case <-time.After(30 * time.Second):
+				}
+				return
+			}
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	state, mnt := filepath.Join(dir, "state"), filepath.Join(dir, "mnt")
+	d := startDaemon(t, state, mnt, "--origin", srv.URL)
+	if _, err := os.Stat(filepath.Join(mnt, digest)); err != nil {
+		t.Fatal(err)
+	}
+	// Read the first 4 MiB (chunks arrive), then make the origin stall and start more reads.
+	f, _ := os.Open(filepath.Join(mnt, digest))
+	io.CopyN(io.Discard, f, 4<<20)
+	f.Close()
+	slow.Store("on", true)
+	for i := range 4 {
+		go func() {
+			b := make([]byte, 4096)
+			if f, err := os.Open(filepath.Join(mnt, digest)); err == nil {
+				f.ReadAt(b, int64(8+i)<<20)
+				f.Close()
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d.status().Stats.FetchesInFlight == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no fetch in flight")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	d.kill9()
+	slow.Delete("on")
+
+	// Restart over the stale mount; nothing partial is in the state.
+	d2 := startDaemon(t, state, mnt, "--origin", srv.URL)
+	if ents, _ := os.ReadDir(filepath.Join(state, "tmp")); len(ents) != 0 {
+		t.Fatalf("after restart tmp/ holds %d leftovers", len(ents))
+	}
+	out, errOut, code := basefs(t, "verify", "--state", state)
+	if code != 0 {
+		t.Fatalf("verify after kill -9: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := shaFile(t, filepath.Join(d2.mnt, digest)); got != want {
+		t.Fatal("reads after restart differ from the source")
+	}
+}
+
+// TestDaemonStatusMetricsPublish: status and Prometheus metrics count what happened;
+// publish makes a layout another daemon reads as a dir:// origin.
+func TestDaemonStatusMetricsPublish(t *testing.T) {
+	testenv.NeedBinary(t, "qemu-img")
+	dir := t.TempDir()
+	img, want := makeImage(t, dir, 3<<20, 3)
+	digest := lastLine(mustBasefs(t, "import", "--state", filepath.Join(dir, "a"), img))
+	port := freePort(t)
+	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"),
+		"--origin", "dir://"+filepath.Join(dir, "a"), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	if got := shaFile(t, filepath.Join(d.mnt, digest)); got != want {
+		t.Fatal("wrong bytes")
+	}
+	st := d.status()
+	if len(st.Images) != 1 || st.Images[0].Present != 3 || st.Stats.Fetches() != 3 || st.Stats.BytesRead < 3<<20 {
+		t.Fatalf("status after reading the image: %+v", st)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"basefs_origin_fetches_total{origin=\"dir://" + filepath.Join(dir, "a") + "\"} 3", "basefs_local_corrupt_total 0", "basefs_reads_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	// Publish from the daemon's (now complete) state; another host reads it as its origin.
+	pub := filepath.Join(dir, "pub")
+	mustBasefs(t, "publish", "--state", d.state, "--to", "dir://"+pub, digest)
+	d2 := startDaemon(t, filepath.Join(dir, "state2"), filepath.Join(dir, "mnt2"), "--origin", "dir://"+pub)
+	if got := shaFile(t, filepath.Join(d2.mnt, digest)); got != want {
+		t.Fatal("wrong bytes from the published layout")
+	}
+	// A second daemon on the same state is refused.
+	c := exec.Command(basefsBin, "mount", "--state", d.state, filepath.Join(dir, "mnt3"))
+	os.MkdirAll(filepath.Join(dir, "mnt3"), 0o755)
+	out, err := c.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another daemon") {
+		t.Fatalf("a second daemon on one state: %v\n%s", err, out)
+	}
+	// SIGTERM unmounts cleanly.
+	d.stop()
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(d.mnt, &sfs); err != nil || sfs.Type == 0x65735546 {
+		t.Fatalf("after SIGTERM the mount is still there (statfs type %x, %v)", sfs.Type, err)
+	}
+	if _, err := control.NewClient(control.SocketFromState(d.state)).Status(context.Background()); err == nil || errors.Is(err, os.ErrNotExist) && false {
+		t.Fatal("the control socket still answers after stop")
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/local"
+)
+
+type publishOptions struct {
+	state   string
+	to      string
+	origins []string
+	json    bool
+}
+
+func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.state, "state", defaultState, "the host's state directory")
+	f.StringVar(&o.to, "to", "", "where to publish: dir:///PATH (served as is by dir:// and http:// origins)")
+	f.StringArrayVar(&o.origins, "origin", nil, "fetch chunks the state lacks from this origin (repeatable)")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+}
+
+func init() {
+	register("publish", command{
+		summary: "copy images (manifests and chunks) into a published layout",
+		usage:   "publish --state DIR --to dir:///PATH [--origin URL]... DIGEST...",
+		run:     runPublish,
+	})
+}
+
+func runPublish(ctx context.Context, args []string) error {
+	var o publishOptions
+	f := newFlags("publish")
+	o.AddFlags(f)
+	if err := parse(f, args); err != nil {
+		return err
+	}
+	if f.NArg() == 0 {
+		return usageError{"name at least one image DIGEST"}
+	}
+	var images []chunkstore.Digest
+	for _, a := range f.Args() {
+		d, err := chunkstore.ParseDigest(a)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		images = append(images, d)
+	}
+	u, err := url.Parse(o.to)
+	if err != nil || u.Scheme != "dir" || u.Host != "" || len(u.Path) < 2 || u.Path[0] != '/' {
+		return usageError{fmt.Sprintf("--to %q: want dir:///absolute/path", o.to)}
+	}
+	var origins []chunkstore.Getter
+	for _, ou := range o.origins {
+		g, err := cache.OpenOrigin(ou)
+		if err != nil {
+			return usageError{"--origin: " + err.Error()}
+		}
+		origins = append(origins, g)
+	}
+	src, err := openExisting(o.state)
+	if err != nil {
+		return err
+	}
+	dst, err := local.Open(u.Path, local.Options{})
+	if err != nil {
+		return err
+	}
+	p := newProgress("publishing")
+	res, err := cache.Publish(ctx, src, origins, dst, images, func(done, total int) { p.update(int64(done), int64(total)) })
+	p.done()
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return printJSON(os.Stdout, res)
+	}
+	fmt.Printf("published %d image(s) to %s: %d chunks, %d new (%s), %d fetched from origins, %d new manifests\n",
+		res.Images, o.to, res.Chunks, res.ChunksCopied, humanBytes(res.BytesCopied), res.ChunksFetched, res.ManifestsAdded)
+	return nil
+}
