@@ -25,17 +25,21 @@ type Config struct {
 	Origins []chunkstore.Getter
 	// MemoryBytes bounds the in-memory cache of verified chunks (0: 256 MiB).
 	MemoryBytes int64
+	// SubBlockBytes bounds the memory kept for sub-block digests (0: 32 MiB: 1 Mi sub-blocks,
+	// i.e. 64 GiB of local data), which let small reads verify only what they read.
+	SubBlockBytes int64
 	// Logger receives corruption, repair and fetch-failure events (nil: discard).
 	Logger *slog.Logger
 }
 
 // Cache is the read path over a host's local state and its origins. It is safe for
-// concurrent use. Lock order: Cache.mu, then verifiedLRU.mu; no lock is held across I/O.
+// concurrent use. Lock order: Cache.mu, then an lru's mu; no lock is held across I/O.
 type Cache struct {
 	local   *local.Store
 	origins []chunkstore.Getter
 	log     *slog.Logger
-	mem     *verifiedLRU
+	mem     *lru[*chunkstore.Chunk]   // chunks verified since last read from disk or network
+	subs    *lru[[]chunkstore.Digest] // sub-block digests of verified, raw-stored local chunks
 	stats   *Stats
 
 	chunkFlight    singleflight.Group // keyed by chunk digest
@@ -57,6 +61,9 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.MemoryBytes == 0 {
 		cfg.MemoryBytes = 256 << 20
 	}
+	if cfg.SubBlockBytes == 0 {
+		cfg.SubBlockBytes = 32 << 20
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -65,7 +72,8 @@ func New(cfg Config) (*Cache, error) {
 		local:   cfg.Local,
 		origins: cfg.Origins,
 		log:     log,
-		mem:     newVerifiedLRU(cfg.MemoryBytes),
+		mem:     newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
+		subs:    newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
 		images:  make(map[chunkstore.Digest]*Image),
 	}
 	c.stats = newStats(c.originNames())
@@ -91,6 +99,7 @@ func (c *Cache) QuarantineDir() string { return filepath.Join(c.local.Root(), "q
 func (c *Cache) SetVerify(on bool) {
 	c.noVerify.Store(!on)
 	c.mem.purge()
+	c.subs.purge()
 }
 
 // Image returns the image named d, reading its manifest from the local state or, when it is
@@ -176,7 +185,7 @@ func (c *Cache) Images(ctx context.Context) ([]chunkstore.Digest, error) {
 // Chunk returns chunk d, verified: from memory, from the local state (verified as read), or
 // fetched once from the origins however many callers ask at the same time.
 func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-	if ch := c.mem.get(d); ch != nil {
+	if ch, ok := c.mem.get(d); ok {
 		c.stats.memHits.Add(1)
 		return ch, nil
 	}
@@ -193,19 +202,13 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
 	ch, err := c.readLocal(ctx, d)
 	if err == nil {
-		c.mem.add(ch)
+		c.mem.add(d, ch)
 		return ch, nil
 	}
-	var ce *chunkstore.CorruptError
 	switch {
-	case errors.As(err, &ce):
-		c.stats.localCorrupt.Add(1)
-		c.mem.remove(d)
-		q, qerr := c.local.QuarantineChunk(d, c.QuarantineDir())
-		c.log.Error("local chunk failed verification; quarantined, fetching again",
-			"chunk", d.String(), "err", err, "quarantine", q, "quarantine_err", qerr)
-		if qerr != nil && !errors.Is(qerr, os.ErrNotExist) {
-			return nil, fmt.Errorf("chunk %s: corrupt and cannot be quarantined: %w", d.Short(), qerr)
+	case chunkstore.IsCorrupt(err):
+		if qerr := c.quarantine(d, err); qerr != nil {
+			return nil, qerr
 		}
 		ch, err = c.fetchChunk(ctx, d)
 		if err != nil {
@@ -221,11 +224,46 @@ func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore
 	}
 }
 
-func (c *Cache) readLocal(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-	if c.noVerify.Load() {
-		return c.local.GetChunkUnverified(d)
+// quarantine moves a local chunk that failed verification aside, counts and logs it, and
+// forgets everything derived from it.
+func (c *Cache) quarantine(d chunkstore.Digest, cause error) error {
+	c.stats.localCorrupt.Add(1)
+	c.mem.remove(d)
+	c.subs.remove(d)
+	q, err := c.local.QuarantineChunk(d, c.QuarantineDir())
+	c.log.Error("local chunk failed verification; quarantined, fetching again",
+		"chunk", d.String(), "err", cause, "quarantine", q, "quarantine_err", err)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("chunk %s: corrupt and cannot be quarantined: %w", d.Short(), err)
 	}
-	return c.local.GetChunk(ctx, d)
+	return nil
+}
+
+// readLocal reads chunk d from the local state and verifies it; for a chunk stored raw it
+// also derives its sub-block digests, on another core while the whole chunk is hashed.
+func (c *Cache) readLocal(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	data, enc, err := c.local.ReadChunkData(d)
+	if err != nil {
+		return nil, err
+	}
+	if c.noVerify.Load() {
+		return chunkstore.UnverifiedChunk(d, data), nil
+	}
+	var subs []chunkstore.Digest
+	var wg sync.WaitGroup
+	if enc == chunkstore.EncodingRaw && len(data) > SubBlockSize {
+		wg.Go(func() { subs = subBlockDigests(data) })
+	}
+	ch, err := chunkstore.VerifyChunk(d, data)
+	wg.Wait()
+	if err != nil {
+		err.(*chunkstore.CorruptError).Where = c.local.ChunkPath(d)
+		return nil, err
+	}
+	if subs != nil {
+		c.subs.add(d, subs)
+	}
+	return ch, nil
 }
 
 // fetchChunk asks the origins in order; the first good copy is stored locally and returned.
@@ -259,7 +297,7 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 			c.stats.storeErrors.Add(1)
 			c.log.Error("cannot store fetched chunk", "chunk", d.String(), "err", err)
 		}
-		c.mem.add(ch)
+		c.mem.add(d, ch)
 		return ch, nil
 	}
 	return nil, fmt.Errorf("chunk %s: no origin gave good bytes: %w", d.Short(), errors.Join(errs...))

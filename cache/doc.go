@@ -10,7 +10,7 @@
 //
 // Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O.
 //
-// Lock order: Cache.mu, then verifiedLRU.mu. No lock is held across I/O; reads of cached chunks
+// Lock order: Cache.mu, then an lru's mu. No lock is held across I/O; reads of cached chunks
 // never wait on the fetch of another chunk (flights are per digest).
 //
 // List and Verify describe and re-hash what a local state holds (basefs ls, basefs verify).

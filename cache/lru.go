@@ -7,66 +7,69 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 )
 
-// verifiedLRU keeps recently verified chunks in memory, bounded in bytes, so that many small
-// reads of one chunk hash it once. Only chunks that were verified since they were last read
-// from disk or network enter it.
-type verifiedLRU struct {
+// lru is a map from chunk digest to V bounded by the total cost of its values; the least
+// recently used go first. It is safe for concurrent use.
+type lru[V any] struct {
 	mu    sync.Mutex
 	max   int64
 	size  int64
-	ll    *list.List // front = most recent; values are *chunkstore.Chunk
+	cost  func(V) int64
+	ll    *list.List // front = most recent
 	items map[chunkstore.Digest]*list.Element
 }
 
-func newVerifiedLRU(max int64) *verifiedLRU {
-	return &verifiedLRU{max: max, ll: list.New(), items: make(map[chunkstore.Digest]*list.Element)}
+type lruEntry[V any] struct {
+	d chunkstore.Digest
+	v V
 }
 
-func (l *verifiedLRU) get(d chunkstore.Digest) *chunkstore.Chunk {
+func newLRU[V any](max int64, cost func(V) int64) *lru[V] {
+	return &lru[V]{max: max, cost: cost, ll: list.New(), items: make(map[chunkstore.Digest]*list.Element)}
+}
+
+func (l *lru[V]) get(d chunkstore.Digest) (V, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.items[d]
 	if !ok {
-		return nil
+		var zero V
+		return zero, false
 	}
 	l.ll.MoveToFront(e)
-	return e.Value.(*chunkstore.Chunk)
+	return e.Value.(*lruEntry[V]).v, true
 }
 
-func (l *verifiedLRU) add(c *chunkstore.Chunk) {
-	n := int64(len(c.Data()))
+func (l *lru[V]) add(d chunkstore.Digest, v V) {
+	n := l.cost(v)
 	if n > l.max {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e, ok := l.items[c.Digest()]; ok {
+	if e, ok := l.items[d]; ok {
 		l.ll.MoveToFront(e)
 		return
 	}
-	l.items[c.Digest()] = l.ll.PushFront(c)
+	l.items[d] = l.ll.PushFront(&lruEntry[V]{d, v})
 	l.size += n
 	for l.size > l.max {
-		e := l.ll.Back()
-		old := l.ll.Remove(e).(*chunkstore.Chunk)
-		delete(l.items, old.Digest())
-		l.size -= int64(len(old.Data()))
+		old := l.ll.Remove(l.ll.Back()).(*lruEntry[V])
+		delete(l.items, old.d)
+		l.size -= l.cost(old.v)
 	}
 }
 
-// remove drops d (after its local copy was found corrupt, say).
-func (l *verifiedLRU) remove(d chunkstore.Digest) {
+func (l *lru[V]) remove(d chunkstore.Digest) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e, ok := l.items[d]; ok {
 		l.ll.Remove(e)
 		delete(l.items, d)
-		l.size -= int64(len(e.Value.(*chunkstore.Chunk).Data()))
+		l.size -= l.cost(e.Value.(*lruEntry[V]).v)
 	}
 }
 
-// purge empties the cache (tests and the bench-only no-verify switch use it).
-func (l *verifiedLRU) purge() {
+func (l *lru[V]) purge() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ll.Init()

@@ -8,7 +8,7 @@ import (
 // Stats are the cache's counters; they back `basefs status` and the Prometheus metrics.
 type Stats struct {
 	reads, bytesRead, holeBytes, readErrors atomic.Int64
-	memHits                                 atomic.Int64
+	memHits, subBlockReads                  atomic.Int64
 	inFlight                                atomic.Int64
 	localCorrupt, repairs, storeErrors      atomic.Int64
 	manifestFetches                         atomic.Int64
@@ -41,6 +41,7 @@ type StatsSnapshot struct {
 	HoleBytes       int64            `json:"hole_bytes"`
 	ReadErrors      int64            `json:"read_errors"`
 	MemoryHits      int64            `json:"memory_hits"`
+	SubBlockReads   int64            `json:"sub_block_reads"`
 	FetchesInFlight int64            `json:"fetches_in_flight"`
 	LocalCorrupt    int64            `json:"local_corrupt"`
 	Repairs         int64            `json:"repairs"`
@@ -80,7 +81,7 @@ func (s StatsSnapshot) OriginCorrupt() int64 {
 func (s *Stats) snapshot() StatsSnapshot {
 	out := StatsSnapshot{
 		Reads: s.reads.Load(), BytesRead: s.bytesRead.Load(), HoleBytes: s.holeBytes.Load(),
-		ReadErrors: s.readErrors.Load(), MemoryHits: s.memHits.Load(),
+		ReadErrors: s.readErrors.Load(), MemoryHits: s.memHits.Load(), SubBlockReads: s.subBlockReads.Load(),
 		FetchesInFlight: s.inFlight.Load(), LocalCorrupt: s.localCorrupt.Load(),
 		Repairs: s.repairs.Load(), StoreErrors: s.storeErrors.Load(),
 		ManifestFetches: s.manifestFetches.Load(),

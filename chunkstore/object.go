@@ -87,21 +87,35 @@ func AppendObject(dst, data []byte) []byte {
 
 var errObject = errors.New("bad chunk object")
 
-// DecodeObject returns the uncompressed payload of a stored chunk object. It checks the header
-// strictly; it does not check the digest (VerifyChunk does).
-func DecodeObject(obj []byte) ([]byte, error) {
+// ParseObjectHeader checks a stored object's header strictly and returns its encoding and
+// the uncompressed length.
+func ParseObjectHeader(obj []byte) (encoding byte, length int64, err error) {
 	if len(obj) < ObjectHeaderSize || string(obj[:4]) != objectMagic {
-		return nil, fmt.Errorf("%w: no header", errObject)
+		return 0, 0, fmt.Errorf("%w: no header", errObject)
 	}
 	if obj[4] != objectVersion || obj[6] != 0 || obj[7] != 0 {
-		return nil, fmt.Errorf("%w: unknown version %d", errObject, obj[4])
+		return 0, 0, fmt.Errorf("%w: unknown version %d", errObject, obj[4])
 	}
 	n := binary.LittleEndian.Uint64(obj[8:])
 	if n == 0 || n > MaxChunkSize {
-		return nil, fmt.Errorf("%w: length %d out of range", errObject, n)
+		return 0, 0, fmt.Errorf("%w: length %d out of range", errObject, n)
 	}
+	if obj[5] != EncodingRaw && obj[5] != EncodingZstd {
+		return 0, 0, fmt.Errorf("%w: unknown encoding %d", errObject, obj[5])
+	}
+	return obj[5], int64(n), nil
+}
+
+// DecodeObject returns the uncompressed payload of a stored chunk object. It checks the header
+// strictly; it does not check the digest (VerifyChunk does).
+func DecodeObject(obj []byte) ([]byte, error) {
+	enc, ln, err := ParseObjectHeader(obj)
+	if err != nil {
+		return nil, err
+	}
+	n := uint64(ln)
 	payload := obj[ObjectHeaderSize:]
-	switch obj[5] {
+	switch enc {
 	case EncodingRaw:
 		if uint64(len(payload)) != n {
 			return nil, fmt.Errorf("%w: raw payload is %d bytes, header says %d", errObject, len(payload), n)

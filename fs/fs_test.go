@@ -351,14 +351,27 @@ func TestCorruptionRepaired(t *testing.T) {
 		if err := os.WriteFile(p, obj, 0o444); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readDirect(img, buf, int64(ci)<<20); err != nil {
+		// Odd flips: a small read (8 KiB around the flipped byte, verified by sub-block);
+		// even flips: the whole chunk.
+		off, rd := int64(ci)<<20, buf
+		if at >= chunkstore.ObjectHeaderSize && i%2 == 1 {
+			off += int64(at-chunkstore.ObjectHeaderSize) &^ 4095
+			rd = buf[:8192]
+			if off+8192 > int64(ci+1)<<20 {
+				off -= 4096
+			}
+		}
+		if _, err := readDirect(img, rd, off); err != nil {
 			t.Fatalf("flip %d (chunk %d byte %d): read failed: %v", i, ci, at, err)
 		}
-		if !bytes.Equal(buf, src[ci<<20:(ci+1)<<20]) {
+		if !bytes.Equal(rd, src[off:off+int64(len(rd))]) {
 			t.Fatalf("flip %d (chunk %d byte %d): wrong bytes served", i, ci, at)
 		}
 	}
 	st := e.cache.Stats()
+	if st.SubBlockReads == 0 {
+		t.Fatal("no read took the sub-block path")
+	}
 	if st.LocalCorrupt != flips || st.Repairs != flips {
 		t.Fatalf("%d flips: %d detected, %d repaired; want all", flips, st.LocalCorrupt, st.Repairs)
 	}

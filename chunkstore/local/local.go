@@ -485,20 +485,57 @@ func syncFS(dir string) error {
 	}
 }
 
-// GetChunkUnverified reads chunk d without hashing it. It exists only for basefs-bench's
-// verify-cost scenario (the bench-only switch); nothing else may call it.
-func (s *Store) GetChunkUnverified(d chunkstore.Digest) (*chunkstore.Chunk, error) {
+// ReadChunkData reads chunk d's object and returns its uncompressed bytes and how it is
+// stored, WITHOUT verifying them: the caller must (the cache hashes them while it derives
+// sub-block digests). A damaged object is a *CorruptError.
+func (s *Store) ReadChunkData(d chunkstore.Digest) ([]byte, byte, error) {
 	p := s.ChunkPath(d)
 	obj, err := os.ReadFile(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, notFound("chunk", d, s.String())
+			return nil, 0, notFound("chunk", d, s.String())
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	data, err := chunkstore.DecodeObject(obj)
 	if err != nil {
-		return nil, &chunkstore.CorruptError{Digest: d, Where: p, Err: err}
+		return nil, 0, &chunkstore.CorruptError{Digest: d, Where: p, Err: err}
 	}
-	return chunkstore.UnverifiedChunk(d, data), nil
+	return data, obj[5], nil
+}
+
+// ErrNotRaw is returned by ReadRawRange for a chunk stored compressed.
+var ErrNotRaw = errors.New("chunk is stored compressed")
+
+// ReadRawRange reads len(p) bytes at off of chunk d's uncompressed bytes straight from its
+// object file, when the chunk is stored raw (ErrNotRaw otherwise). The bytes are NOT verified:
+// the caller checks them against sub-block digests it derived from verified bytes.
+func (s *Store) ReadRawRange(d chunkstore.Digest, off int64, p []byte) error {
+	f, err := os.Open(s.ChunkPath(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return notFound("chunk", d, s.String())
+		}
+		return err
+	}
+	defer f.Close()
+	var hdr [chunkstore.ObjectHeaderSize]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
+	}
+	enc, n, err := chunkstore.ParseObjectHeader(hdr[:])
+	if err != nil {
+		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
+	}
+	if enc != chunkstore.EncodingRaw {
+		return ErrNotRaw
+	}
+	if off < 0 || off+int64(len(p)) > n {
+		return fmt.Errorf("chunk %s: range %d+%d outside its %d bytes", d.Short(), off, len(p), n)
+	}
+	if _, err := f.ReadAt(p, chunkstore.ObjectHeaderSize+off); err != nil {
+		// A short file is a damaged object.
+		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
+	}
+	return nil
 }
