@@ -348,7 +348,9 @@ func TestFaults(t *testing.T) {
 	})
 	t.Run("OversizedStreamed", func(t *testing.T) {
 		var sent atomic.Int64
-		s, n := fake(t, fast(t), func(w http.ResponseWriter, r *http.Request, n int) {
+		opts := fast(t)
+		opts.StallTimeout = 5 * time.Second // 17 MiB under -race on a loaded machine is slow, not stalled
+		s, n := fake(t, opts, func(w http.ResponseWriter, r *http.Request, n int) {
 			// No Content-Length: chunked, 1 MiB more than the bound; stop when the client does.
 			buf := make([]byte, 64<<10)
 			for total := 0; total < httpstore.MaxChunkObjectSize+1<<20; total += len(buf) {
