@@ -50,7 +50,22 @@ type Cache struct {
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
 	noVerify atomic.Bool
+
+	// Fetched chunks are served as soon as they are verified and written to the local state
+	// by background writers (a write's fsync costs more than the fetch): pending holds them
+	// until they are durable, so they are never fetched twice.
+	writes  chan *chunkstore.Chunk
+	pending sync.Map // chunkstore.Digest → *chunkstore.Chunk
+	writers sync.WaitGroup
+	closed  atomic.Bool
 }
+
+// persistWorkers write fetched chunks to the local state in the background; persistQueue
+// bounds how many wait (beyond it, the fetching reader writes synchronously).
+const (
+	persistWorkers = 4
+	persistQueue   = 32
+)
 
 // New returns a Cache. The daemon should clean the state's tmp/ (local.Store.CleanTemp)
 // before, once it knows it is the only writer.
@@ -77,7 +92,45 @@ func New(cfg Config) (*Cache, error) {
 		images:  make(map[chunkstore.Digest]*Image),
 	}
 	c.stats = newStats(c.originNames())
+	c.writes = make(chan *chunkstore.Chunk, persistQueue)
+	for range persistWorkers {
+		c.writers.Go(func() {
+			for ch := range c.writes {
+				c.persist(ch)
+			}
+		})
+	}
 	return c, nil
+}
+
+// Close waits until every fetched chunk is durable in the local state. The Cache must not be
+// used afterwards.
+func (c *Cache) Close() {
+	if c.closed.CompareAndSwap(false, true) {
+		close(c.writes)
+		c.writers.Wait()
+	}
+}
+
+// Flush waits until the chunks fetched so far are durable in the local state.
+func (c *Cache) Flush() {
+	for {
+		empty := true
+		c.pending.Range(func(any, any) bool { empty = false; return false })
+		if empty {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *Cache) persist(ch *chunkstore.Chunk) {
+	if _, err := c.local.PutChunk(context.Background(), ch); err != nil {
+		// The bytes were served verified; the chunk will be fetched again when next needed.
+		c.stats.storeErrors.Add(1)
+		c.log.Error("cannot store fetched chunk", "chunk", ch.Digest().String(), "err", err)
+	}
+	c.pending.Delete(ch.Digest())
 }
 
 func (c *Cache) originNames() []string {
@@ -200,6 +253,9 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 }
 
 func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if v, ok := c.pending.Load(d); ok {
+		return v.(*chunkstore.Chunk), nil // fetched and verified, being written
+	}
 	ch, err := c.readLocal(ctx, d)
 	if err == nil {
 		c.mem.add(d, ch)
@@ -292,12 +348,13 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 		ost.fetches.Add(1)
 		ost.bytes.Add(int64(len(ch.Data())))
 		c.stats.observeFetch(time.Since(start))
-		if _, err := c.local.PutChunk(ctx, ch); err != nil {
-			// The bytes are verified; serve them even if the local state cannot keep them.
-			c.stats.storeErrors.Add(1)
-			c.log.Error("cannot store fetched chunk", "chunk", d.String(), "err", err)
-		}
 		c.mem.add(d, ch)
+		c.pending.Store(d, ch)
+		select {
+		case c.writes <- ch:
+		default:
+			c.persist(ch) // writers are behind: this reader waits for its own write
+		}
 		return ch, nil
 	}
 	return nil, fmt.Errorf("chunk %s: no origin gave good bytes: %w", d.Short(), errors.Join(errs...))

@@ -95,6 +95,7 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 			t.Errorf("unmount: %v", err)
 			unix.Unmount(mnt, unix.MNT_DETACH)
 		}
+		c.Close()
 	})
 	return &env{t: t, origin: origin, state: state, cache: c, mnt: mnt}
 }
@@ -288,6 +289,7 @@ func TestLazyFetchAndOneFetchPerChunk(t *testing.T) {
 	if got := fetches(); got != 2 {
 		t.Fatalf("reading it again fetched more: %d", got)
 	}
+	e.cache.Flush()
 	p, total, _ := cache.Presence(e.state, mustManifest(t, e, d))
 	if p != 2 || total != 64 {
 		t.Fatalf("local state holds %d/%d chunks; want 2/64", p, total)
@@ -334,6 +336,7 @@ func TestCorruptionRepaired(t *testing.T) {
 	if fileSHA(t, img) != sha256.Sum256(src) {
 		t.Fatal("wrong bytes")
 	}
+	e.cache.Flush()
 	m := mustManifest(t, e, d)
 	r := rand.New(rand.NewPCG(1, 2))
 	buf := alignedBuf(1 << 20)
@@ -439,6 +442,7 @@ func TestOriginFaults(t *testing.T) {
 	if fileSHA(t, e.path(d1.String())) != sha256.Sum256(src1) {
 		t.Fatal("wrong bytes")
 	}
+	e.cache.Flush()
 	buf := alignedBuf(1 << 20)
 	for _, mode := range []string{"wrong", "error"} {
 		f.mode.Store(mode)

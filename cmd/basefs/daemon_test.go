@@ -252,6 +252,10 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 		t.Fatal("wrong bytes")
 	}
 	st := d.status()
+	for deadline := time.Now().Add(5 * time.Second); st.Images[0].Present < 3 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond) // fetched chunks are written in the background
+		st = d.status()
+	}
 	if len(st.Images) != 1 || st.Images[0].Present != 3 || st.Stats.Fetches() != 3 || st.Stats.BytesRead < 3<<20 {
 		t.Fatalf("status after reading the image: %+v", st)
 	}

@@ -88,6 +88,7 @@ func runMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer c.Close() // after unmount: every fetched chunk durable before exit
 	ctl.SetCache(c)
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
