@@ -370,6 +370,7 @@ func TestCorruptionRepaired(t *testing.T) {
 		if !bytes.Equal(rd, src[off:off+int64(len(rd))]) {
 			t.Fatalf("flip %d (chunk %d byte %d): wrong bytes served", i, ci, at)
 		}
+		e.cache.Flush() // the repaired chunk is written in the background
 	}
 	st := e.cache.Stats()
 	if st.SubBlockReads == 0 {
