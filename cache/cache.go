@@ -58,6 +58,10 @@ type Cache struct {
 	pending sync.Map // chunkstore.Digest → *chunkstore.Chunk
 	writers sync.WaitGroup
 	closed  atomic.Bool
+
+	mgr        atomic.Pointer[Manager] // the image cache manager, if one runs
+	fgInFlight atomic.Int64            // fetches guest reads wait on (background fill yields to them)
+	reads      readTimes               // when each chunk was last read (capacity eviction order)
 }
 
 // persistWorkers write fetched chunks to the local state in the background; persistQueue
@@ -174,12 +178,16 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 		}
 		im := &Image{c: c, digest: d, m: m}
 		c.mu.Lock()
-		if old := c.images[d]; old != nil {
+		old := c.images[d]
+		if old != nil {
 			im = old
 		} else {
 			c.images[d] = im
 		}
 		c.mu.Unlock()
+		if mgr := c.mgr.Load(); mgr != nil && old == nil {
+			mgr.imageLoaded(im)
+		}
 		return im, nil
 	})
 	if err != nil {
@@ -242,6 +250,8 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 		c.stats.memHits.Add(1)
 		return ch, nil
 	}
+	c.fgInFlight.Add(1)
+	defer c.fgInFlight.Add(-1)
 	v, err, _ := c.chunkFlight.Do(string(d[:]), func() (any, error) {
 		// The flight outlives any one reader: a cancelled reader must not fail the others.
 		return c.loadChunk(context.WithoutCancel(ctx), d)
@@ -250,6 +260,66 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 		return nil, err
 	}
 	return v.(*chunkstore.Chunk), nil
+}
+
+// fetchForFill makes chunk d local for background fill: through the same flight as reads
+// (one fetch per chunk), without counting as a guest read.
+func (c *Cache) fetchForFill(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	v, err, _ := c.chunkFlight.Do(string(d[:]), func() (any, error) {
+		return c.loadChunk(ctx, d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*chunkstore.Chunk), nil
+}
+
+// noteUse is called when an image is opened.
+func (c *Cache) noteUse(im *Image) {
+	if mgr := c.mgr.Load(); mgr != nil {
+		mgr.imageUsed(im)
+	}
+}
+
+// originHas reports whether some origin holds chunk d (so it may be evicted though in use).
+func (c *Cache) originHas(ctx context.Context, d chunkstore.Digest) bool {
+	for _, o := range c.origins {
+		if ok, err := o.HasChunk(ctx, d); err == nil && ok {
+			return true
+		}
+	}
+	return false
+}
+
+// readTimes records when each chunk was last read, in shards to keep the read path cheap.
+type readTimes struct {
+	shards [16]struct {
+		sync.Mutex
+		m map[chunkstore.Digest]int64
+	}
+}
+
+func (r *readTimes) touch(d chunkstore.Digest) {
+	s := &r.shards[d[0]&15]
+	now := time.Now().UnixNano()
+	s.Lock()
+	if s.m == nil {
+		s.m = make(map[chunkstore.Digest]int64)
+	}
+	s.m[d] = now
+	s.Unlock()
+}
+
+// lastRead returns when chunk d was last read, or fallback if not since the daemon started.
+func (c *Cache) lastRead(d chunkstore.Digest, fallback time.Time) int64 {
+	s := &c.reads.shards[d[0]&15]
+	s.Lock()
+	t, ok := s.m[d]
+	s.Unlock()
+	if ok {
+		return t
+	}
+	return fallback.UnixNano()
 }
 
 func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {

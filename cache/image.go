@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/basefs/basefs/chunkstore"
 )
@@ -12,7 +14,24 @@ type Image struct {
 	c      *Cache
 	digest chunkstore.Digest
 	m      *chunkstore.Manifest
+
+	lastUse atomic.Int64                    // unix nanoseconds of the last read
+	opens   atomic.Int32                    // open file handles (an open image is in use)
+	rec     atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
 }
+
+// Acquire counts an open file handle on the image: an open image is in use and is never
+// removed by cleanup. Release undoes it.
+func (im *Image) Acquire() {
+	im.opens.Add(1)
+	im.c.noteUse(im)
+}
+
+// Release undoes Acquire.
+func (im *Image) Release() { im.opens.Add(-1) }
+
+// Open reports whether a file handle on the image is open.
+func (im *Image) Open() bool { return im.opens.Load() > 0 }
 
 // Digest returns the image's digest (its name).
 func (im *Image) Digest() chunkstore.Digest { return im.digest }
@@ -37,6 +56,7 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	p = p[:min(int64(len(p)), m.Size-off)]
 	st := im.c.stats
 	st.reads.Add(1)
+	im.lastUse.Store(time.Now().UnixNano())
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
@@ -48,6 +68,9 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			clear(p[n : n+int(want)])
 			st.holeBytes.Add(want)
 		} else {
+			if rec := im.rec.Load(); rec != nil {
+				rec.record(i)
+			}
 			if err := im.c.readChunkAt(ctx, d, m.ChunkLen(i), within, p[n:n+int(want)]); err != nil {
 				st.readErrors.Add(1)
 				return n, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), i, int64(i)*m.ChunkSize, err)

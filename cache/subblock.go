@@ -92,6 +92,7 @@ func (c *Cache) readRange(d chunkstore.Digest, subs []chunkstore.Digest, chunkLe
 // readChunkAt fills dst with chunk d's bytes at within: from the verified memory cache, else
 // by sub-blocks when their digests are known, else by loading and verifying the whole chunk.
 func (c *Cache) readChunkAt(ctx context.Context, d chunkstore.Digest, chunkLen, within int64, dst []byte) error {
+	c.reads.touch(d)
 	if ch, ok := c.mem.get(d); ok {
 		c.stats.memHits.Add(1)
 		return copyChunk(dst, ch, chunkLen, within)

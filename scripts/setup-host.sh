@@ -37,6 +37,13 @@ fi
 # FUSE: allow_other works as root with an empty /etc/fuse.conf; make sure the device exists.
 [ -e /dev/fuse ] || { echo "setup-host: /dev/fuse is missing: this host cannot mount FUSE" >&2; exit 1; }
 
+# Without udev, /dev/kvm is root-only; libvirtd then re-probes qemu on every domain definition
+# (30-40 s each). Debian's udev rule makes it group kvm, mode 0660; do the same. (KVM itself
+# is not usable on these machines: domains use TCG, virt type qemu.)
+if [ -e /dev/kvm ] && getent group kvm >/dev/null; then
+	chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # libvirtd without systemd (HOST-NOTES): virtlogd first, or domain starts fail.
 mkdir -p /var/log/libvirt /run/libvirt /var/lib/libvirt
 if ! pgrep -x virtlogd >/dev/null; then

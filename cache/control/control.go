@@ -212,12 +212,18 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 			msg = strings.TrimSpace(string(bytes.TrimSpace(body)))
 		}
 		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s: %w", msg, chunkstore.ErrNotFound)
+			return &notFoundError{msg}
 		}
 		return errors.New(msg)
 	}
 	return json.Unmarshal(body, out)
 }
+
+// notFoundError carries the daemon's message and matches chunkstore.ErrNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string        { return e.msg }
+func (e *notFoundError) Is(target error) bool { return target == chunkstore.ErrNotFound }
 
 func unwrapDial(err error) error {
 	var oe *net.OpError

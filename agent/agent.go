@@ -1,0 +1,755 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore"
+)
+
+// Defaults, as nova's where nova has one (nova: /var/lib/nova/instances and its _base).
+const (
+	DefaultInstancesPath = "/var/lib/basefs/instances"
+	DefaultBase          = DefaultInstancesPath + "/_base"
+	DefaultConnect       = "qemu:///system"
+	DefaultVirtType      = "kvm"
+	DefaultCacheMode     = "none"
+	DefaultVCPUs         = 1
+	DefaultMemory        = 256 * MiB
+	// DefaultCmdline is the kernel command line of a direct kernel boot without --cmdline.
+	DefaultCmdline = "root=/dev/vda console=ttyS0"
+)
+
+// The instance directory's files (nova's layout).
+const (
+	DiskFile    = "disk"
+	XMLFile     = "libvirt.xml"
+	ConsoleFile = "console.log"
+)
+
+// VirtTypes are the accepted domain types (nova's [libvirt] virt_type for x86 hosts).
+var VirtTypes = []string{"kvm", "qemu"}
+
+// CacheModes are the accepted disk cache modes (libvirt's <driver cache=…>).
+var CacheModes = []string{"none", "writethrough", "writeback", "directsync", "unsafe", "default"}
+
+// Config is an agent's environment. The zero value means the defaults.
+type Config struct {
+	InstancesPath string       // the instance directories; "" → DefaultInstancesPath
+	Connect       string       // the libvirt URI; "" → DefaultConnect
+	QemuImg       string       // the qemu-img program; "" → "qemu-img" on PATH
+	Logger        *slog.Logger // nil: log nothing
+	// StartTimeout bounds the wait for a started domain to be reported running; 0 → 60 s.
+	StartTimeout time.Duration
+}
+
+// Agent runs the instance lifecycle on one host. Its methods are safe for concurrent use;
+// each operation opens and closes its own libvirt connection.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns an agent.
+func New(cfg Config) *Agent {
+	if cfg.InstancesPath == "" {
+		cfg.InstancesPath = DefaultInstancesPath
+	}
+	if abs, err := filepath.Abs(cfg.InstancesPath); err == nil {
+		cfg.InstancesPath = abs // libvirt wants absolute paths
+	}
+	if cfg.Connect == "" {
+		cfg.Connect = DefaultConnect
+	}
+	if cfg.QemuImg == "" {
+		cfg.QemuImg = "qemu-img"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{cfg: cfg, log: log}
+}
+
+// InstancesPath returns the directory holding the instance directories.
+func (a *Agent) InstancesPath() string { return a.cfg.InstancesPath }
+
+// Dir returns instance id's directory.
+func (a *Agent) Dir(id string) string { return filepath.Join(a.cfg.InstancesPath, id) }
+
+// SpawnRequest describes an instance to boot. Zero values mean the defaults.
+type SpawnRequest struct {
+	ID        string
+	Image     string // an image digest (ParseImageRef)
+	DiskSize  int64  // bytes; a multiple of 512, at least the image's size
+	VCPUs     int
+	Memory    int64  // bytes; a multiple of 1 KiB
+	VirtType  string // kvm or qemu
+	Kernel    string // direct kernel boot when set; else BIOS boot from the disk
+	Initrd    string
+	Cmdline   string
+	CacheMode string
+	Base      string // the basefs mount point; "" → DefaultBase
+}
+
+// Instance is an instance as list and show report it.
+type Instance struct {
+	ID        string            `json:"id"`
+	Domain    string            `json:"domain,omitempty"` // the libvirt domain; empty if there is none
+	State     string            `json:"state"`            // libvirt's state (running, shutoff, …) or "no-domain"
+	Image     chunkstore.Digest `json:"image"`
+	ImageSize int64             `json:"image_size"`
+	View      string            `json:"view"`
+	Backing   string            `json:"backing"` // the view's path in the mount
+	Dir       string            `json:"dir"`
+	Disk      string            `json:"disk"`      // the qcow2 overlay
+	DiskSize  int64             `json:"disk_size"` // its virtual size, bytes
+	Allocated int64             `json:"allocated"` // its allocated size on the host, bytes
+	Console   string            `json:"console"`
+	VirtType  string            `json:"virt_type,omitempty"`
+	VCPUs     uint              `json:"vcpus,omitempty"`
+	Memory    int64             `json:"memory,omitempty"` // bytes
+	Created   string            `json:"created,omitempty"`
+}
+
+// Timings are how long each step of a spawn took, in seconds.
+type Timings struct {
+	Resolve float64 `json:"resolve"` // the daemon ensures the image; the view is looked up
+	Overlay float64 `json:"overlay"` // qemu-img create
+	Define  float64 `json:"define"`
+	Start   float64 `json:"start"` // until libvirt reports the domain running
+	Total   float64 `json:"total"`
+}
+
+// SpawnResult is a spawned instance and the time its steps took.
+type SpawnResult struct {
+	Instance
+	Seconds Timings `json:"seconds"`
+}
+
+// spawnPlan is a checked, normalised request.
+type spawnPlan struct {
+	SpawnRequest
+	digest chunkstore.Digest
+}
+
+// check validates everything that needs nothing outside the host's files: no change is made
+// and no daemon asked.
+func (a *Agent) check(req SpawnRequest) (*spawnPlan, error) {
+	p := &spawnPlan{SpawnRequest: req}
+	if err := ValidateID(req.ID); err != nil {
+		return nil, kindf(ErrInvalid, "%w", err)
+	}
+	d, err := ParseImageRef(req.Image)
+	if err != nil {
+		return nil, kindf(ErrInvalid, "%w", err)
+	}
+	p.digest = d
+	if req.DiskSize <= 0 || req.DiskSize%512 != 0 {
+		return nil, kindf(ErrInvalid, "disk size %d bytes: must be a positive multiple of 512 bytes", req.DiskSize)
+	}
+	if p.VCPUs == 0 {
+		p.VCPUs = DefaultVCPUs
+	}
+	if p.VCPUs < 1 || p.VCPUs > 4096 {
+		return nil, kindf(ErrInvalid, "vcpus %d: must be from 1 to 4096", req.VCPUs)
+	}
+	if p.Memory == 0 {
+		p.Memory = DefaultMemory
+	}
+	if p.Memory < MiB || p.Memory%KiB != 0 || p.Memory/KiB > int64(^uint32(0)) {
+		return nil, kindf(ErrInvalid, "memory %d bytes: must be a multiple of 1 KiB, at least 1 MiB and at most 4 TiB", req.Memory)
+	}
+	if p.VirtType == "" {
+		p.VirtType = DefaultVirtType
+	}
+	if !slices.Contains(VirtTypes, p.VirtType) {
+		return nil, kindf(ErrInvalid, "virt type %q: want one of %s", p.VirtType, strings.Join(VirtTypes, ", "))
+	}
+	if p.CacheMode == "" {
+		p.CacheMode = DefaultCacheMode
+	}
+	if !slices.Contains(CacheModes, p.CacheMode) {
+		return nil, kindf(ErrInvalid, "cache mode %q: want one of %s", p.CacheMode, strings.Join(CacheModes, ", "))
+	}
+	if p.Kernel == "" && (p.Initrd != "" || p.Cmdline != "") {
+		return nil, kindf(ErrInvalid, "an initrd or a kernel command line needs a kernel (direct kernel boot)")
+	}
+	for _, f := range []struct {
+		what string
+		path *string
+	}{{"kernel", &p.Kernel}, {"initrd", &p.Initrd}} {
+		if *f.path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*f.path)
+		if err != nil {
+			return nil, kindf(ErrInvalid, "%s %s: %w", f.what, *f.path, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, kindf(ErrInvalid, "%s %s: no such file", f.what, abs)
+			}
+			return nil, kindf(ErrInvalid, "%s: %w", f.what, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, kindf(ErrInvalid, "%s %s: not a regular file", f.what, abs)
+		}
+		*f.path = abs
+	}
+	if p.Kernel != "" && p.Cmdline == "" {
+		p.Cmdline = DefaultCmdline
+	}
+	if p.Base == "" {
+		p.Base = DefaultBase
+	}
+	if p.Base, err = filepath.Abs(p.Base); err != nil {
+		return nil, kindf(ErrInvalid, "base %s: %w", req.Base, err)
+	}
+	return p, nil
+}
+
+// Spawn boots an instance: it makes sure the daemon serving the base knows the image, picks
+// the view, creates <ID>/disk (a qcow2 overlay on the view), writes <ID>/libvirt.xml, defines
+// and starts the domain, and returns once libvirt reports it running. Everything that can be
+// checked is checked before the first change (the instance directory's creation); any failure
+// after it rolls back: no domain stays defined, no directory stays.
+func (a *Agent) Spawn(ctx context.Context, req SpawnRequest) (_ *SpawnResult, err error) {
+	t0 := time.Now()
+	p, err := a.check(req)
+	if err != nil {
+		return nil, err
+	}
+	log := a.log.With("instance", p.ID)
+
+	// The image, through the daemon that serves the base.
+	sock, err := control.SocketFromMount(p.Base)
+	if err != nil {
+		return nil, fmt.Errorf("base: %w", err)
+	}
+	st, err := control.NewClient(sock).EnsureImage(ctx, p.digest)
+	if err != nil {
+		if chunkstore.IsNotFound(err) {
+			return nil, fmt.Errorf("image %s is unknown to the basefs daemon of %s and to its origins (import or publish it first): %w", p.digest, p.Base, chunkstore.ErrNotFound)
+		}
+		return nil, fmt.Errorf("image %s: %w", p.digest, err)
+	}
+	view, err := PickView(p.digest, st.Size, p.DiskSize)
+	if err != nil {
+		return nil, kindf(ErrInvalid, "image %s: %w", p.digest.Short(), err)
+	}
+	backing := filepath.Join(p.Base, view.String())
+	fi, err := os.Stat(backing)
+	if err != nil {
+		return nil, fmt.Errorf("view %s: %w", backing, err)
+	}
+	if fi.Size() != view.Size(st.Size) {
+		return nil, fmt.Errorf("view %s: the mount says %d bytes, want %d", backing, fi.Size(), view.Size(st.Size))
+	}
+	tResolved := time.Now()
+	log.Info("image ready", "image", p.digest.String(), "size", st.Size, "view", view.String())
+
+	conn, err := a.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	name := DomainName(p.ID)
+	if dom, err := conn.LookupDomainByName(name); err == nil {
+		dom.Free()
+		return nil, kindf(ErrExists, "instance %s exists: domain %s is defined (terminate it first, or pick another ID)", p.ID, name)
+	} else if !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+		return nil, fmt.Errorf("libvirt: look up domain %s: %w", name, virt(err))
+	}
+
+	// The first change: the instance directory. Its exclusive creation is also the lock that
+	// makes a second spawn of the same ID fail without touching the first.
+	if err := os.MkdirAll(a.cfg.InstancesPath, 0o755); err != nil {
+		return nil, fmt.Errorf("instances path: %w", err)
+	}
+	dir := a.Dir(p.ID)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, kindf(ErrExists, "instance %s exists: its directory %s is there (terminate it first, or pick another ID)", p.ID, dir)
+		}
+		return nil, fmt.Errorf("instance directory: %w", err)
+	}
+	var dom *libvirt.Domain
+	var started bool
+	defer func() {
+		if err == nil {
+			return
+		}
+		if rb := a.rollback(dom, started, dir); rb != nil {
+			err = fmt.Errorf("%w; rollback incomplete: %v", err, rb)
+		} else {
+			err = fmt.Errorf("%w (rolled back: no domain, no instance directory left)", err)
+		}
+		if dom != nil {
+			dom.Free()
+		}
+	}()
+
+	disk := filepath.Join(dir, DiskFile)
+	if err := a.createOverlay(ctx, disk, backing, p.DiskSize); err != nil {
+		return nil, err
+	}
+	tOverlay := time.Now()
+
+	meta := Metadata{
+		ID: p.ID, Image: p.digest.String(), ImageSize: st.Size, View: view.String(),
+		Base: p.Base, Dir: dir, DiskSize: p.DiskSize, Created: t0.UTC().Format(time.RFC3339),
+	}
+	spec := domainSpec{
+		Meta: meta, VirtType: p.VirtType, VCPUs: uint(p.VCPUs), MemoryKiB: uint(p.Memory / KiB),
+		Disk: disk, Backing: backing, CacheMode: p.CacheMode, Console: filepath.Join(dir, ConsoleFile),
+		Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline,
+	}
+	def, err := buildDomain(spec)
+	if err != nil {
+		return nil, fmt.Errorf("domain XML: %w", err)
+	}
+	doc, err := def.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("domain XML: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, XMLFile), []byte(doc+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	dom, err = conn.DomainDefineXMLFlags(doc, libvirt.DOMAIN_DEFINE_VALIDATE)
+	if err != nil {
+		dom = nil
+		if isVirt(err, libvirt.ERR_DOM_EXIST) || isVirt(err, libvirt.ERR_OPERATION_FAILED) && strings.Contains(err.Error(), "already exists") {
+			return nil, kindf(ErrExists, "instance %s exists: libvirt: %w", p.ID, virt(err))
+		}
+		return nil, fmt.Errorf("libvirt: define %s: %w", name, virt(err))
+	}
+	tDefined := time.Now()
+	log.Info("domain defined", "domain", name)
+
+	if err := dom.Create(); err != nil {
+		return nil, fmt.Errorf("libvirt: start %s: %w", name, virt(err))
+	}
+	started = true
+	state, err := a.waitRunning(ctx, dom)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt: start %s: %w", name, err)
+	}
+	tStarted := time.Now()
+	log.Info("domain running", "domain", name, "seconds", tStarted.Sub(t0).Seconds())
+
+	inst := Instance{
+		ID: p.ID, Domain: name, State: state, Image: p.digest, ImageSize: st.Size,
+		View: view.String(), Backing: backing, Dir: dir, Disk: disk, DiskSize: p.DiskSize,
+		Allocated: allocated(disk), Console: spec.Console, VirtType: p.VirtType,
+		VCPUs: uint(p.VCPUs), Memory: p.Memory, Created: meta.Created,
+	}
+	dom.Free()
+	dom = nil
+	return &SpawnResult{Instance: inst, Seconds: Timings{
+		Resolve: tResolved.Sub(t0).Seconds(),
+		Overlay: tOverlay.Sub(tResolved).Seconds(),
+		Define:  tDefined.Sub(tOverlay).Seconds(),
+		Start:   tStarted.Sub(tDefined).Seconds(),
+		Total:   tStarted.Sub(t0).Seconds(),
+	}}, nil
+}
+
+// rollback undoes a failed spawn: it stops and undefines the domain it defined (if any) and
+// removes the instance directory.
+func (a *Agent) rollback(dom *libvirt.Domain, started bool, dir string) error {
+	var errs []error
+	if dom != nil {
+		if started {
+			if err := dom.Destroy(); err != nil && !isVirt(err, libvirt.ERR_OPERATION_INVALID) && !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+				errs = append(errs, fmt.Errorf("destroy: %w", virt(err)))
+			}
+		}
+		if err := undefine(dom); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	a.log.Info("spawn rolled back", "dir", dir, "errors", len(errs))
+	return errors.Join(errs...)
+}
+
+func undefine(dom *libvirt.Domain) error {
+	err := dom.UndefineFlags(libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+		libvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.DOMAIN_UNDEFINE_NVRAM)
+	if err != nil && !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+		return fmt.Errorf("undefine: %w", virt(err))
+	}
+	return nil
+}
+
+// waitRunning waits until libvirt reports a started domain running. A guest that has already
+// powered off by itself (fast guests do) counts as started; one that crashed or failed does
+// not.
+func (a *Agent) waitRunning(ctx context.Context, dom *libvirt.Domain) (string, error) {
+	deadline := time.Now().Add(a.cfg.StartTimeout)
+	for {
+		s, reason, err := dom.GetState()
+		if err != nil {
+			return "", virt(err)
+		}
+		switch s {
+		case libvirt.DOMAIN_RUNNING, libvirt.DOMAIN_BLOCKED:
+			return stateName(s), nil
+		case libvirt.DOMAIN_SHUTOFF:
+			switch libvirt.DomainShutoffReason(reason) {
+			case libvirt.DOMAIN_SHUTOFF_SHUTDOWN: // the guest powered off by itself
+				return stateName(s), nil
+			case libvirt.DOMAIN_SHUTOFF_DESTROYED:
+				return "", errors.New("the domain was destroyed while it started (by a terminate?)")
+			}
+			return "", fmt.Errorf("the domain stopped right after it started (shutoff reason %d): see its console log and /var/log/libvirt/qemu/", reason)
+		case libvirt.DOMAIN_CRASHED:
+			return "", errors.New("the domain crashed right after it started: see its console log and /var/log/libvirt/qemu/")
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("not running after %s (state %s)", a.cfg.StartTimeout, stateName(s))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// createOverlay creates the instance disk: a qcow2 overlay of size bytes on the raw view.
+func (a *Agent) createOverlay(ctx context.Context, disk, backing string, size int64) error {
+	cmd := exec.CommandContext(ctx, a.cfg.QemuImg, "create", "-q", "-f", "qcow2", "-b", backing, "-F", "raw", disk, fmt.Sprint(size))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("qemu-img create %s on %s: %w: %s", disk, backing, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// connect opens the libvirt connection.
+func (a *Agent) connect() (*libvirt.Connect, error) {
+	conn, err := libvirt.NewConnect(a.cfg.Connect)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt at %s: %w (is libvirtd running? scripts/setup-host.sh starts it)", a.cfg.Connect, virt(err))
+	}
+	return conn, nil
+}
+
+func stateName(s libvirt.DomainState) string {
+	switch s {
+	case libvirt.DOMAIN_NOSTATE:
+		return "nostate"
+	case libvirt.DOMAIN_RUNNING:
+		return "running"
+	case libvirt.DOMAIN_BLOCKED:
+		return "blocked"
+	case libvirt.DOMAIN_PAUSED:
+		return "paused"
+	case libvirt.DOMAIN_SHUTDOWN:
+		return "shutdown"
+	case libvirt.DOMAIN_SHUTOFF:
+		return "shutoff"
+	case libvirt.DOMAIN_CRASHED:
+		return "crashed"
+	case libvirt.DOMAIN_PMSUSPENDED:
+		return "pmsuspended"
+	}
+	return fmt.Sprintf("state-%d", s)
+}
+
+// StateNoDomain is the state of an instance directory without a domain (a spawn in progress,
+// or the leftovers of a host crash; terminate removes it).
+const StateNoDomain = "no-domain"
+
+// allocated returns the bytes the file occupies on the host (0 if it is missing).
+func allocated(path string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// TerminateResult says what terminate did.
+type TerminateResult struct {
+	ID      string `json:"id"`
+	Existed bool   `json:"existed"`
+	Domain  string `json:"domain,omitempty"`       // the domain destroyed (if running) and undefined
+	State   string `json:"domain_state,omitempty"` // its state before
+	Dir     string `json:"dir,omitempty"`          // the instance directory removed
+	Message string `json:"message"`
+}
+
+// Terminate destroys and undefines instance id's domain and removes its directory; the base
+// stays. An instance that does not exist is not an error (orchestrators retry deletes): the
+// result says so.
+func (a *Agent) Terminate(ctx context.Context, id string) (*TerminateResult, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, kindf(ErrInvalid, "%w", err)
+	}
+	conn, err := a.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	res := &TerminateResult{ID: id}
+	name := DomainName(id)
+	dirs := []string{a.Dir(id)}
+	dom, err := conn.LookupDomainByName(name)
+	switch {
+	case err == nil:
+		defer dom.Free()
+		res.Existed, res.Domain = true, name
+		// The directory the domain was spawned with, if another --instances-path was used.
+		if x, err := dom.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE); err == nil {
+			var def libvirtxml.Domain
+			if def.Unmarshal(x) == nil {
+				if m, err := parseMetadata(def.Metadata); err == nil && m.ID == id && filepath.IsAbs(m.Dir) &&
+					filepath.Clean(m.Dir) == m.Dir && filepath.Base(m.Dir) == id && m.Dir != dirs[0] {
+					dirs = append(dirs, m.Dir)
+				}
+			}
+		}
+		s, _, err := dom.GetState()
+		if err != nil && !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+			return nil, fmt.Errorf("libvirt: %s: %w", name, virt(err))
+		}
+		res.State = stateName(s)
+		if s != libvirt.DOMAIN_SHUTOFF {
+			// It may power off or be destroyed by someone else meanwhile: not an error.
+			if err := dom.Destroy(); err != nil && !isVirt(err, libvirt.ERR_OPERATION_INVALID) && !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+				return nil, fmt.Errorf("libvirt: destroy %s: %w", name, virt(err))
+			}
+		}
+		if err := undefine(dom); err != nil {
+			return nil, fmt.Errorf("libvirt: %s: %w", name, err)
+		}
+		a.log.Info("domain removed", "domain", name)
+	case isVirt(err, libvirt.ERR_NO_DOMAIN):
+	default:
+		return nil, fmt.Errorf("libvirt: look up domain %s: %w", name, virt(err))
+	}
+	for _, d := range dirs {
+		if _, err := os.Lstat(d); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("remove instance directory: %w", err)
+		}
+		res.Existed = true
+		if res.Dir == "" {
+			res.Dir = d
+		}
+	}
+	switch {
+	case !res.Existed:
+		res.Message = fmt.Sprintf("instance %s does not exist: nothing to terminate", id)
+	case res.Domain != "" && res.Dir != "":
+		res.Message = fmt.Sprintf("terminated %s: domain %s (%s) %s, %s removed", id, name, res.State, domainDone(res.State), res.Dir)
+	case res.Domain != "":
+		res.Message = fmt.Sprintf("terminated %s: domain %s (%s) %s; it had no instance directory", id, name, res.State, domainDone(res.State))
+	default:
+		res.Message = fmt.Sprintf("terminated %s: it had no domain; %s removed", id, res.Dir)
+	}
+	return res, nil
+}
+
+func domainDone(state string) string {
+	if state == stateName(libvirt.DOMAIN_SHUTOFF) {
+		return "undefined"
+	}
+	return "destroyed and undefined"
+}
+
+// Show returns instance id: from its domain, or, if it has none, from its directory's
+// libvirt.xml. Neither → ErrNoInstance.
+func (a *Agent) Show(ctx context.Context, id string) (*Instance, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, kindf(ErrInvalid, "%w", err)
+	}
+	conn, err := a.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	dom, err := conn.LookupDomainByName(DomainName(id))
+	switch {
+	case err == nil:
+		defer dom.Free()
+		inst, err := a.fromDomain(dom, id)
+		if err != nil && isVirt(err, libvirt.ERR_NO_DOMAIN) {
+			break // undefined meanwhile: look at the directory
+		}
+		return inst, err
+	case isVirt(err, libvirt.ERR_NO_DOMAIN):
+	default:
+		return nil, fmt.Errorf("libvirt: look up domain %s: %w", DomainName(id), virt(err))
+	}
+	if _, err := os.Stat(a.Dir(id)); err != nil {
+		return nil, kindf(ErrNoInstance, "instance %s does not exist (no domain %s, no directory %s)", id, DomainName(id), a.Dir(id))
+	}
+	return a.fromDir(id), nil
+}
+
+// List returns the agent's instances, sorted by ID: every domain named basefs-<ID>, and
+// every instance directory without a domain (state "no-domain").
+func (a *Agent) List(ctx context.Context) ([]Instance, error) {
+	conn, err := a.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	doms, err := conn.ListAllDomains(0)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt: list domains: %w", virt(err))
+	}
+	seen := map[string]bool{}
+	list := []Instance{}
+	for i := range doms {
+		dom := &doms[i]
+		name, err := dom.GetName()
+		id, ours := idFromDomain(name)
+		if err == nil && ours {
+			inst, err := a.fromDomain(dom, id)
+			if err == nil {
+				list = append(list, *inst)
+				seen[id] = true
+			} else if !isVirt(err, libvirt.ERR_NO_DOMAIN) {
+				a.log.Warn("list: skipping domain", "domain", name, "err", err)
+			}
+		}
+		dom.Free()
+	}
+	entries, err := os.ReadDir(a.cfg.InstancesPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("instances path: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || seen[e.Name()] || ValidateID(e.Name()) != nil {
+			continue
+		}
+		list = append(list, *a.fromDir(e.Name()))
+	}
+	sortInstances(list)
+	return list, nil
+}
+
+func sortInstances(l []Instance) {
+	slices.SortFunc(l, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// fromDomain describes instance id from its domain's definition and state.
+func (a *Agent) fromDomain(dom *libvirt.Domain, id string) (*Instance, error) {
+	s, _, err := dom.GetState()
+	if err != nil {
+		return nil, virt(err)
+	}
+	x, err := dom.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE)
+	if err != nil {
+		return nil, virt(err)
+	}
+	var def libvirtxml.Domain
+	if err := def.Unmarshal(x); err != nil {
+		return nil, fmt.Errorf("domain %s: %w", DomainName(id), err)
+	}
+	inst := describe(id, &def, a.Dir(id))
+	inst.Domain, inst.State = DomainName(id), stateName(s)
+	return inst, nil
+}
+
+// fromDir describes instance id from the libvirt.xml in its directory (it has no domain).
+func (a *Agent) fromDir(id string) *Instance {
+	dir := a.Dir(id)
+	var def libvirtxml.Domain
+	if b, err := os.ReadFile(filepath.Join(dir, XMLFile)); err == nil {
+		if def.Unmarshal(string(b)) != nil {
+			def = libvirtxml.Domain{}
+		}
+	}
+	inst := describe(id, &def, dir)
+	inst.State = StateNoDomain
+	return inst
+}
+
+// describe fills an Instance from a domain definition, its metadata and the overlay's file.
+func describe(id string, def *libvirtxml.Domain, dir string) *Instance {
+	inst := &Instance{ID: id, Dir: dir, Disk: filepath.Join(dir, DiskFile), Console: filepath.Join(dir, ConsoleFile), VirtType: def.Type}
+	if m, err := parseMetadata(def.Metadata); err == nil {
+		inst.Image, _ = chunkstore.ParseDigest(m.Image)
+		inst.ImageSize, inst.View, inst.DiskSize, inst.Created = m.ImageSize, m.View, m.DiskSize, m.Created
+		if m.Dir != "" {
+			inst.Dir = m.Dir
+			inst.Disk, inst.Console = filepath.Join(m.Dir, DiskFile), filepath.Join(m.Dir, ConsoleFile)
+		}
+		if m.Base != "" && m.View != "" {
+			inst.Backing = filepath.Join(m.Base, m.View)
+		}
+	}
+	if def.VCPU != nil {
+		inst.VCPUs = def.VCPU.Value
+	}
+	if def.Memory != nil {
+		inst.Memory = memoryBytes(def.Memory.Value, def.Memory.Unit)
+	}
+	if def.Devices != nil {
+		for _, d := range def.Devices.Disks {
+			if d.Source != nil && d.Source.File != nil && d.Target != nil && d.Target.Dev == "vda" {
+				inst.Disk = d.Source.File.File
+				if b := d.BackingStore; inst.Backing == "" && b != nil && b.Source != nil && b.Source.File != nil {
+					inst.Backing = b.Source.File.File
+				}
+			}
+		}
+		for _, s := range def.Devices.Serials {
+			if s.Source != nil && s.Source.File != nil {
+				inst.Console = s.Source.File.Path
+				break
+			}
+		}
+	}
+	inst.Allocated = allocated(inst.Disk)
+	return inst
+}
+
+func memoryBytes(v uint, unit string) int64 {
+	n := int64(v)
+	switch unit {
+	case "b", "bytes":
+		return n
+	case "", "k", "KiB":
+		return n * KiB
+	case "M", "MiB":
+		return n * MiB
+	case "G", "GiB":
+		return n * GiB
+	case "KB":
+		return n * 1000
+	case "MB":
+		return n * 1000 * 1000
+	case "GB":
+		return n * 1000 * 1000 * 1000
+	}
+	return n * KiB
+}

@@ -1,0 +1,600 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/basefs/basefs/chunkstore"
+)
+
+// ManagerConfig configures the image cache manager.
+type ManagerConfig struct {
+	// MinAge: an image unused for longer is removed by cleanup (nova's
+	// remove_unused_original_minimum_age_seconds; default 86400 s).
+	MinAge time.Duration
+	// CacheSize bounds the bytes of local chunk objects (0: no bound).
+	CacheSize int64
+	// ScrubRate is how many bytes a second background scrub re-verifies (0: no background scrub).
+	ScrubRate int64
+	// FillRate is how many bytes a second background fill fetches after an image is first
+	// used (0: no background fill).
+	FillRate int64
+	// ProfileWindow is how long after its first read an image's boot profile is recorded
+	// (0: no profiles are recorded; existing ones are still used).
+	ProfileWindow time.Duration
+	// Interval is how often cleanup and the capacity bound run (default 10 min).
+	Interval time.Duration
+	// InUse returns the images that back instance overlays, with who uses them (nil: none
+	// known beyond open files).
+	InUse func(ctx context.Context) (map[chunkstore.Digest][]string, error)
+}
+
+// Manager is the image cache manager: nova's semantics (an image in use is never removed;
+// unused ones go after a minimum age) at chunk granularity, plus a capacity bound, scrub,
+// background fill and boot profiles. Every action is logged and counted.
+type Manager struct {
+	c   *Cache
+	cfg ManagerConfig
+
+	gcMu   sync.Mutex // one cleanup or capacity run at a time
+	fillMu sync.Mutex
+	filled map[chunkstore.Digest]bool // images queued for or done with background fill
+
+	imagesRemoved, chunksRemoved, bytesFreed  atomic.Int64
+	evictions, evictedBytes                   atomic.Int64
+	scrubbed, scrubbedBytes, scrubCorrupt     atomic.Int64
+	filledChunks, filledBytes, imagesComplete atomic.Int64
+	profilesRecorded, profileChunks           atomic.Int64
+}
+
+// NewManager attaches a manager to c.
+func NewManager(c *Cache, cfg ManagerConfig) *Manager {
+	if cfg.MinAge == 0 {
+		cfg.MinAge = 86400 * time.Second
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 10 * time.Minute
+	}
+	m := &Manager{c: c, cfg: cfg, filled: make(map[chunkstore.Digest]bool)}
+	c.mgr.Store(m)
+	return m
+}
+
+// ManagerStats are the manager's counters.
+type ManagerStats struct {
+	ImagesRemoved    int64 `json:"images_removed"`
+	ChunksRemoved    int64 `json:"chunks_removed"`
+	BytesFreed       int64 `json:"bytes_freed"`
+	Evictions        int64 `json:"evictions"`
+	EvictedBytes     int64 `json:"evicted_bytes"`
+	Scrubbed         int64 `json:"chunks_scrubbed"`
+	ScrubbedBytes    int64 `json:"bytes_scrubbed"`
+	ScrubCorrupt     int64 `json:"scrub_corrupt"`
+	FilledChunks     int64 `json:"filled_chunks"`
+	FilledBytes      int64 `json:"filled_bytes"`
+	ImagesComplete   int64 `json:"images_completed_by_fill"`
+	ProfilesRecorded int64 `json:"profiles_recorded"`
+	ProfileChunks    int64 `json:"profile_chunks_prefetched"`
+}
+
+// Stats returns the counters.
+func (m *Manager) Stats() ManagerStats {
+	return ManagerStats{
+		ImagesRemoved: m.imagesRemoved.Load(), ChunksRemoved: m.chunksRemoved.Load(), BytesFreed: m.bytesFreed.Load(),
+		Evictions: m.evictions.Load(), EvictedBytes: m.evictedBytes.Load(),
+		Scrubbed: m.scrubbed.Load(), ScrubbedBytes: m.scrubbedBytes.Load(), ScrubCorrupt: m.scrubCorrupt.Load(),
+		FilledChunks: m.filledChunks.Load(), FilledBytes: m.filledBytes.Load(), ImagesComplete: m.imagesComplete.Load(),
+		ProfilesRecorded: m.profilesRecorded.Load(), ProfileChunks: m.profileChunks.Load(),
+	}
+}
+
+// Run runs cleanup and the capacity bound every Interval, and background scrub when
+// ScrubRate is set, until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	if m.cfg.ScrubRate > 0 {
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := m.Scrub(ctx, m.cfg.ScrubRate); err != nil && ctx.Err() == nil {
+					m.c.log.Error("scrub failed", "err", err)
+				}
+				sleep(ctx, m.cfg.Interval)
+			}
+		}()
+	}
+	for ctx.Err() == nil {
+		if _, err := m.GC(ctx, false); err != nil && ctx.Err() == nil {
+			m.c.log.Error("cleanup failed", "err", err)
+		}
+		sleep(ctx, m.cfg.Interval)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// GCImage is one image's fate in a cleanup run.
+type GCImage struct {
+	Digest     chunkstore.Digest `json:"digest"`
+	Action     string            `json:"action"` // "remove" or "keep"
+	Reason     string            `json:"reason"`
+	AgeSeconds int64             `json:"unused_seconds"`
+	Users      []string          `json:"users,omitempty"`
+}
+
+// GCReport tells what a cleanup run did (or, dry, would do).
+type GCReport struct {
+	DryRun        bool      `json:"dry_run"`
+	Images        []GCImage `json:"images"`
+	ChunksRemoved int       `json:"chunks_removed"`
+	BytesFreed    int64     `json:"bytes_freed"`
+	Evicted       int       `json:"chunks_evicted"`
+	EvictedBytes  int64     `json:"bytes_evicted"`
+	StoredBytes   int64     `json:"bytes_stored"` // after the run
+}
+
+// inUse merges the configured in-use scan with images that have open file handles.
+func (m *Manager) inUse(ctx context.Context) (map[chunkstore.Digest][]string, error) {
+	users := make(map[chunkstore.Digest][]string)
+	if m.cfg.InUse != nil {
+		u, err := m.cfg.InUse(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("find images in use: %w", err)
+		}
+		for d, who := range u {
+			users[d] = append(users[d], who...)
+		}
+	}
+	m.c.mu.Lock()
+	for d, im := range m.c.images {
+		if im.Open() {
+			users[d] = append(users[d], "open file")
+		}
+	}
+	m.c.mu.Unlock()
+	return users, nil
+}
+
+// lastUse returns when image d was last used: the later of its manifest file's mtime (the
+// persisted record) and the in-memory time of its last read.
+func (m *Manager) lastUse(d chunkstore.Digest) (time.Time, error) {
+	fi, err := os.Stat(m.c.local.ManifestPath(d))
+	if err != nil {
+		return time.Time{}, err
+	}
+	t := fi.ModTime()
+	m.c.mu.Lock()
+	im := m.c.images[d]
+	m.c.mu.Unlock()
+	if im != nil {
+		if u := time.Unix(0, im.lastUse.Load()); u.After(t) {
+			// Persist it, so a restarted daemon still knows.
+			os.Chtimes(m.c.local.ManifestPath(d), u, u)
+			t = u
+		}
+	}
+	return t, nil
+}
+
+// GC removes images unused for longer than MinAge that no instance uses — their manifests
+// and every chunk no remaining image references — then applies the capacity bound. With dry
+// set it changes nothing and reports what it would do.
+func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
+	m.gcMu.Lock()
+	defer m.gcMu.Unlock()
+	users, err := m.inUse(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &GCReport{DryRun: dry}
+	var remove []chunkstore.Digest
+	now := time.Now()
+	err = m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
+		t, err := m.lastUse(d)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		age := now.Sub(t)
+		g := GCImage{Digest: d, AgeSeconds: int64(age / time.Second), Users: users[d]}
+		switch {
+		case len(users[d]) > 0:
+			g.Action, g.Reason = "keep", "in use"
+		case age < m.cfg.MinAge:
+			g.Action, g.Reason = "keep", fmt.Sprintf("unused for %s, less than the minimum age %s", age.Round(time.Second), m.cfg.MinAge)
+		default:
+			g.Action, g.Reason = "remove", fmt.Sprintf("unused for %s, more than the minimum age %s", age.Round(time.Second), m.cfg.MinAge)
+			remove = append(remove, d)
+		}
+		rep.Images = append(rep.Images, g)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(rep.Images, func(i, j int) bool { return rep.Images[i].Digest.String() < rep.Images[j].Digest.String() })
+
+	// Chunks of removed images that no remaining image references go too.
+	refs, manifests, err := m.references(ctx, remove)
+	if err != nil {
+		return nil, err
+	}
+	var orphans []chunkstore.Digest
+	seen := make(map[chunkstore.Digest]bool)
+	for _, man := range manifests {
+		for _, c := range man.Chunks {
+			if !c.IsZero() && !refs[c] && !seen[c] {
+				seen[c] = true
+				orphans = append(orphans, c)
+			}
+		}
+	}
+	for _, d := range remove {
+		if !dry {
+			if err := m.c.local.DeleteManifest(ctx, d); err != nil {
+				return rep, err
+			}
+			os.Remove(ProfilePath(m.c.local.Root(), d))
+			m.c.Forget(d)
+			m.imagesRemoved.Add(1)
+			m.c.log.Info("cleanup removed unused image", "image", d.String(), "min_age", m.cfg.MinAge)
+		}
+	}
+	for _, c := range orphans {
+		n, err := m.c.local.ChunkStoredSize(c)
+		if err != nil {
+			continue // not present locally (lazy)
+		}
+		rep.ChunksRemoved++
+		rep.BytesFreed += n
+		if !dry {
+			if err := m.c.local.DeleteChunk(ctx, c); err != nil {
+				return rep, err
+			}
+			m.c.subs.remove(c)
+			m.chunksRemoved.Add(1)
+			m.bytesFreed.Add(n)
+		}
+	}
+	if err := m.enforceCapacity(ctx, users, dry, rep); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// references returns the set of chunks referenced by the local images other than those in
+// except, and the manifests of those in except.
+func (m *Manager) references(ctx context.Context, except []chunkstore.Digest) (map[chunkstore.Digest]bool, []*chunkstore.Manifest, error) {
+	skip := make(map[chunkstore.Digest]bool, len(except))
+	for _, d := range except {
+		skip[d] = true
+	}
+	refs := make(map[chunkstore.Digest]bool)
+	var removed []*chunkstore.Manifest
+	err := m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
+		man, err := m.c.local.GetManifest(ctx, d)
+		if err != nil {
+			if chunkstore.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("manifest %s: %w", d.Short(), err)
+		}
+		if skip[d] {
+			removed = append(removed, man)
+			return nil
+		}
+		for _, c := range man.Chunks {
+			refs[c] = true
+		}
+		return nil
+	})
+	return refs, removed, err
+}
+
+// enforceCapacity evicts chunks until the local chunk objects fit CacheSize: first chunks no
+// image references, then chunks of unused images, least recently read first; chunks of
+// images in use only if an origin can give them again.
+func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Digest][]string, dry bool, rep *GCReport) error {
+	type cand struct {
+		d    chunkstore.Digest
+		size int64
+		rank int // 0 unreferenced, 1 unused image, 2 in-use image
+		last int64
+	}
+	inUseChunks := make(map[chunkstore.Digest]bool)
+	refs := make(map[chunkstore.Digest]bool)
+	err := m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
+		man, err := m.c.local.GetManifest(ctx, d)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		for _, c := range man.Chunks {
+			refs[c] = true
+			if len(users[d]) > 0 {
+				inUseChunks[c] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var cands []cand
+	var total int64
+	err = m.c.local.WalkChunks(ctx, func(d chunkstore.Digest) error {
+		fi, err := os.Stat(m.c.local.ChunkPath(d))
+		if err != nil {
+			return nil
+		}
+		total += fi.Size()
+		c := cand{d: d, size: fi.Size(), last: m.c.lastRead(d, fi.ModTime())}
+		switch {
+		case !refs[d]:
+			c.rank = 0
+		case inUseChunks[d]:
+			c.rank = 2
+		default:
+			c.rank = 1
+		}
+		cands = append(cands, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	rep.StoredBytes = total
+	if m.cfg.CacheSize <= 0 || total <= m.cfg.CacheSize {
+		return nil
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].rank != cands[j].rank {
+			return cands[i].rank < cands[j].rank
+		}
+		return cands[i].last < cands[j].last
+	})
+	for _, c := range cands {
+		if total <= m.cfg.CacheSize {
+			break
+		}
+		if c.rank == 2 && !m.c.originHas(ctx, c.d) {
+			continue // in use and nowhere else: never evicted
+		}
+		rep.Evicted++
+		rep.EvictedBytes += c.size
+		total -= c.size
+		if !dry {
+			if err := m.c.local.DeleteChunk(ctx, c.d); err != nil {
+				return err
+			}
+			m.c.subs.remove(c.d)
+			m.evictions.Add(1)
+			m.evictedBytes.Add(c.size)
+		}
+	}
+	rep.StoredBytes = total
+	if !dry {
+		m.c.log.Info("capacity bound applied", "evicted_chunks", rep.Evicted, "evicted_bytes", rep.EvictedBytes, "stored_bytes", total, "cache_size", m.cfg.CacheSize)
+	}
+	if total > m.cfg.CacheSize {
+		m.c.log.Warn("local chunks exceed --cache-size: the rest belong to images in use and no origin has them", "stored_bytes", total, "cache_size", m.cfg.CacheSize)
+	}
+	return nil
+}
+
+// ScrubReport tells what a scrub found.
+type ScrubReport struct {
+	Checked  int                 `json:"chunks_checked"`
+	Bytes    int64               `json:"bytes_checked"`
+	Corrupt  []chunkstore.Digest `json:"corrupt"`
+	Repaired int                 `json:"repaired"`
+	Failed   []string            `json:"failed,omitempty"` // corrupt and not repaired
+}
+
+// Scrub re-verifies every local chunk at most rate bytes a second (0: as fast as it can),
+// quarantining corrupt ones and repairing them from an origin.
+func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
+	var todo []chunkstore.Digest
+	if err := m.c.local.WalkChunks(ctx, func(d chunkstore.Digest) error { todo = append(todo, d); return nil }); err != nil {
+		return nil, err
+	}
+	rep := &ScrubReport{}
+	lim := newLimiter(rate)
+	for _, d := range todo {
+		if _, busy := m.c.pending.Load(d); busy {
+			continue
+		}
+		_, err := m.c.local.GetChunk(ctx, d)
+		switch {
+		case err == nil:
+		case chunkstore.IsNotFound(err):
+			continue // evicted or removed meanwhile
+		case chunkstore.IsCorrupt(err):
+			rep.Corrupt = append(rep.Corrupt, d)
+			m.scrubCorrupt.Add(1)
+			m.c.log.Error("scrub found a corrupt chunk", "chunk", d.String(), "err", err)
+			if qerr := m.c.quarantine(d, err); qerr != nil {
+				rep.Failed = append(rep.Failed, qerr.Error())
+				continue
+			}
+			if _, ferr := m.c.Chunk(ctx, d); ferr != nil {
+				rep.Failed = append(rep.Failed, fmt.Sprintf("chunk %s: %v", d, ferr))
+				continue
+			}
+			m.c.stats.repairs.Add(1)
+			rep.Repaired++
+		default:
+			return rep, err
+		}
+		n, _ := m.c.local.ChunkStoredSize(d)
+		rep.Checked++
+		rep.Bytes += n
+		m.scrubbed.Add(1)
+		m.scrubbedBytes.Add(n)
+		if err := lim.wait(ctx, n); err != nil {
+			return rep, err
+		}
+	}
+	m.c.Flush()
+	return rep, nil
+}
+
+// limiter paces work to a rate in bytes a second.
+type limiter struct {
+	rate  int64
+	start time.Time
+	done  int64
+}
+
+func newLimiter(rate int64) *limiter { return &limiter{rate: rate, start: time.Now()} }
+
+func (l *limiter) wait(ctx context.Context, n int64) error {
+	if l.rate <= 0 {
+		return ctx.Err()
+	}
+	l.done += n
+	due := l.start.Add(time.Duration(float64(l.done) / float64(l.rate) * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		sleep(ctx, d)
+	}
+	return ctx.Err()
+}
+
+// imageLoaded is called when an image becomes known to the cache (a lookup): a cold image
+// with a boot profile gets its profiled chunks fetched first, in order; one without gets a
+// profile recorded.
+func (m *Manager) imageLoaded(im *Image) {
+	n := len(im.m.Chunks)
+	prof, err := readProfile(m.c.local.Root(), im.digest, n)
+	if chunkstore.IsNotFound(err) {
+		for _, o := range m.c.origins {
+			if pg, ok := o.(ProfileGetter); ok {
+				if prof, err = pg.GetProfile(context.Background(), im.digest, n); err == nil {
+					writeProfile(m.c.local.Root(), im.digest, prof)
+					break
+				}
+			}
+		}
+	}
+	if err == nil && len(prof) > 0 {
+		go m.prefetchProfile(im, prof)
+		return
+	}
+	if m.cfg.ProfileWindow > 0 {
+		im.rec.Store(newProfileRecorder(m.cfg.ProfileWindow, func(order []int) {
+			im.rec.Store(nil)
+			if len(order) == 0 {
+				return
+			}
+			if err := writeProfile(m.c.local.Root(), im.digest, order); err != nil {
+				m.c.log.Error("cannot save boot profile", "image", im.digest.String(), "err", err)
+				return
+			}
+			m.profilesRecorded.Add(1)
+			m.c.log.Info("boot profile recorded", "image", im.digest.String(), "chunks", len(order), "window", m.cfg.ProfileWindow)
+		}))
+	}
+}
+
+// prefetchProfile fetches the profiled chunks that are not local, in profile order, a few at
+// a time, ahead of the guest.
+func (m *Manager) prefetchProfile(im *Image, prof []int) {
+	ctx := context.Background()
+	var missing []chunkstore.Digest
+	seen := make(map[chunkstore.Digest]bool)
+	for _, i := range prof {
+		d := im.m.Chunks[i]
+		if d.IsZero() || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if ok, _ := m.c.local.HasChunk(ctx, d); !ok {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	m.c.log.Info("prefetching boot profile", "image", im.digest.String(), "chunks", len(missing))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(missing)) {
+					return
+				}
+				if _, err := m.c.Chunk(ctx, missing[i]); err == nil {
+					m.profileChunks.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// imageUsed is called when an image is opened: background fill fetches the rest of it.
+func (m *Manager) imageUsed(im *Image) {
+	if m.cfg.FillRate <= 0 {
+		return
+	}
+	m.fillMu.Lock()
+	queued := m.filled[im.digest]
+	m.filled[im.digest] = true
+	m.fillMu.Unlock()
+	if !queued {
+		go m.fill(im)
+	}
+}
+
+// fill fetches every chunk of im not yet local at FillRate, pausing while guest reads wait
+// on fetches (guest reads always go first).
+func (m *Manager) fill(im *Image) {
+	ctx := context.Background()
+	lim := newLimiter(m.cfg.FillRate)
+	seen := make(map[chunkstore.Digest]bool)
+	for i, d := range im.m.Chunks {
+		if d.IsZero() || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if ok, _ := m.c.local.HasChunk(ctx, d); ok {
+			continue
+		}
+		if _, busy := m.c.pending.Load(d); busy {
+			continue
+		}
+		for m.c.fgInFlight.Load() > 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		ch, err := m.c.fetchForFill(ctx, d)
+		if err != nil {
+			m.c.log.Warn("background fill: chunk not fetched; will be fetched on read", "image", im.digest.String(), "chunk", i, "err", err)
+			continue
+		}
+		m.filledChunks.Add(1)
+		m.filledBytes.Add(int64(len(ch.Data())))
+		if lim.wait(ctx, int64(len(ch.Data()))) != nil {
+			return
+		}
+	}
+	m.c.Flush()
+	if p, t, _ := Presence(m.c.local, im.m); p == t {
+		m.imagesComplete.Add(1)
+		m.c.log.Info("background fill completed image", "image", im.digest.String())
+	}
+}
