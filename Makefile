@@ -1,7 +1,7 @@
 # basefs — the two commands are `make run` (the whole job end to end) and `make test`.
 GO      ?= go
 BIN     := bin
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 
 .PHONY: all build run test setup vet fmt-check fuzz clean
 
@@ -24,8 +24,14 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# Every parser of outside input, briefly; each target's corpus is kept in its testdata/.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME) ./chunkstore/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseName$$' -fuzztime $(FUZZTIME) ./fs/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseProfile$$' -fuzztime $(FUZZTIME) ./cache/
+	$(GO) test -run '^$$' -fuzz '^FuzzNew$$' -fuzztime $(FUZZTIME) ./chunkstore/httpstore/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./agent/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateID$$' -fuzztime $(FUZZTIME) ./agent/
 
 # make test: set up the host, then format, vet, every test (integration included) with -race,
 # and a brief fuzz run of each parser.

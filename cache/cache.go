@@ -166,6 +166,7 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 	im := c.images[d]
 	c.mu.Unlock()
 	if im != nil {
+		im.lastUse.Store(time.Now().UnixNano()) // a lookup is a use (a spawn is about to read)
 		return im, nil
 	}
 	v, err, _ := c.manifestFlight.Do(string(d[:]), func() (any, error) {
@@ -177,6 +178,7 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 			return nil, err
 		}
 		im := &Image{c: c, digest: d, m: m}
+		im.lastUse.Store(time.Now().UnixNano())
 		c.mu.Lock()
 		old := c.images[d]
 		if old != nil {

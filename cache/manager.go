@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/local"
 )
 
 // ManagerConfig configures the image cache manager.
@@ -481,11 +482,18 @@ func (m *Manager) imageLoaded(im *Image) {
 	prof, err := readProfile(m.c.local.Root(), im.digest, n)
 	if chunkstore.IsNotFound(err) {
 		for _, o := range m.c.origins {
-			if pg, ok := o.(ProfileGetter); ok {
-				if prof, err = pg.GetProfile(context.Background(), im.digest, n); err == nil {
-					writeProfile(m.c.local.Root(), im.digest, prof)
-					break
-				}
+			switch o := o.(type) {
+			case *local.Store:
+				prof, err = readProfile(o.Root(), im.digest, n)
+			case ProfileGetter:
+				prof, err = o.GetProfile(context.Background(), im.digest, n)
+			default:
+				continue
+			}
+			if err == nil {
+				writeProfile(m.c.local.Root(), im.digest, prof)
+				m.c.log.Info("boot profile taken from origin", "image", im.digest.String(), "origin", o.String(), "chunks", len(prof))
+				break
 			}
 		}
 	}

@@ -20,6 +20,7 @@ type PublishResult struct {
 	BytesCopied    int64 `json:"bytes_copied"`    // uncompressed bytes of the new chunks
 	ChunksFetched  int   `json:"chunks_fetched"`  // taken from an origin (absent locally)
 	ManifestsAdded int   `json:"manifests_added"` // new in the target
+	Profiles       int   `json:"profiles"`        // boot profiles published with their manifests
 }
 
 // Publish copies the given images — manifest and every chunk — from the local state into
@@ -103,6 +104,15 @@ func Publish(ctx context.Context, src *local.Store, origins []chunkstore.Getter,
 		}
 		if !had {
 			res.ManifestsAdded++
+		}
+		// The boot profile travels with the manifest, to layouts that can hold it.
+		if ld, ok := dst.(*local.Store); ok {
+			if prof, err := readProfile(src.Root(), images[i], len(m.Chunks)); err == nil {
+				if err := writeProfile(ld.Root(), images[i], prof); err != nil {
+					return nil, fmt.Errorf("publish profile of %s: %w", images[i].Short(), err)
+				}
+				res.Profiles++
+			}
 		}
 	}
 	res.ChunksCopied, res.ChunksFetched, res.BytesCopied = int(copied.Load()), int(fetched.Load()), bytes.Load()

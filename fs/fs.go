@@ -172,8 +172,17 @@ var (
 	_ gofs.NodeOpener    = (*view)(nil)
 	_ gofs.NodeReader    = (*view)(nil)
 	_ gofs.NodeSetattrer = (*view)(nil)
-	_ gofs.NodeReleaser  = (*view)(nil)
 )
+
+// handle is an open file on a view; its release ends the image's use.
+type handle struct{ im *cache.Image }
+
+var _ gofs.FileReleaser = (*handle)(nil)
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.im.Release()
+	return 0
+}
 
 func (v *view) fill(a *fuse.Attr) {
 	a.Mode = fuse.S_IFREG | 0o444
@@ -199,17 +208,12 @@ func (v *view) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	v.im.Acquire() // an open image is in use
+	v.im.Acquire() // an open image is in use until the handle is released
+	h := &handle{im: v.im}
 	if flags&syscall.O_DIRECT != 0 {
-		return nil, fuse.FOPEN_DIRECT_IO, 0
+		return h, fuse.FOPEN_DIRECT_IO, 0
 	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// Release undoes Open's Acquire.
-func (v *view) Release(ctx context.Context, f gofs.FileHandle) syscall.Errno {
-	v.im.Release()
-	return 0
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Read serves [off, off+len(dest)) of the view: the image's verified bytes, then zeros.

@@ -5,6 +5,8 @@
 //
 //	GET  /v1/status                  → Status
 //	POST /v1/images/<digest>/ensure  → ImageStatus (fetches the manifest from an origin if needed)
+//	POST /v1/gc[?dry_run=1]          → cache.GCReport (cleanup after the minimum age, capacity)
+//	POST /v1/scrub                   → cache.ScrubReport (re-verify every local chunk now, repair)
 package control
 
 import (
@@ -43,6 +45,7 @@ type Status struct {
 	Origins    []string            `json:"origins"`
 	Images     []cache.ImageInfo   `json:"images"`
 	Stats      cache.StatsSnapshot `json:"stats"`
+	Manager    *cache.ManagerStats `json:"manager,omitempty"`
 }
 
 // ImageStatus answers ensure.
@@ -61,7 +64,39 @@ type Server struct {
 	Origins    []string
 	Log        *slog.Logger
 
-	cache atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
+	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
+	manager atomic.Pointer[cache.Manager]
+}
+
+// SetManager makes the server answer gc and scrub with m.
+func (s *Server) SetManager(m *cache.Manager) { s.manager.Store(m) }
+
+func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
+	m := s.manager.Load()
+	if m == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
+		return
+	}
+	rep, err := m.GC(r.Context(), r.URL.Query().Get("dry_run") == "1")
+	if err != nil {
+		reply(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	reply(w, http.StatusOK, rep)
+}
+
+func (s *Server) scrub(w http.ResponseWriter, r *http.Request) {
+	m := s.manager.Load()
+	if m == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
+		return
+	}
+	rep, err := m.Scrub(r.Context(), 0)
+	if err != nil {
+		reply(w, http.StatusInternalServerError, apiError{err.Error()})
+		return
+	}
+	reply(w, http.StatusOK, rep)
 }
 
 // SetCache makes the server answer from c (before it, requests get 503: starting).
@@ -80,6 +115,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/images/{digest}/ensure", s.ensure)
+	mux.HandleFunc("POST /v1/gc", s.gc)
+	mux.HandleFunc("POST /v1/scrub", s.scrub)
 	return mux
 }
 
@@ -102,10 +139,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if imgs == nil {
 		imgs = []cache.ImageInfo{}
 	}
-	reply(w, http.StatusOK, Status{
+	st := Status{
 		State: c.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(),
 		Origins: s.Origins, Images: imgs, Stats: c.Stats(),
-	})
+	}
+	if m := s.manager.Load(); m != nil {
+		ms := m.Stats()
+		st.Manager = &ms
+	}
+	reply(w, http.StatusOK, st)
 }
 
 func (s *Server) ensure(w http.ResponseWriter, r *http.Request) {
@@ -240,6 +282,28 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// GC runs cleanup and the capacity bound now (dry: report only).
+func (c *Client) GC(ctx context.Context, dry bool) (*cache.GCReport, error) {
+	var rep cache.GCReport
+	path := "/v1/gc"
+	if dry {
+		path += "?dry_run=1"
+	}
+	if err := c.do(ctx, http.MethodPost, path, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Scrub re-verifies every local chunk now and repairs corrupt ones from the origins.
+func (c *Client) Scrub(ctx context.Context) (*cache.ScrubReport, error) {
+	var rep cache.ScrubReport
+	if err := c.do(ctx, http.MethodPost, "/v1/scrub", &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
 }
 
 // EnsureImage makes the daemon know image d (its manifest fetched from an origin if needed)

@@ -33,7 +33,7 @@ type daemon struct {
 	cmd   *exec.Cmd
 	state string
 	mnt   string
-	log   *bytes.Buffer
+	log   *syncBuffer
 	done  chan struct{}
 }
 
@@ -44,7 +44,7 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 	os.MkdirAll(mnt, 0o755)
 	args := append([]string{"mount", "--state", state}, extra...)
 	args = append(args, mnt)
-	d := &daemon{t: t, state: state, mnt: mnt, log: &bytes.Buffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, state: state, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(basefsBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -67,6 +67,24 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the daemon writes its log into it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (d *daemon) stop() {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
+	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
@@ -28,6 +29,14 @@ type mountOptions struct {
 	metricsAddr string
 	memoryCache int64
 	debug       bool
+
+	instancesPaths []string
+	minAge         int64
+	cacheSize      int64
+	scrubRate      int64
+	fillRate       int64
+	profileWindow  time.Duration
+	interval       time.Duration
 }
 
 func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
@@ -36,6 +45,13 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)")
 	f.Int64Var(&o.memoryCache, "memory-cache", 256<<20, "bytes of recently verified chunks kept in memory")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
+	f.StringArrayVar(&o.instancesPaths, "instances-path", []string{"/var/lib/basefs/instances"}, "instance directories scanned for overlays whose bases are in use (repeatable)")
+	f.Int64Var(&o.minAge, "remove-unused-original-min-age", 86400, "seconds an image must be unused before cleanup removes it (nova's default)")
+	f.Int64Var(&o.cacheSize, "cache-size", 0, "bound on the bytes of local chunks (0: no bound)")
+	f.Int64Var(&o.scrubRate, "scrub-rate", 16<<20, "bytes a second background scrub re-verifies (0: off)")
+	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
+	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
+	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run")
 }
 
 func init() {
@@ -89,7 +105,20 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close() // after unmount: every fetched chunk durable before exit
+	mgr := cache.NewManager(c, cache.ManagerConfig{
+		MinAge:        time.Duration(o.minAge) * time.Second,
+		CacheSize:     o.cacheSize,
+		ScrubRate:     o.scrubRate,
+		FillRate:      o.fillRate,
+		ProfileWindow: o.profileWindow,
+		Interval:      o.interval,
+		InUse:         inUseScanner(o.instancesPaths),
+	})
+	mctx, stopMgr := context.WithCancel(ctx)
+	defer stopMgr()
+	go mgr.Run(mctx)
 	ctl.SetCache(c)
+	ctl.SetManager(mgr)
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c.Collector())
@@ -121,6 +150,27 @@ func runMount(ctx context.Context, args []string) error {
 		return errors.New("the file system was unmounted from outside")
 	}
 	return nil
+}
+
+// inUseScanner finds the images backing instance overlays under the instance paths, as
+// nova's image cache manager does (agent.InUseImages). A path that does not exist holds none.
+func inUseScanner(paths []string) func(context.Context) (map[chunkstore.Digest][]string, error) {
+	return func(ctx context.Context) (map[chunkstore.Digest][]string, error) {
+		all := make(map[chunkstore.Digest][]string)
+		for _, p := range paths {
+			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			u, err := agent.InUseImages(p)
+			if err != nil {
+				return nil, err
+			}
+			for d, ids := range u {
+				all[d] = append(all[d], ids...)
+			}
+		}
+		return all, nil
+	}
 }
 
 // unmount unmounts, retrying while the mount is busy (a process may be finishing a read).

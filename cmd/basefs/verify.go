@@ -12,19 +12,23 @@ import (
 )
 
 type verifyOptions struct {
-	state string
-	json  bool
+	state  string
+	base   string
+	repair bool
+	json   bool
 }
 
 func (o *verifyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.state, "state", defaultState, "the host's state directory")
+	fs.StringVar(&o.base, "base", "", "with --repair: the daemon's mount point (instead of --state)")
+	fs.BoolVar(&o.repair, "repair", false, "ask the running daemon to re-verify every local chunk now and repair corrupt ones from its origins")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
 }
 
 func init() {
 	register("verify", command{
 		summary: "re-hash stored chunks (all, or those of the given images); exit 1 if any is corrupt",
-		usage:   "verify [--state DIR] [--json] [DIGEST...]",
+		usage:   "verify [--state DIR] [--json] [DIGEST...] | verify --repair [--state DIR | --base MOUNTPOINT] [--json]",
 		run:     runVerify,
 	})
 }
@@ -40,6 +44,12 @@ func runVerify(ctx context.Context, args []string) error {
 	o.AddFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if o.repair {
+		if fs.NArg() != 0 {
+			return usageError{"--repair re-verifies every local chunk; it takes no DIGEST"}
+		}
+		return runRepair(ctx, o)
 	}
 	var images []chunkstore.Digest
 	for _, a := range fs.Args() {
@@ -81,6 +91,34 @@ func runVerify(ctx context.Context, args []string) error {
 	}
 	if len(rep.Corrupt) > 0 {
 		return errCorrupt(len(rep.Corrupt))
+	}
+	return nil
+}
+
+func runRepair(ctx context.Context, o verifyOptions) error {
+	c, err := daemonClient(o.state, o.base)
+	if err != nil {
+		return err
+	}
+	rep, err := c.Scrub(ctx)
+	if err != nil {
+		return fmt.Errorf("repair needs the running daemon (basefs mount), which has the origins: %w", err)
+	}
+	if o.json {
+		if err := printJSON(os.Stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range rep.Corrupt {
+			fmt.Printf("CORRUPT chunk %s: quarantined\n", d)
+		}
+		for _, f := range rep.Failed {
+			fmt.Printf("NOT REPAIRED: %s\n", f)
+		}
+		fmt.Printf("verified %d chunks (%s): %d corrupt, %d repaired\n", rep.Checked, humanBytes(rep.Bytes), len(rep.Corrupt), rep.Repaired)
+	}
+	if len(rep.Failed) > 0 {
+		return fmt.Errorf("%d corrupt chunk(s) could not be repaired", len(rep.Failed))
 	}
 	return nil
 }
