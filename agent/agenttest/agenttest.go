@@ -112,10 +112,11 @@ type Env struct {
 	Initrd    string
 	Agent     *agent.Agent
 
-	daemon *exec.Cmd
-	waited chan struct{}
-	mu     sync.Mutex
-	ids    map[string]bool
+	daemonArgs []string
+	daemon     *exec.Cmd
+	waited     chan struct{}
+	mu         sync.Mutex
+	ids        map[string]bool
 }
 
 // Need skips t unless the host can run the agent for real: root, FUSE, qemu, a libvirtd
@@ -157,6 +158,13 @@ func GuestDir(t testing.TB) string {
 // spawned through Track first).
 func New(t testing.TB) *Env {
 	t.Helper()
+	return NewWith(t)
+}
+
+// NewWith is New with extra `basefs mount` flags for the daemon (the cache manager's, say).
+// The daemon always scans the Env's instances directory for images in use.
+func NewWith(t testing.TB, daemonArgs ...string) *Env {
+	t.Helper()
 	Need(t)
 	guest := GuestDir(t)
 	Basefs(t) // build before the clock of any test starts
@@ -167,13 +175,14 @@ func New(t testing.TB) *Env {
 	os.Chmod(dir, 0o755)
 	e := &Env{
 		T: t, Dir: dir,
-		Origin:    filepath.Join(dir, "origin"),
-		State:     filepath.Join(dir, "state"),
-		Mount:     filepath.Join(dir, "instances", "_base"),
-		Instances: filepath.Join(dir, "instances"),
-		Kernel:    filepath.Join(dir, "vmlinuz"),
-		Initrd:    filepath.Join(dir, "initrd.gz"),
-		ids:       map[string]bool{},
+		Origin:     filepath.Join(dir, "origin"),
+		State:      filepath.Join(dir, "state"),
+		Mount:      filepath.Join(dir, "instances", "_base"),
+		Instances:  filepath.Join(dir, "instances"),
+		Kernel:     filepath.Join(dir, "vmlinuz"),
+		Initrd:     filepath.Join(dir, "initrd.gz"),
+		ids:        map[string]bool{},
+		daemonArgs: daemonArgs,
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	for _, d := range []string{e.Origin, e.State, e.Mount} {
@@ -207,7 +216,8 @@ func (e *Env) startDaemon() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(Basefs(t), "mount", "--state", e.State, "--origin", "dir://"+e.Origin, e.Mount)
+	args := append([]string{"mount", "--state", e.State, "--origin", "dir://" + e.Origin, "--instances-path", e.Instances}, e.daemonArgs...)
+	cmd := exec.Command(Basefs(t), append(args, e.Mount)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
