@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
 )
 
@@ -28,6 +29,9 @@ type Config struct {
 	// SubBlockBytes bounds the memory kept for sub-block digests (0: 32 MiB: 1 Mi sub-blocks,
 	// i.e. 64 GiB of local data), which let small reads verify only what they read.
 	SubBlockBytes int64
+	// Glance, when set, serves Glance images (EnsureGlance) and is the last origin: chunks of
+	// raw Glance images read by range and verified against their manifests.
+	Glance *glance.Origin
 	// Logger receives corruption, repair and fetch-failure events (nil: discard).
 	Logger *slog.Logger
 }
@@ -40,13 +44,18 @@ type Cache struct {
 	log     *slog.Logger
 	mem     *lru[*chunkstore.Chunk]   // chunks verified since last read from disk or network
 	subs    *lru[[]chunkstore.Digest] // sub-block digests of verified, raw-stored local chunks
+	fds     *fdCache                  // open object files of raw-stored chunks, for sub-block reads
 	stats   *Stats
 
 	chunkFlight    singleflight.Group // keyed by chunk digest
 	manifestFlight singleflight.Group // keyed by image digest
 
 	mu     sync.Mutex
-	images map[chunkstore.Digest]*Image
+	images map[chunkstore.Digest]*Image // by digest, or by ProvisionalKey for provisional images
+	prov   map[string]*Image            // provisional images by Glance id
+
+	glance    *glance.Origin // nil: no Glance
+	glanceIdx int            // its index in origins and stats (-1: none)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
 	noVerify atomic.Bool
@@ -88,12 +97,20 @@ func New(cfg Config) (*Cache, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{
-		local:   cfg.Local,
-		origins: cfg.Origins,
-		log:     log,
-		mem:     newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
-		subs:    newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
-		images:  make(map[chunkstore.Digest]*Image),
+		local:     cfg.Local,
+		origins:   cfg.Origins,
+		log:       log,
+		mem:       newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
+		subs:      newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
+		fds:       newFDCache(256),
+		images:    make(map[chunkstore.Digest]*Image),
+		prov:      make(map[string]*Image),
+		glanceIdx: -1,
+	}
+	if cfg.Glance != nil {
+		c.glance = cfg.Glance
+		c.glanceIdx = len(c.origins)
+		c.origins = append(append([]chunkstore.Getter(nil), c.origins...), cfg.Glance)
 	}
 	c.stats = newStats(c.originNames())
 	c.writes = make(chan *chunkstore.Chunk, persistQueue)
@@ -113,6 +130,7 @@ func (c *Cache) Close() {
 	if c.closed.CompareAndSwap(false, true) {
 		close(c.writes)
 		c.writers.Wait()
+		c.fds.closeAll()
 	}
 }
 
@@ -133,8 +151,17 @@ func (c *Cache) persist(ch *chunkstore.Chunk) {
 		// The bytes were served verified; the chunk will be fetched again when next needed.
 		c.stats.storeErrors.Add(1)
 		c.log.Error("cannot store fetched chunk", "chunk", ch.Digest().String(), "err", err)
+	} else if len(ch.Data()) > SubBlockSize && !c.noVerify.Load() {
+		// Later partial reads verify by sub-block (a compressed object turns them off again).
+		c.subs.add(ch.Digest(), subBlockDigests(ch.Data()))
 	}
 	c.pending.Delete(ch.Digest())
+}
+
+// dropChunk forgets what the cache derived from a local chunk the manager deleted.
+func (c *Cache) dropChunk(d chunkstore.Digest) {
+	c.subs.remove(d)
+	c.fds.drop(d)
 }
 
 func (c *Cache) originNames() []string {
@@ -177,6 +204,7 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 		if err != nil {
 			return nil, err
 		}
+		c.registerGlance(m)
 		im := &Image{c: c, digest: d, m: m}
 		im.lastUse.Store(time.Now().UnixNano())
 		c.mu.Lock()
@@ -358,6 +386,7 @@ func (c *Cache) quarantine(d chunkstore.Digest, cause error) error {
 	c.stats.localCorrupt.Add(1)
 	c.mem.remove(d)
 	c.subs.remove(d)
+	c.fds.drop(d)
 	q, err := c.local.QuarantineChunk(d, c.QuarantineDir())
 	c.log.Error("local chunk failed verification; quarantined, fetching again",
 		"chunk", d.String(), "err", cause, "quarantine", q, "quarantine_err", err)

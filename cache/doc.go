@@ -10,8 +10,46 @@
 //
 // Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O.
 //
-// Lock order: Cache.mu, then an lru's mu. No lock is held across I/O; reads of cached chunks
-// never wait on the fetch of another chunk (flights are per digest).
+// Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
+//
+// # Glance images
+//
+// With a Glance origin (Config.Glance) EnsureGlance makes a Glance image usable by id: by the
+// manifest its basefs_manifest property names (accepted only if its source is that image);
+// else, for a raw image, as a provisional image; else (qcow2 and other formats) by streaming
+// it once, checking the stream against os_hash_value and checksum, converting it with
+// qemu-img and chunking it into the local state (nothing kept on any failure). The Glance
+// origin is the last origin: it serves chunks of raw Glance images by range, each verified
+// against the digest its manifest gives (wrong bytes are counted as origin corruption and
+// answered with an error, never served).
+//
+// Nova's names: the alias table <state>/aliases/<sha1 of image id> holds the Glance id and,
+// once the image's manifest is local, its digest; ResolveAlias and Aliases serve package fs,
+// so <sha1> and <sha1>_<N> read the same bytes as <digest> and <digest>_<N>.
+//
+// A provisional image is a raw Glance image without a manifest, known by its Glance id and
+// kept in Cache.images under ProvisionalKey(id) (never a manifest's digest). Chunk i is the
+// byte range [i·1 MiB, (i+1)·1 MiB) of Glance's data, fetched with one Range request per run of
+// missing chunks (a read spanning several, or a sequential stream whose window doubles up to
+// 16 MiB; random reads fetch just their chunks), one fetch per chunk however many readers wait.
+// Each chunk is hashed as it arrives and its digest kept; later reads are verified against it
+// (memory, local state, or Glance again). Background fill fetches the rest in 16 MiB ranges.
+// When every chunk has been seen the whole image is hashed (from the verified chunks) and
+// compared with os_hash_value and checksum: on a match the manifest is written (after every
+// chunk is durable), then the alias's digest; on a mismatch the image is marked bad — every
+// later read fails (EIO at the FUSE boundary) and the Glance origin's corruption counter grows.
+//
+// What is guaranteed when, for a provisional image: bytes are trusted on first fetch (Glance
+// gives nothing finer than a whole-image hash to check a range against); from then on they
+// are exactly the bytes first fetched (each chunk verified against the digest kept). The
+// whole-image check against os_hash_value comes when the image is complete; only then does
+// it get a content-addressed name. Its files are opened with direct I/O, so a mark of bad
+// is not hidden by the kernel's page cache. Provisional state lives in memory: after a
+// restart the image is provisional again (its alias records the id) and chunks are fetched
+// again.
+//
+// Lock order: Cache.mu, then an lru's mu, or Cache.mu then provisional.mu; no lock is held
+// across I/O.
 //
 // List and Verify describe and re-hash what a local state holds (basefs ls, basefs verify).
 package cache

@@ -18,6 +18,8 @@ type Image struct {
 	lastUse atomic.Int64                    // unix nanoseconds of the last read
 	opens   atomic.Int32                    // open file handles (an open image is in use)
 	rec     atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
+
+	prov *provisional // set for a Glance image read lazily before it has a digest (then m has no chunks)
 }
 
 // Acquire counts an open file handle on the image: an open image is in use and is never
@@ -46,6 +48,9 @@ func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
 // (n < len(p)). Hole chunks read as zeros without I/O; every other byte comes from a chunk
 // verified since it was last read from disk or network. An error names the chunk and why.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if im.prov != nil {
+		return im.prov.readAt(ctx, im, p, off)
+	}
 	if off < 0 {
 		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
 	}
@@ -85,5 +90,21 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // Presence counts the image's chunks: total non-hole chunks, how many are in the local
 // state, and the bytes their objects take on disk.
 func (im *Image) Presence() (present, total int, storedBytes int64) {
+	if p := im.prov; p != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, st := range p.state {
+			if st == chunkKnown {
+				total++
+				if n, err := im.c.local.ChunkStoredSize(p.digests[i]); err == nil {
+					present++
+					storedBytes += n
+				}
+			} else if st == chunkUnknown {
+				total++
+			}
+		}
+		return present, total, storedBytes
+	}
 	return Presence(im.c.local, im.m)
 }

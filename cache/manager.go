@@ -266,7 +266,7 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 			if err := m.c.local.DeleteChunk(ctx, c); err != nil {
 				return rep, err
 			}
-			m.c.subs.remove(c)
+			m.c.dropChunk(c)
 			m.chunksRemoved.Add(1)
 			m.bytesFreed.Add(n)
 		}
@@ -381,7 +381,7 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 			if err := m.c.local.DeleteChunk(ctx, c.d); err != nil {
 				return err
 			}
-			m.c.subs.remove(c.d)
+			m.c.dropChunk(c.d)
 			m.evictions.Add(1)
 			m.evictedBytes.Add(c.size)
 		}
@@ -564,9 +564,14 @@ func (m *Manager) imageUsed(im *Image) {
 	queued := m.filled[im.digest]
 	m.filled[im.digest] = true
 	m.fillMu.Unlock()
-	if !queued {
-		go m.fill(im)
+	if queued {
+		return
 	}
+	if im.prov != nil {
+		go im.prov.fill(context.Background(), m.cfg.FillRate, m)
+		return
+	}
+	go m.fill(im)
 }
 
 // fill fetches every chunk of im not yet local at FillRate, pausing while guest reads wait

@@ -7,6 +7,10 @@
 //     for a resized base); it exists on lookup without being created, and N GiB smaller than
 //     the image does not exist;
 //   - readdir lists the images whose manifests the host has (not the views);
+//   - `<sha1>` and `<sha1>_<N>`, nova's names for a Glance image (the hex SHA-1 of its id),
+//     resolve through a ContextResolver (the cache's alias table) to the same image and inode
+//     as `<digest>`; readdir lists them too (AliasLister). A Glance image still without a
+//     digest (provisional) is served under its sha1 name only, with direct I/O;
 //   - every other name is ENOENT (ParseName; a Resolver may add aliases for image refs).
 //
 // Writes, create, truncate and chown are refused with EROFS (the mount is also `ro`). Files

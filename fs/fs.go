@@ -31,6 +31,8 @@ type Images interface {
 type Config struct {
 	Images   Images
 	Resolver Resolver // nil: DigestResolver
+	// Aliases, when set, adds the extra names it lists to readdir (nova's sha1 names).
+	Aliases AliasLister
 	// ControlSocket is published as the root's control.Xattr (empty: none).
 	ControlSocket string
 	Logger        *slog.Logger
@@ -98,7 +100,15 @@ func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 		out.SetEntryTimeout(negativeTimeout)
 		return nil, syscall.ENOENT
 	}
-	d, ok := r.cfg.Resolver.Resolve(n.Ref)
+	d, ok, err := resolve(ctx, r.cfg.Resolver, n.Ref)
+	if err != nil {
+		r.cfg.Logger.Error("lookup failed", "name", name, "err", err)
+		if chunkstore.IsNotFound(err) {
+			out.SetEntryTimeout(negativeTimeout)
+			return nil, syscall.ENOENT
+		}
+		return nil, syscall.EIO
+	}
 	if !ok {
 		out.SetEntryTimeout(negativeTimeout)
 		return nil, syscall.ENOENT
@@ -156,6 +166,21 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	for i, d := range ds {
 		entries[i] = fuse.DirEntry{Name: d.String(), Mode: fuse.S_IFREG, Ino: inodeNumber(d, 0)}
 	}
+	if r.cfg.Aliases != nil {
+		as, err := r.cfg.Aliases.Aliases(ctx)
+		if err != nil {
+			r.cfg.Logger.Error("readdir: aliases", "err", err)
+			return nil, syscall.EIO
+		}
+		names := make([]string, 0, len(as))
+		for n := range as {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			entries = append(entries, fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: inodeNumber(as[n], 0)})
+		}
+	}
 	return gofs.NewListDirStream(entries), 0
 }
 
@@ -210,7 +235,9 @@ func (v *view) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	}
 	v.im.Acquire() // an open image is in use until the handle is released
 	h := &handle{im: v.im}
-	if flags&syscall.O_DIRECT != 0 {
+	if flags&syscall.O_DIRECT != 0 || v.im.Provisional() {
+		// A provisional image (a Glance image before its whole-image check) may yet be marked
+		// bad: its bytes must not outlive that in the kernel's page cache.
 		return h, fuse.FOPEN_DIRECT_IO, 0
 	}
 	return h, fuse.FOPEN_KEEP_CACHE, 0

@@ -5,6 +5,7 @@
 //
 //	GET  /v1/status                  → Status
 //	POST /v1/images/<digest>/ensure  → ImageStatus (fetches the manifest from an origin if needed)
+//	POST /v1/glance/<id>/ensure      → GlanceStatus (the daemon makes Glance image <id> usable)
 //	POST /v1/gc[?dry_run=1]          → cache.GCReport (cleanup after the minimum age, capacity)
 //	POST /v1/scrub                   → cache.ScrubReport (re-verify every local chunk now, repair)
 package control
@@ -29,6 +30,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
 )
 
 // SocketName is the control socket's name inside the state directory.
@@ -52,6 +54,17 @@ type Status struct {
 type ImageStatus struct {
 	Digest chunkstore.Digest `json:"digest"`
 	Size   int64             `json:"size"`
+}
+
+// GlanceStatus answers a Glance ensure. Name is nova's name for the image in the mount (the
+// hex SHA-1 of the Glance id), which always reads the image. Digest is its content address,
+// empty while Provisional (a raw image being read lazily before its whole-image check).
+type GlanceStatus struct {
+	GlanceID    string             `json:"glance_id"`
+	Name        string             `json:"name"`
+	Digest      *chunkstore.Digest `json:"digest,omitempty"`
+	Size        int64              `json:"size"`
+	Provisional bool               `json:"provisional"`
 }
 
 type apiError struct {
@@ -115,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("POST /v1/images/{digest}/ensure", s.ensure)
+	mux.HandleFunc("POST /v1/glance/{id}/ensure", s.ensureGlance)
 	mux.HandleFunc("POST /v1/gc", s.gc)
 	mux.HandleFunc("POST /v1/scrub", s.scrub)
 	return mux
@@ -170,6 +184,39 @@ func (s *Server) ensure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, ImageStatus{Digest: d, Size: im.Size()})
+}
+
+func (s *Server) ensureGlance(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := glance.ValidateID(id); err != nil {
+		reply(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	c := s.ready(w)
+	if c == nil {
+		return
+	}
+	im, err := c.EnsureGlance(r.Context(), id)
+	if err != nil {
+		code := http.StatusBadGateway
+		switch {
+		case chunkstore.IsNotFound(err):
+			code = http.StatusNotFound
+		case errors.Is(err, glance.ErrUnusable):
+			code = http.StatusUnprocessableEntity
+		case errors.Is(err, glance.ErrHashMismatch), errors.Is(err, cache.ErrBadImage):
+			code = http.StatusConflict
+		}
+		reply(w, code, apiError{err.Error()})
+		return
+	}
+	st := GlanceStatus{GlanceID: id, Name: glance.NovaName(id), Size: im.Size(), Provisional: im.Provisional()}
+	if !st.Provisional {
+		if d, err := im.Complete(r.Context()); err == nil {
+			st.Digest = &d
+		}
+	}
+	reply(w, http.StatusOK, st)
 }
 
 // Listen binds the socket at path (replacing a stale one) and serves until ctx ends.
@@ -311,6 +358,17 @@ func (c *Client) Scrub(ctx context.Context) (*cache.ScrubReport, error) {
 func (c *Client) EnsureImage(ctx context.Context, d chunkstore.Digest) (*ImageStatus, error) {
 	var st ImageStatus
 	if err := c.do(ctx, http.MethodPost, "/v1/images/"+d.String()+"/ensure", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// EnsureGlance makes the daemon serve Glance image id (manifest from an origin, lazily by
+// range, or converted once) and returns its nova name, size and, once known, digest. An id
+// Glance does not know wraps chunkstore.ErrNotFound.
+func (c *Client) EnsureGlance(ctx context.Context, id string) (*GlanceStatus, error) {
+	var st GlanceStatus
+	if err := c.do(ctx, http.MethodPost, "/v1/glance/"+id+"/ensure", &st); err != nil {
 		return nil, err
 	}
 	return &st, nil

@@ -40,6 +40,10 @@ type Options struct {
 	// part of the content and is not recorded, so a raw image and a qcow2 made from it get
 	// the same digest; origins that name their data (Glance) fill Source in.
 	Source chunkstore.Source
+	// Format, when set, is the image's format as its origin declares it (Glance's
+	// disk_format): qemu-img is told it instead of probing, so a raw image whose first bytes
+	// look like a qcow2 header is never taken for one.
+	Format string
 	// Progress, when set, is called with bytes done and total as chunks complete.
 	Progress func(done, total int64)
 }
@@ -63,9 +67,14 @@ type ImageInfo struct {
 	VirtualSize int64  `json:"virtual-size"`
 }
 
-// Inspect runs `qemu-img info --output=json` on path.
-func Inspect(ctx context.Context, path string) (*ImageInfo, error) {
-	out, err := qemuImg(ctx, "info", "--output=json", path)
+// Inspect runs `qemu-img info --output=json` on path; with a format, qemu-img is told it
+// (`-f FORMAT`) instead of probing.
+func Inspect(ctx context.Context, path string, format ...string) (*ImageInfo, error) {
+	args := []string{"info", "--output=json"}
+	if len(format) > 0 && format[0] != "" {
+		args = append(args, "-f", format[0])
+	}
+	out, err := qemuImg(ctx, append(args, path)...)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +126,7 @@ func Import(ctx context.Context, s *local.Store, path string, opts Options) (*Re
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	f.Close()
-	info, err := Inspect(ctx, path)
+	info, err := Inspect(ctx, path, opts.Format)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}

@@ -504,38 +504,34 @@ func (s *Store) ReadChunkData(d chunkstore.Digest) ([]byte, byte, error) {
 	return data, obj[5], nil
 }
 
-// ErrNotRaw is returned by ReadRawRange for a chunk stored compressed.
+// ErrNotRaw is returned by OpenRaw for a chunk stored compressed.
 var ErrNotRaw = errors.New("chunk is stored compressed")
 
-// ReadRawRange reads len(p) bytes at off of chunk d's uncompressed bytes straight from its
-// object file, when the chunk is stored raw (ErrNotRaw otherwise). The bytes are NOT verified:
-// the caller checks them against sub-block digests it derived from verified bytes.
-func (s *Store) ReadRawRange(d chunkstore.Digest, off int64, p []byte) error {
+// OpenRaw opens chunk d's object file for ranged reads of its uncompressed bytes, when the
+// chunk is stored raw (ErrNotRaw otherwise), and returns its length. Read payload byte i at
+// file offset chunkstore.ObjectHeaderSize+i. The bytes are NOT verified: the caller checks
+// them against sub-block digests it derived from verified bytes.
+func (s *Store) OpenRaw(d chunkstore.Digest) (*os.File, int64, error) {
 	f, err := os.Open(s.ChunkPath(d))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return notFound("chunk", d, s.String())
+			return nil, 0, notFound("chunk", d, s.String())
 		}
-		return err
+		return nil, 0, err
 	}
-	defer f.Close()
 	var hdr [chunkstore.ObjectHeaderSize]byte
 	if _, err := f.ReadAt(hdr[:], 0); err != nil {
-		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
+		f.Close()
+		return nil, 0, &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
 	}
 	enc, n, err := chunkstore.ParseObjectHeader(hdr[:])
 	if err != nil {
-		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
+		f.Close()
+		return nil, 0, &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
 	}
 	if enc != chunkstore.EncodingRaw {
-		return ErrNotRaw
+		f.Close()
+		return nil, 0, ErrNotRaw
 	}
-	if off < 0 || off+int64(len(p)) > n {
-		return fmt.Errorf("chunk %s: range %d+%d outside its %d bytes", d.Short(), off, len(p), n)
-	}
-	if _, err := f.ReadAt(p, chunkstore.ObjectHeaderSize+off); err != nil {
-		// A short file is a damaged object.
-		return &chunkstore.CorruptError{Digest: d, Where: f.Name(), Err: err}
-	}
-	return nil
+	return f, n, nil
 }
