@@ -97,7 +97,7 @@ func (a *Agent) Dir(id string) string { return filepath.Join(a.cfg.InstancesPath
 // SpawnRequest describes an instance to boot. Zero values mean the defaults.
 type SpawnRequest struct {
 	ID        string
-	Image     string // an image digest (ParseImageRef)
+	Image     string // an image digest or glance://<id> (ParseImageRef)
 	DiskSize  int64  // bytes; a multiple of 512, at least the image's size
 	VCPUs     int
 	Memory    int64  // bytes; a multiple of 1 KiB
@@ -147,7 +147,8 @@ type SpawnResult struct {
 // spawnPlan is a checked, normalised request.
 type spawnPlan struct {
 	SpawnRequest
-	digest chunkstore.Digest
+	digest   chunkstore.Digest
+	glanceID string
 }
 
 // check validates everything that needs nothing outside the host's files: no change is made
@@ -157,11 +158,11 @@ func (a *Agent) check(req SpawnRequest) (*spawnPlan, error) {
 	if err := ValidateID(req.ID); err != nil {
 		return nil, kindf(ErrInvalid, "%w", err)
 	}
-	d, err := ParseImageRef(req.Image)
+	ref, err := ParseImageRef(req.Image)
 	if err != nil {
 		return nil, kindf(ErrInvalid, "%w", err)
 	}
-	p.digest = d
+	p.digest, p.glanceID = ref.Digest, ref.GlanceID
 	if req.DiskSize <= 0 || req.DiskSize%512 != 0 {
 		return nil, kindf(ErrInvalid, "disk size %d bytes: must be a positive multiple of 512 bytes", req.DiskSize)
 	}
@@ -227,6 +228,34 @@ func (a *Agent) check(req SpawnRequest) (*spawnPlan, error) {
 	return p, nil
 }
 
+// ensure makes the daemon know the plan's image and returns its status and, for a Glance
+// image, the name the mount knows it by (nova's: the SHA-1 of the image id). p.digest is set
+// to the image's digest when the daemon knows it (a raw Glance image read lazily has none yet).
+func (a *Agent) ensure(ctx context.Context, sock string, p *spawnPlan) (*control.ImageStatus, string, error) {
+	cl := control.NewClient(sock)
+	if p.glanceID == "" {
+		st, err := cl.EnsureImage(ctx, p.digest)
+		if err != nil {
+			if chunkstore.IsNotFound(err) {
+				return nil, "", fmt.Errorf("image %s is unknown to the basefs daemon of %s and to its origins (import or publish it first): %w", p.digest, p.Base, chunkstore.ErrNotFound)
+			}
+			return nil, "", fmt.Errorf("image %s: %w", p.digest, err)
+		}
+		return st, "", nil
+	}
+	gs, err := cl.EnsureGlance(ctx, p.glanceID)
+	if err != nil {
+		if chunkstore.IsNotFound(err) {
+			return nil, "", fmt.Errorf("image %s: %w", p.Image, err)
+		}
+		return nil, "", fmt.Errorf("image %s: %w", p.Image, err)
+	}
+	if gs.Digest != nil {
+		p.digest = *gs.Digest
+	}
+	return &control.ImageStatus{Digest: p.digest, Size: gs.Size}, gs.Name, nil
+}
+
 // Spawn boots an instance: it makes sure the daemon serving the base knows the image, picks
 // the view, creates <ID>/disk (a qcow2 overlay on the view), writes <ID>/libvirt.xml, defines
 // and starts the domain, and returns once libvirt reports it running. Everything that can be
@@ -245,17 +274,15 @@ func (a *Agent) Spawn(ctx context.Context, req SpawnRequest) (_ *SpawnResult, er
 	if err != nil {
 		return nil, fmt.Errorf("base: %w", err)
 	}
-	st, err := control.NewClient(sock).EnsureImage(ctx, p.digest)
+	st, ref, err := a.ensure(ctx, sock, p)
 	if err != nil {
-		if chunkstore.IsNotFound(err) {
-			return nil, fmt.Errorf("image %s is unknown to the basefs daemon of %s and to its origins (import or publish it first): %w", p.digest, p.Base, chunkstore.ErrNotFound)
-		}
-		return nil, fmt.Errorf("image %s: %w", p.digest, err)
+		return nil, err
 	}
 	view, err := PickView(p.digest, st.Size, p.DiskSize)
 	if err != nil {
-		return nil, kindf(ErrInvalid, "image %s: %w", p.digest.Short(), err)
+		return nil, kindf(ErrInvalid, "image %s: %w", p.Image, err)
 	}
+	view.Ref = ref
 	backing := filepath.Join(p.Base, view.String())
 	fi, err := os.Stat(backing)
 	if err != nil {
@@ -265,7 +292,7 @@ func (a *Agent) Spawn(ctx context.Context, req SpawnRequest) (_ *SpawnResult, er
 		return nil, fmt.Errorf("view %s: the mount says %d bytes, want %d", backing, fi.Size(), view.Size(st.Size))
 	}
 	tResolved := time.Now()
-	log.Info("image ready", "image", p.digest.String(), "size", st.Size, "view", view.String())
+	log.Info("image ready", "image", p.Image, "digest", p.digest.String(), "size", st.Size, "view", view.String())
 
 	conn, err := a.connect()
 	if err != nil {

@@ -24,10 +24,17 @@ import (
 // nova's instance directories (UUIDs) are valid IDs. Any disk it cannot read makes it fail: a
 // cache manager must then remove nothing.
 func InUseImages(instancesPath string) (map[chunkstore.Digest][]string, error) {
-	return inUseImages(context.Background(), instancesPath, "qemu-img")
+	return inUseImages(context.Background(), instancesPath, "qemu-img", nil)
 }
 
-func inUseImages(ctx context.Context, instancesPath, qemuImg string) (map[chunkstore.Digest][]string, error) {
+// InUseImagesAliased is InUseImages that also counts backing files named by nova's name for a
+// Glance image (`<sha1 of image id>[_<N>]`), mapped to digests by alias (a name alias does not
+// know is not counted: such an image has no local manifest for cleanup to remove).
+func InUseImagesAliased(instancesPath string, alias func(name string) (chunkstore.Digest, bool)) (map[chunkstore.Digest][]string, error) {
+	return inUseImages(context.Background(), instancesPath, "qemu-img", alias)
+}
+
+func inUseImages(ctx context.Context, instancesPath, qemuImg string, alias func(string) (chunkstore.Digest, bool)) (map[chunkstore.Digest][]string, error) {
 	entries, err := os.ReadDir(instancesPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -59,7 +66,15 @@ func inUseImages(ctx context.Context, instancesPath, qemuImg string) (map[chunks
 		}
 		v, err := ParseView(filepath.Base(backing))
 		if err != nil {
-			continue // not a basefs view
+			name, _, _ := strings.Cut(filepath.Base(backing), "_")
+			d, ok := chunkstore.Digest{}, false
+			if alias != nil {
+				d, ok = alias(name)
+			}
+			if !ok {
+				continue // not a basefs view
+			}
+			v.Image = d
 		}
 		used[v.Image] = append(used[v.Image], e.Name())
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
 )
 
 // DomainPrefix starts the name of every libvirt domain the agent makes: `basefs-<ID>`.
@@ -52,6 +53,9 @@ func idFromDomain(name string) (string, bool) {
 // View names a file in the basefs mount: an image, or a resized view of it.
 type View struct {
 	Image chunkstore.Digest
+	// Ref, when set, names the image in the mount instead of its digest: nova's name for a
+	// Glance image (the hex SHA-1 of its id), which works before the image has a digest.
+	Ref string
 	// GiB is N for the resized view `<digest>_<N>` (the image zero-extended to N GiB), 0 for
 	// the image itself.
 	GiB int64
@@ -59,10 +63,14 @@ type View struct {
 
 // String returns the view's file name in the mount.
 func (v View) String() string {
-	if v.GiB == 0 {
-		return v.Image.String()
+	ref := v.Ref
+	if ref == "" {
+		ref = v.Image.String()
 	}
-	return v.Image.String() + "_" + strconv.FormatInt(v.GiB, 10)
+	if v.GiB == 0 {
+		return ref
+	}
+	return ref + "_" + strconv.FormatInt(v.GiB, 10)
 }
 
 // Size returns the view's size given its image's size.
@@ -114,17 +122,35 @@ func ParseView(name string) (View, error) {
 	return View{Image: d, GiB: g}, nil
 }
 
-// ParseImageRef parses an image reference given to spawn. Today that is an image digest (64
-// lower-case hex characters); Glance references come later.
-func ParseImageRef(ref string) (chunkstore.Digest, error) {
-	if strings.HasPrefix(ref, "glance://") {
-		return chunkstore.Digest{}, fmt.Errorf("image %q: glance:// references are not supported yet: give the image digest", truncate(ref))
+// ImageRef is an image reference given to spawn: an image digest, or a Glance image id.
+type ImageRef struct {
+	Digest   chunkstore.Digest // zero for a Glance reference
+	GlanceID string            // set for glance://<id>
+}
+
+// String returns the reference as given.
+func (r ImageRef) String() string {
+	if r.GlanceID != "" {
+		return glance.Scheme + r.GlanceID
+	}
+	return r.Digest.String()
+}
+
+// ParseImageRef parses an image reference given to spawn: an image digest (64 lower-case hex
+// characters, as `basefs import` prints it) or glance://<image-id> (a lower-case UUID).
+func ParseImageRef(ref string) (ImageRef, error) {
+	if glance.IsRef(ref) {
+		id, err := glance.ParseRef(ref)
+		if err != nil {
+			return ImageRef{}, err
+		}
+		return ImageRef{GlanceID: id}, nil
 	}
 	d, err := chunkstore.ParseDigest(ref)
 	if err != nil {
-		return d, fmt.Errorf("image reference: %w (want an image digest as `basefs import` prints it)", err)
+		return ImageRef{}, fmt.Errorf("image reference: %w (want an image digest as `basefs import` prints it, or glance://<image-id>)", err)
 	}
-	return d, nil
+	return ImageRef{Digest: d}, nil
 }
 
 func truncate(s string) string {

@@ -104,10 +104,14 @@ func FuzzParseView(f *testing.F) {
 }
 
 func TestParseImageRef(t *testing.T) {
-	if d, err := ParseImageRef(testDigest.String()); err != nil || d != testDigest {
-		t.Fatalf("ParseImageRef: %v, %v", d, err)
+	if r, err := ParseImageRef(testDigest.String()); err != nil || r.Digest != testDigest || r.GlanceID != "" {
+		t.Fatalf("ParseImageRef: %v, %v", r, err)
 	}
-	for _, bad := range []string{"", "glance://1234", "cirros", testDigest.String()[:12]} {
+	const id = "0b6f3a9e-6a7c-4f1e-9d2b-3c4d5e6f7a8b"
+	if r, err := ParseImageRef("glance://" + id); err != nil || r.GlanceID != id || !r.Digest.IsZero() || r.String() != "glance://"+id {
+		t.Fatalf("ParseImageRef(glance://%s): %v, %v", id, r, err)
+	}
+	for _, bad := range []string{"", "glance://1234", "glance://" + strings.ToUpper(id), "glance://" + id + "/x", "glance:///" + id, "cirros", testDigest.String()[:12]} {
 		if _, err := ParseImageRef(bad); err == nil {
 			t.Errorf("ParseImageRef(%q) accepted it", bad)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -53,6 +54,7 @@ var (
 // Main runs a package's tests and removes the binaries built for them.
 func Main(m *testing.M) {
 	code := m.Run()
+	glancetest.Stop()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
@@ -292,6 +294,16 @@ type Image struct {
 	Size   int64
 	SHA256 string // of its raw bytes
 	Raw    string // the raw file
+}
+
+// Status returns the daemon's status (counters per origin included).
+func (e *Env) Status() *control.Status {
+	e.T.Helper()
+	st, err := control.NewClient(control.SocketFromState(e.State)).Status(context.Background())
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	return st
 }
 
 // Import writes a raw image of dataBytes pseudo-random bytes (from seed) followed by

@@ -50,7 +50,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"spawn", "--instance", "../a", "--image", d, "--disk-size", "1G"}, "must start with a letter or digit"},
 		{[]string{"spawn", "--instance", "a/b", "--image", d, "--disk-size", "1G"}, "is not allowed"},
 		{[]string{"spawn", "--instance", "a", "--image", "cirros", "--disk-size", "1G"}, "--image: image reference"},
-		{[]string{"spawn", "--instance", "a", "--image", "glance://1", "--disk-size", "1G"}, "not supported yet"},
+		{[]string{"spawn", "--instance", "a", "--image", "glance://1", "--disk-size", "1G"}, "want a UUID"},
 		{[]string{"spawn", "--instance", "a", "--image", d, "--disk-size", "1GB"}, "ambiguous"},
 		{[]string{"spawn", "--instance", "a", "--image", d, "--disk-size", "1.5G"}, "not a whole number"},
 		{[]string{"spawn", "--instance", "a", "--image", d, "--disk-size", "-1G"}, "does not start with a digit"},

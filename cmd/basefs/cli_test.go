@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -25,6 +26,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	code := m.Run()
+	glancetest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

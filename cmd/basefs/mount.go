@@ -19,6 +19,7 @@ import (
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/fs"
 )
@@ -37,6 +38,7 @@ type mountOptions struct {
 	fillRate       int64
 	profileWindow  time.Duration
 	interval       time.Duration
+	glance         glanceOptions
 }
 
 func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
@@ -52,6 +54,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
 	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run")
+	o.glance.AddFlags(f)
 }
 
 func init() {
@@ -100,7 +103,15 @@ func runMount(ctx context.Context, args []string) error {
 	if err := st.CleanTemp(); err != nil {
 		return err
 	}
-	c, err := cache.New(cache.Config{Local: st, Origins: origins, MemoryBytes: o.memoryCache, Logger: log})
+	var gorigin *glance.Origin
+	if o.glance.configured() {
+		gc, err := o.glance.open(ctx)
+		if err != nil {
+			return err
+		}
+		gorigin = glance.NewOrigin(gc)
+	}
+	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, MemoryBytes: o.memoryCache, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -112,7 +123,7 @@ func runMount(ctx context.Context, args []string) error {
 		FillRate:      o.fillRate,
 		ProfileWindow: o.profileWindow,
 		Interval:      o.interval,
-		InUse:         inUseScanner(o.instancesPaths),
+		InUse:         inUseScanner(o.instancesPaths, c.AliasDigest),
 	})
 	mctx, stopMgr := context.WithCancel(ctx)
 	defer stopMgr()
@@ -132,7 +143,12 @@ func runMount(ctx context.Context, args []string) error {
 		go msrv.Serve(l)
 		defer msrv.Close()
 	}
-	srv, err := fs.Mount(mnt, fs.Config{Images: c, ControlSocket: sock, Logger: log}, o.debug)
+	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log}
+	if gorigin != nil {
+		fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
+		fcfg.Aliases = c
+	}
+	srv, err := fs.Mount(mnt, fcfg, o.debug)
 	if err != nil {
 		return err
 	}
@@ -154,14 +170,14 @@ func runMount(ctx context.Context, args []string) error {
 
 // inUseScanner finds the images backing instance overlays under the instance paths, as
 // nova's image cache manager does (agent.InUseImages). A path that does not exist holds none.
-func inUseScanner(paths []string) func(context.Context) (map[chunkstore.Digest][]string, error) {
+func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) func(context.Context) (map[chunkstore.Digest][]string, error) {
 	return func(ctx context.Context) (map[chunkstore.Digest][]string, error) {
 		all := make(map[chunkstore.Digest][]string)
 		for _, p := range paths {
 			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			u, err := agent.InUseImages(p)
+			u, err := agent.InUseImagesAliased(p, alias)
 			if err != nil {
 				return nil, err
 			}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
 )
 
@@ -18,6 +20,7 @@ type publishOptions struct {
 	to      string
 	origins []string
 	json    bool
+	glance  glanceOptions
 }
 
 func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
@@ -25,12 +28,13 @@ func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.to, "to", "", "where to publish: dir:///PATH (served as is by dir:// and http:// origins)")
 	f.StringArrayVar(&o.origins, "origin", nil, "fetch chunks the state lacks from this origin (repeatable)")
 	f.BoolVar(&o.json, "json", false, "print JSON")
+	o.glance.AddFlags(f)
 }
 
 func init() {
 	register("publish", command{
 		summary: "copy images (manifests and chunks) into a published layout",
-		usage:   "publish --state DIR --to dir:///PATH [--origin URL]... DIGEST...",
+		usage:   "publish --state DIR --to dir:///PATH [--origin URL]... [--glance-endpoint URL] DIGEST|glance://ID...",
 		run:     runPublish,
 	})
 }
@@ -46,7 +50,17 @@ func runPublish(ctx context.Context, args []string) error {
 		return usageError{"name at least one image DIGEST"}
 	}
 	var images []chunkstore.Digest
+	glanceIDs := map[int]string{} // index in images → Glance id
 	for _, a := range f.Args() {
+		if glance.IsRef(a) {
+			id, err := glance.ParseRef(a)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			glanceIDs[len(images)] = id
+			images = append(images, chunkstore.Digest{})
+			continue
+		}
 		d, err := chunkstore.ParseDigest(a)
 		if err != nil {
 			return usageError{err.Error()}
@@ -65,7 +79,12 @@ func runPublish(ctx context.Context, args []string) error {
 		}
 		origins = append(origins, g)
 	}
-	src, err := openExisting(o.state)
+	var src *local.Store
+	if len(glanceIDs) > 0 {
+		src, err = local.Open(o.state, local.Options{}) // Glance images are imported into it
+	} else {
+		src, err = openExisting(o.state)
+	}
 	if err != nil {
 		return err
 	}
@@ -73,11 +92,39 @@ func runPublish(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var gc *glance.Client
+	if len(glanceIDs) > 0 {
+		if gc, err = o.glance.open(ctx); err != nil {
+			return err
+		}
+		// Convert if needed and chunk into the local state first (verified against Glance's hashes).
+		for i, id := range glanceIDs {
+			ip := newProgress("importing " + id)
+			res, _, err := glance.Import(ctx, gc, src, id, importer.Options{Progress: ip.update})
+			ip.done()
+			if err != nil {
+				return err
+			}
+			if err := cache.WriteAlias(src.Root(), id, res.Digest); err != nil {
+				return err
+			}
+			images[i] = res.Digest
+		}
+	}
 	p := newProgress("publishing")
 	res, err := cache.Publish(ctx, src, origins, dst, images, func(done, total int) { p.update(int64(done), int64(total)) })
 	p.done()
 	if err != nil {
 		return err
+	}
+	// Last, so a host that finds the property finds the manifest and chunks published.
+	for i, id := range glanceIDs {
+		if err := gc.SetProperty(ctx, id, glance.ManifestProperty, images[i].String()); err != nil {
+			return fmt.Errorf("published image %s, but cannot record it on Glance image %s: %w", images[i], id, err)
+		}
+		if !o.json {
+			fmt.Printf("glance://%s: %s=%s\n", id, glance.ManifestProperty, images[i])
+		}
 	}
 	if o.json {
 		return printJSON(os.Stdout, res)
