@@ -9,10 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
@@ -35,32 +35,37 @@ type Config struct {
 	Aliases AliasLister
 	// ControlSocket is published as the root's control.Xattr (empty: none).
 	ControlSocket string
-	Logger        *slog.Logger
+	// Supervisor is the pid of the process holding the FUSE connection, published as the
+	// root's SupervisorXattr (0: none; the serving process is the only one).
+	Supervisor int
+	// NodeLog, when set, is a file recording every node id handed to the kernel, so a
+	// process taking over the connection can answer for them (empty: in memory only).
+	NodeLog string
+	Logger  *slog.Logger
 }
 
-// root is the mount's only directory.
-type root struct {
-	gofs.Inode
-	cfg Config
+// SupervisorXattr is the mount root's extended attribute naming the supervisor's pid.
+const SupervisorXattr = "user.basefs.supervisor"
+
+// FS is the basefs file system, served through go-fuse's raw protocol API so that its node
+// ids are its own deterministic inode numbers (inodeNumber): any process serving the same
+// state answers for the ids the kernel already holds — the prerequisite for restarting the
+// daemon under a live mount. File handles carry nothing (fh 0): every request names its node.
+type FS struct {
+	fuse.RawFileSystem // everything not implemented here answers ENOSYS (writes: EROFS first, the mount is ro)
+	cfg                Config
+	nodes              *nodeTable
 }
 
-var (
-	_ gofs.NodeLookuper   = (*root)(nil)
-	_ gofs.NodeReaddirer  = (*root)(nil)
-	_ gofs.NodeGetattrer  = (*root)(nil)
-	_ gofs.NodeGetxattrer = (*root)(nil)
-	_ gofs.NodeSetattrer  = (*root)(nil)
-)
-
-// New returns the root of a basefs tree.
-func New(cfg Config) gofs.InodeEmbedder {
+// New returns a basefs file system.
+func New(cfg Config) *FS {
 	if cfg.Resolver == nil {
 		cfg.Resolver = DigestResolver{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &root{cfg: cfg}
+	return &FS{RawFileSystem: fuse.NewDefaultRawFileSystem(), cfg: cfg, nodes: newNodeTable(cfg.NodeLog, cfg.Logger)}
 }
 
 // How long the kernel may keep names and attributes: images are immutable, so positive
@@ -70,73 +75,105 @@ const (
 	negativeTimeout = time.Second
 )
 
-func (r *root) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = fuse.S_IFDIR | 0o555
-	out.Nlink = 2
-	out.SetTimeout(positiveTimeout)
-	return 0
+func (f *FS) String() string { return "basefs" }
+
+// ctxOf makes a request's context: done when the kernel interrupts the request.
+func ctxOf(cancel <-chan struct{}) context.Context { return &fuse.Context{Cancel: cancel} }
+
+func rootAttr(a *fuse.Attr) {
+	a.Ino = fuse.FUSE_ROOT_ID
+	a.Mode = fuse.S_IFDIR | 0o555
+	a.Nlink = 2
 }
 
-func (r *root) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-
-func (r *root) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	if attr != control.Xattr || r.cfg.ControlSocket == "" {
-		return 0, syscall.ENODATA
-	}
-	v := r.cfg.ControlSocket
-	if len(dest) < len(v) {
-		return uint32(len(v)), syscall.ERANGE
-	}
-	return uint32(copy(dest, v)), 0
+func viewAttr(ino uint64, size int64, a *fuse.Attr) {
+	a.Ino = ino
+	a.Mode = fuse.S_IFREG | 0o444
+	a.Size = uint64(size)
+	a.Blocks = uint64((size + 511) / 512)
+	a.Blksize = 1 << 20
+	a.Nlink = 1
 }
 
 // Lookup maps a name to a view: `<ref>` or `<ref>_<N>`. The image's manifest is fetched from
 // the origins if the host does not have it yet.
-func (r *root) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	if header.NodeId != fuse.FUSE_ROOT_ID {
+		return fuse.ENOTDIR
+	}
+	ctx := ctxOf(cancel)
 	n, ok := ParseName(name)
 	if !ok {
 		out.SetEntryTimeout(negativeTimeout)
-		return nil, syscall.ENOENT
+		return fuse.ENOENT
 	}
-	d, ok, err := resolve(ctx, r.cfg.Resolver, n.Ref)
+	d, ok, err := resolve(ctx, f.cfg.Resolver, n.Ref)
 	if err != nil {
-		r.cfg.Logger.Error("lookup failed", "name", name, "err", err)
+		f.cfg.Logger.Error("lookup failed", "name", name, "err", err)
 		if chunkstore.IsNotFound(err) {
 			out.SetEntryTimeout(negativeTimeout)
-			return nil, syscall.ENOENT
+			return fuse.ENOENT
 		}
-		return nil, syscall.EIO
+		return fuse.EIO
 	}
 	if !ok {
 		out.SetEntryTimeout(negativeTimeout)
-		return nil, syscall.ENOENT
+		return fuse.ENOENT
 	}
-	im, err := r.cfg.Images.Image(ctx, d)
+	v, errno := f.view(ctx, node{digest: d, viewGiB: n.ViewGiB})
+	if errno != 0 {
+		if errno == syscall.ENOENT {
+			out.SetEntryTimeout(negativeTimeout)
+		}
+		return fuse.Status(errno)
+	}
+	ino := inodeNumber(d, n.ViewGiB)
+	if err := f.nodes.add(ino, node{digest: d, viewGiB: n.ViewGiB}); err != nil {
+		f.cfg.Logger.Error("lookup: cannot record the node", "name", name, "err", err)
+		return fuse.EIO
+	}
+	out.NodeId = ino
+	out.Generation = 1
+	viewAttr(ino, v.size, &out.Attr)
+	out.SetEntryTimeout(positiveTimeout)
+	out.SetAttrTimeout(positiveTimeout)
+	return fuse.OK
+}
+
+// view resolves a node to its image and size (ENOENT: no such image or view).
+func (f *FS) view(ctx context.Context, n node) (*view, syscall.Errno) {
+	im, err := f.cfg.Images.Image(ctx, n.digest)
 	if err != nil {
 		if chunkstore.IsNotFound(err) {
-			out.SetEntryTimeout(negativeTimeout)
 			return nil, syscall.ENOENT
 		}
-		r.cfg.Logger.Error("lookup failed", "name", name, "err", err)
+		f.cfg.Logger.Error("image lookup failed", "image", n.digest.String(), "err", err)
 		return nil, syscall.EIO
 	}
 	size := im.Size()
-	if n.ViewGiB > 0 {
-		size = n.ViewGiB * GiB
+	if n.viewGiB > 0 {
+		size = n.viewGiB * GiB
 		if size < im.Size() {
 			// nova never asks for a view smaller than its image: it does not exist.
-			out.SetEntryTimeout(negativeTimeout)
 			return nil, syscall.ENOENT
 		}
 	}
-	v := &view{im: im, size: size, log: r.cfg.Logger}
-	ch := r.NewInode(ctx, v, gofs.StableAttr{Mode: fuse.S_IFREG, Ino: inodeNumber(d, n.ViewGiB)})
-	v.fill(&out.Attr)
-	out.SetEntryTimeout(positiveTimeout)
-	out.SetAttrTimeout(positiveTimeout)
-	return ch, 0
+	return &view{im: im, size: size}, 0
+}
+
+// node returns the view behind a node id the kernel holds (looked up by this process or by
+// an earlier one serving the same state).
+func (f *FS) nodeView(cancel <-chan struct{}, ino uint64) (*view, fuse.Status) {
+	n, ok := f.nodes.get(ino)
+	if !ok {
+		f.cfg.Logger.Error("request for an unknown node id", "ino", ino)
+		return nil, fuse.ENOENT
+	}
+	v, errno := f.view(ctxOf(cancel), n)
+	if errno != 0 {
+		return nil, fuse.Status(errno)
+	}
+	return v, fuse.OK
 }
 
 // inodeNumber derives a view's inode number from its image and size, so it is the same in
@@ -154,23 +191,156 @@ func inodeNumber(d chunkstore.Digest, viewGiB int64) uint64 {
 	return ino
 }
 
-// Readdir lists the images known locally (not their resized views, which are endless).
-func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	ds, err := r.cfg.Images.Images(ctx)
+// Forget: node ids are deterministic and the table small; nothing to free.
+func (f *FS) Forget(nodeid, nlookup uint64) {}
+
+func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	if input.NodeId == fuse.FUSE_ROOT_ID {
+		rootAttr(&out.Attr)
+		out.SetTimeout(positiveTimeout)
+		return fuse.OK
+	}
+	v, st := f.nodeView(cancel, input.NodeId)
+	if !st.Ok() {
+		return st
+	}
+	viewAttr(input.NodeId, v.size, &out.Attr)
+	out.SetTimeout(positiveTimeout)
+	return fuse.OK
+}
+
+func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	return fuse.Status(syscall.EROFS)
+}
+
+func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	v := ""
+	if header.NodeId == fuse.FUSE_ROOT_ID {
+		switch attr {
+		case control.Xattr:
+			v = f.cfg.ControlSocket
+		case SupervisorXattr:
+			if f.cfg.Supervisor > 0 {
+				v = strconv.Itoa(f.cfg.Supervisor)
+			}
+		}
+	}
+	if v == "" {
+		return 0, fuse.Status(syscall.ENODATA)
+	}
+	if len(dest) == 0 {
+		return uint32(len(v)), fuse.OK
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), fuse.ERANGE
+	}
+	return uint32(copy(dest, v)), fuse.OK
+}
+
+func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	out.Bsize = 4096
+	out.Frsize = 4096
+	out.NameLen = 255
+	return fuse.OK
+}
+
+// Open refuses writing. The kernel may keep the file's pages (images are immutable and only
+// verified bytes are ever served); an O_DIRECT open (qemu's cache='none') gets direct I/O.
+func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if input.Flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
+		return fuse.Status(syscall.EROFS)
+	}
+	v, st := f.nodeView(cancel, input.NodeId)
+	if !st.Ok() {
+		return st
+	}
+	v.im.Acquire() // an open image is in use until the file is released
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	if input.Flags&syscall.O_DIRECT != 0 || v.im.Provisional() {
+		// A provisional image (a Glance image before its whole-image check) may yet be marked
+		// bad: its bytes must not outlive that in the kernel's page cache.
+		out.OpenFlags = fuse.FOPEN_DIRECT_IO
+	}
+	return fuse.OK
+}
+
+func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
+	if v, st := f.nodeView(cancel, input.NodeId); st.Ok() {
+		v.im.Release()
+	}
+}
+
+// Read serves [off, off+len(buf)) of the view: the image's verified bytes, then zeros.
+func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	v, st := f.nodeView(cancel, input.NodeId)
+	if !st.Ok() {
+		return nil, st
+	}
+	off := int64(input.Offset)
+	if off >= v.size {
+		return fuse.ReadResultData(nil), fuse.OK
+	}
+	dest := buf[:min(int64(input.Size), int64(len(buf)), v.size-off)]
+	n := 0
+	if off < v.im.Size() {
+		var err error
+		n, err = v.im.ReadAt(ctxOf(cancel), dest, off)
+		if err != nil {
+			f.cfg.Logger.Error("read failed", "image", v.im.Digest().String(), "offset", off, "length", len(dest), "err", err)
+			return nil, fuse.EIO
+		}
+	}
+	clear(dest[n:])
+	return fuse.ReadResultData(dest), fuse.OK
+}
+
+func (f *FS) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if input.NodeId != fuse.FUSE_ROOT_ID {
+		return fuse.ENOTDIR
+	}
+	return fuse.OK
+}
+
+func (f *FS) ReleaseDir(input *fuse.ReleaseIn) {}
+
+// ReadDir lists the images known locally (not their resized views, which are endless), and
+// the aliases of those that have them. Offsets are positions in that sorted list.
+func (f *FS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	if input.NodeId != fuse.FUSE_ROOT_ID {
+		return fuse.ENOTDIR
+	}
+	entries, err := f.entries(ctxOf(cancel))
 	if err != nil {
-		r.cfg.Logger.Error("readdir failed", "err", err)
-		return nil, syscall.EIO
+		f.cfg.Logger.Error("readdir failed", "err", err)
+		return fuse.EIO
+	}
+	for i := int(input.Offset); i < len(entries); i++ {
+		e := entries[i]
+		e.Off = uint64(i + 1)
+		if !out.AddDirEntry(e) {
+			break
+		}
+	}
+	return fuse.OK
+}
+
+func (f *FS) entries(ctx context.Context) ([]fuse.DirEntry, error) {
+	ds, err := f.cfg.Images.Images(ctx)
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i].String() < ds[j].String() })
-	entries := make([]fuse.DirEntry, len(ds))
-	for i, d := range ds {
-		entries[i] = fuse.DirEntry{Name: d.String(), Mode: fuse.S_IFREG, Ino: inodeNumber(d, 0)}
+	entries := []fuse.DirEntry{
+		{Name: ".", Mode: fuse.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
+		{Name: "..", Mode: fuse.S_IFDIR, Ino: fuse.FUSE_ROOT_ID},
 	}
-	if r.cfg.Aliases != nil {
-		as, err := r.cfg.Aliases.Aliases(ctx)
+	for _, d := range ds {
+		entries = append(entries, fuse.DirEntry{Name: d.String(), Mode: fuse.S_IFREG, Ino: inodeNumber(d, 0)})
+	}
+	if f.cfg.Aliases != nil {
+		as, err := f.cfg.Aliases.Aliases(ctx)
 		if err != nil {
-			r.cfg.Logger.Error("readdir: aliases", "err", err)
-			return nil, syscall.EIO
+			return nil, fmt.Errorf("aliases: %w", err)
 		}
 		names := make([]string, 0, len(as))
 		for n := range as {
@@ -181,111 +351,32 @@ func (r *root) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 			entries = append(entries, fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: inodeNumber(as[n], 0)})
 		}
 	}
-	return gofs.NewListDirStream(entries), 0
+	return entries, nil
 }
 
 // view is a read-only file: an image, zero-extended to size.
 type view struct {
-	gofs.Inode
 	im   *cache.Image
 	size int64
-	log  *slog.Logger
-}
-
-var (
-	_ gofs.NodeGetattrer = (*view)(nil)
-	_ gofs.NodeOpener    = (*view)(nil)
-	_ gofs.NodeReader    = (*view)(nil)
-	_ gofs.NodeSetattrer = (*view)(nil)
-)
-
-// handle is an open file on a view; its release ends the image's use.
-type handle struct{ im *cache.Image }
-
-var _ gofs.FileReleaser = (*handle)(nil)
-
-func (h *handle) Release(ctx context.Context) syscall.Errno {
-	h.im.Release()
-	return 0
-}
-
-func (v *view) fill(a *fuse.Attr) {
-	a.Mode = fuse.S_IFREG | 0o444
-	a.Size = uint64(v.size)
-	a.Blocks = uint64((v.size + 511) / 512)
-	a.Blksize = 1 << 20
-	a.Nlink = 1
-}
-
-func (v *view) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	v.fill(&out.Attr)
-	out.SetTimeout(positiveTimeout)
-	return 0
-}
-
-func (v *view) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
-}
-
-// Open refuses writing. The kernel may keep the file's pages (images are immutable and only
-// verified bytes are ever served); an O_DIRECT open (qemu's cache='none') gets direct I/O.
-func (v *view) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	v.im.Acquire() // an open image is in use until the handle is released
-	h := &handle{im: v.im}
-	if flags&syscall.O_DIRECT != 0 || v.im.Provisional() {
-		// A provisional image (a Glance image before its whole-image check) may yet be marked
-		// bad: its bytes must not outlive that in the kernel's page cache.
-		return h, fuse.FOPEN_DIRECT_IO, 0
-	}
-	return h, fuse.FOPEN_KEEP_CACHE, 0
-}
-
-// Read serves [off, off+len(dest)) of the view: the image's verified bytes, then zeros.
-func (v *view) Read(ctx context.Context, f gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if off >= v.size {
-		return fuse.ReadResultData(nil), 0
-	}
-	dest = dest[:min(int64(len(dest)), v.size-off)]
-	n := 0
-	if off < v.im.Size() {
-		var err error
-		n, err = v.im.ReadAt(ctx, dest, off)
-		if err != nil {
-			v.log.Error("read failed", "image", v.im.Digest().String(), "offset", off, "length", len(dest), "err", err)
-			return nil, syscall.EIO
-		}
-	}
-	clear(dest[n:])
-	return fuse.ReadResultData(dest), 0
 }
 
 // MountOptions are the FUSE options basefs mounts with: read-only, readable by qemu (which
 // runs as another user), large reads.
-func MountOptions(debug bool) *gofs.Options {
-	pt := positiveTimeout
-	nt := negativeTimeout
-	return &gofs.Options{
-		MountOptions: fuse.MountOptions{
-			AllowOther:   true,
-			FsName:       "basefs",
-			Name:         "basefs",
-			Options:      []string{"ro", "default_permissions"},
-			MaxWrite:     1 << 20,
-			MaxReadAhead: 1 << 20,
-			DirectMount:  true,
-			// Read replies come from memory; splicing them buys nothing and 1 MiB replies
-			// exceed the pipe size.
-			DisableSplice: true,
-			Debug:         debug,
-		},
-		EntryTimeout:    &pt,
-		AttrTimeout:     &pt,
-		NegativeTimeout: &nt,
-		// Inode numbers come from inodeNumber; the automatic ones are for nothing else.
-		FirstAutomaticIno: 1 << 62,
+func MountOptions(debug bool) *fuse.MountOptions {
+	return &fuse.MountOptions{
+		AllowOther:   true,
+		FsName:       "basefs",
+		Name:         "basefs",
+		Options:      []string{"ro", "default_permissions"},
+		MaxWrite:     1 << 20,
+		MaxReadAhead: 1 << 20,
+		DirectMount:  true,
+		// Read replies come from memory; splicing them buys nothing and 1 MiB replies
+		// exceed the pipe size.
+		DisableSplice: true,
+		// READDIRPLUS would hand the kernel node ids from readdir; lookups are enough.
+		DisableReadDirPlus: true,
+		Debug:              debug,
 	}
 }
 
@@ -316,8 +407,13 @@ func Mount(dir string, cfg Config, debug bool) (*fuse.Server, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("mount point %s: not a directory", dir)
 	}
-	srv, err := gofs.Mount(dir, New(cfg), MountOptions(debug))
+	srv, err := fuse.NewServer(New(cfg), dir, MountOptions(debug))
 	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	return srv, nil

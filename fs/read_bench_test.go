@@ -39,9 +39,9 @@ func BenchmarkReadVsLoopback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opts := MountOptions(false)
-	opts.Options = []string{"ro"}
-	srv, err := gofs.Mount(lmnt, lroot, opts)
+	mo := MountOptions(false)
+	mo.Options = []string{"ro"}
+	srv, err := gofs.Mount(lmnt, lroot, &gofs.Options{MountOptions: *mo})
 	if err != nil {
 		b.Fatal(err)
 	}
