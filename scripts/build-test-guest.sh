@@ -8,7 +8,9 @@
 #   OUTDIR/initrd.gz  busybox-static + the virtio block modules + an /init that:
 #     - prints "BASEFS-GUEST boot" first thing;
 #     - prints "BASEFS-GUEST sha256=<hex> bytes=<N>" for the first N bytes of /dev/vda
-#       (N = kernel param basefs.readsize=, default the whole device);
+#       (N = kernel param basefs.readsize=, default the whole device); with basefs.passes=K
+#       (K > 1) it first reads them K times, printing "BASEFS-GUEST pass=<i> sha256=…" or
+#       "BASEFS-GUEST pass=<i> ioerror …" for each;
 #     - writes "BASEFS-MARKER <basefs.marker=, default a random uuid>" at byte offset
 #       basefs.markeroffset= (default N) and prints "BASEFS-GUEST marker=<text>" and
 #       "BASEFS-GUEST marker-written offset=<off>";
@@ -185,11 +187,12 @@ mount -t proc proc /proc || fail "mount /proc"
 mount -t sysfs sysfs /sys || fail "mount /sys"
 [ -c /dev/null ] || fail "devtmpfs is not mounted on /dev"
 
-# Parameters: basefs.readsize=, basefs.marker=, basefs.markeroffset=.
-readsize= marker= markeroff=
+# Parameters: basefs.readsize=, basefs.marker=, basefs.markeroffset=, basefs.passes=.
+readsize= marker= markeroff= passes=1
 for arg in $(cat /proc/cmdline); do
 	case $arg in
 	basefs.readsize=*) readsize=${arg#*=} ;;
+	basefs.passes=*) passes=${arg#*=} ;;
 	basefs.marker=*) marker=${arg#*=} ;;
 	basefs.markeroffset=*) markeroff=${arg#*=} ;;
 	esac
@@ -213,6 +216,19 @@ case $readsize in '' | *[!0-9]*) fail "bad basefs.readsize=$readsize" ;; esac
 
 # dd with 1 MiB blocks: busybox `head -c` reads in small pieces and is ~20x slower under TCG.
 set -o pipefail
+case $passes in '' | *[!0-9]*) fail "bad basefs.passes=$passes" ;; esac
+# basefs.passes=N (N > 1): read the disk N times, one line per pass, going on after an error
+# (a test counts them): "BASEFS-GUEST pass=<i> sha256=<hex> bytes=<N>" or "... pass=<i> ioerror".
+i=1
+while [ "$passes" -gt 1 ] && [ "$i" -le "$passes" ]; do
+	echo 3 >/proc/sys/vm/drop_caches
+	if psum=$(dd if=/dev/vda bs=1M iflag=count_bytes,fullblock count="$readsize" 2>/tmp/dd.err | sha256sum); then
+		echo "BASEFS-GUEST pass=$i sha256=${psum%% *} bytes=$readsize"
+	else
+		echo "BASEFS-GUEST pass=$i ioerror $(tail -n1 /tmp/dd.err)"
+	fi
+	i=$((i + 1))
+done
 sum=$(dd if=/dev/vda bs=1M iflag=count_bytes,fullblock count="$readsize" 2>/tmp/dd.err | sha256sum) ||
 	fail "reading /dev/vda: $(tail -n1 /tmp/dd.err)"
 echo "BASEFS-GUEST sha256=${sum%% *} bytes=$readsize"

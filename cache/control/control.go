@@ -44,6 +44,7 @@ type Status struct {
 	State      string              `json:"state"`
 	Mountpoint string              `json:"mountpoint"`
 	PID        int                 `json:"pid"`
+	Version    string              `json:"version"`
 	Origins    []string            `json:"origins"`
 	Images     []cache.ImageInfo   `json:"images"`
 	Stats      cache.StatsSnapshot `json:"stats"`
@@ -73,6 +74,7 @@ type apiError struct {
 
 // Server serves the control API for one daemon.
 type Server struct {
+	Version    string // of the serving binary
 	Mountpoint string
 	Origins    []string
 	Log        *slog.Logger
@@ -154,7 +156,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		imgs = []cache.ImageInfo{}
 	}
 	st := Status{
-		State: c.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(),
+		State: c.Local().Root(), Mountpoint: s.Mountpoint, PID: os.Getpid(), Version: s.Version,
 		Origins: s.Origins, Images: imgs, Stats: c.Stats(),
 	}
 	if m := s.manager.Load(); m != nil {
@@ -217,6 +219,18 @@ func (s *Server) ensureGlance(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply(w, http.StatusOK, st)
+}
+
+// Serve answers on an existing listener (the supervisor's, shared across serving processes)
+// until stop; the socket file is the listener owner's to remove.
+func (s *Server) Serve(l net.Listener) (stop func()) {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}
 }
 
 // Listen binds the socket at path (replacing a stale one) and serves until ctx ends.

@@ -13,6 +13,9 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// version names the build (set with -ldflags "-X main.version=…"); status reports it.
+var version = "dev"
+
 // defaultState is where the host keeps chunks and manifests unless --state says otherwise.
 const defaultState = "/var/lib/basefs"
 
@@ -20,6 +23,7 @@ type command struct {
 	summary string
 	usage   string
 	run     func(ctx context.Context, args []string) error
+	hidden  bool // not listed in the usage (internal)
 }
 
 var commands = map[string]command{}
@@ -34,8 +38,10 @@ func (e usageError) Error() string { return e.msg }
 func usage() {
 	fmt.Fprintf(os.Stderr, "basefs — content-addressed, lazily fetched, verified VM base images\n\nUsage:\n")
 	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	for n, c := range commands {
+		if !c.hidden {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

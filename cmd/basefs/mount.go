@@ -9,7 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -79,7 +83,57 @@ func runMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	for _, u := range o.origins { // bad input fails before anything is mounted
+		if _, err := cache.OpenOrigin(u); err != nil {
+			return usageError{"--origin: " + err.Error()}
+		}
+	}
+	return supervise(ctx, o, mnt, args)
+}
+
+// hidden worker flags: what the supervisor hands the serving process.
+type serveOptions struct {
+	mountOptions
+	fuseFD, controlFD int
+	mountpoint        string
+}
+
+func init() {
+	register("serve", command{
+		summary: "(internal) the serving process the mount supervisor starts",
+		usage:   "serve --fuse-fd N --control-fd N --mountpoint DIR [mount flags] MOUNTPOINT",
+		run:     runServe,
+		hidden:  true,
+	})
+}
+
+func runServe(ctx context.Context, args []string) error {
+	var o serveOptions
+	f := newFlags("serve")
+	o.AddFlags(f)
+	f.IntVar(&o.fuseFD, "fuse-fd", -1, "the FUSE connection (a socket the supervisor relays)")
+	f.IntVar(&o.controlFD, "control-fd", -1, "the control socket's listener")
+	if err := parse(f, args); err != nil {
+		return err
+	}
+	if f.NArg() != 1 || o.fuseFD < 0 || o.controlFD < 0 {
+		return usageError{"serve is started by basefs mount"}
+	}
+	mnt, err := filepath.Abs(f.Arg(0))
+	if err != nil {
+		return err
+	}
+	l, err := net.FileListener(os.NewFile(uintptr(o.controlFD), "control"))
+	if err != nil {
+		return fmt.Errorf("control listener: %w", err)
+	}
+	return serve(ctx, o.mountOptions, mnt, l, o.fuseFD)
+}
+
+// serve is the serving process: the cache, the cache manager, the control API on l and the
+// file system on the FUSE connection fuseFD, until SIGTERM.
+func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	var origins []chunkstore.Getter
 	for _, u := range o.origins {
 		g, err := cache.OpenOrigin(u)
@@ -93,16 +147,9 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	sock := control.SocketFromState(st.Root())
-	ctl := &control.Server{Mountpoint: mnt, Origins: o.origins, Log: log}
-	stopCtl, err := ctl.Listen(ctx, sock) // fails if another daemon serves this state
-	if err != nil {
-		return err
-	}
+	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log}
+	stopCtl := ctl.Serve(l)
 	defer stopCtl()
-	// This daemon is the state's only writer now: leftovers of a crash can go.
-	if err := st.CleanTemp(); err != nil {
-		return err
-	}
 	var gorigin *glance.Origin
 	if o.glance.configured() {
 		gc, err := o.glance.open(ctx)
@@ -115,7 +162,7 @@ func runMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close() // after unmount: every fetched chunk durable before exit
+	defer c.Close() // every fetched chunk durable before exit
 	mgr := cache.NewManager(c, cache.ManagerConfig{
 		MinAge:        time.Duration(o.minAge) * time.Second,
 		CacheSize:     o.cacheSize,
@@ -133,38 +180,38 @@ func runMount(ctx context.Context, args []string) error {
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c.Collector())
-		l, err := net.Listen("tcp", o.metricsAddr)
+		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+			return serr
+		}}
+		ml, err := lc.Listen(ctx, "tcp", o.metricsAddr)
 		if err != nil {
 			return fmt.Errorf("--metrics-addr %s: %w", o.metricsAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(l)
+		go msrv.Serve(ml)
 		defer msrv.Close()
 	}
-	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log}
+	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid(),
+		NodeLog: filepath.Join(st.Root(), "nodes")}
 	if gorigin != nil {
 		fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
 		fcfg.Aliases = c
 	}
-	srv, err := fs.Mount(mnt, fcfg, o.debug)
+	opts := fs.MountOptions(o.debug)
+	opts.DirectMount = false // the connection exists: /dev/fd/N
+	srv, err := fuse.NewServer(fs.New(fcfg), fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
 	if err != nil {
-		return err
+		return fmt.Errorf("serve the FUSE connection: %w", err)
 	}
+	go srv.Serve()
 	log.Info("serving", "mountpoint", mnt, "state", st.Root(), "origins", o.origins, "control", sock)
-	done := make(chan struct{})
-	go func() { srv.Wait(); close(done) }()
-	select {
-	case <-ctx.Done():
-		log.Info("unmounting", "mountpoint", mnt)
-		if err := unmount(srv, mnt); err != nil {
-			return err
-		}
-		<-done
-	case <-done:
-		return errors.New("the file system was unmounted from outside")
-	}
+	<-ctx.Done()
+	log.Info("stopping: the supervisor hands the connection on")
 	return nil
 }
 
@@ -187,16 +234,4 @@ func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) 
 		}
 		return all, nil
 	}
-}
-
-// unmount unmounts, retrying while the mount is busy (a process may be finishing a read).
-func unmount(srv interface{ Unmount() error }, mnt string) error {
-	var err error
-	for range 50 {
-		if err = srv.Unmount(); err == nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("unmount %s: %w (still in use? the daemon keeps serving until it is free)", mnt, err)
 }

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The relay lets the FUSE connection outlive any one serving process. The supervisor (basefs
+// mount) opens /dev/fuse and mounts; a worker (basefs serve) runs go-fuse on its end of a
+// SOCK_SEQPACKET socket pair, which keeps FUSE's one-message-per-read framing. The relay moves
+// requests from the kernel to the current worker and replies back, remembering every request
+// not yet answered. Because go-fuse must see INIT before anything else, the relay keeps the
+// kernel's INIT and replays it to every later worker (swallowing its reply).
+//
+//   - Graceful restart (SIGHUP, basefs restart): a new worker starts and answers INIT; new
+//     requests go to it; the old worker finishes what it holds, then is told to exit.
+//     No request is lost or failed.
+//   - Crash (the worker dies): a new worker starts at once; every request the dead one held
+//     is sent to the new one (all basefs requests are idempotent: lookups, attributes, reads).
+//     Readers see a pause, not an error.
+//
+// Node ids survive because they are deterministic and logged (fs.nodeTable); file handles
+// carry nothing.
+
+const (
+	inHeaderSize  = 40 // fuse_in_header
+	outHeaderSize = 16 // fuse_out_header
+	opForget      = 2
+	opInit        = 26
+	opInterrupt   = 36
+	opBatchForget = 42
+	// replayUnique marks the INIT the relay replays to a new worker (kernel uniques are small).
+	replayUnique = 1 << 63
+	// msgMax is the largest message either way: a 1 MiB read reply plus headers.
+	msgMax = 1<<20 + 4096
+)
+
+type worker struct {
+	cmd      *exec.Cmd
+	sock     *os.File // the relay's end
+	pid      int
+	inflight int           // requests sent and not answered (under relay.mu)
+	ready    chan struct{} // closed when it has answered INIT
+	dead     chan struct{} // closed when the process has exited
+	retiring bool          // being replaced on purpose (under relay.mu)
+}
+
+type pending struct {
+	msg []byte
+	w   *worker
+}
+
+type relay struct {
+	dev   *os.File
+	log   *slog.Logger
+	start func(sock *os.File) (*exec.Cmd, error) // starts a worker on its socket end
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	cur      *worker // receives new requests; nil while none is ready
+	initMsg  []byte
+	inflight map[uint64]*pending
+	closing  bool
+	restarts chan chan error // graceful restart requests
+	crashes  int
+}
+
+func newRelay(dev *os.File, log *slog.Logger, start func(*os.File) (*exec.Cmd, error)) *relay {
+	r := &relay{dev: dev, log: log, start: start, inflight: make(map[uint64]*pending), restarts: make(chan chan error)}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+// spawn starts a worker on a new socket pair.
+func (r *relay) spawn() (*worker, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// One message must hold a whole 1 MiB reply.
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4*msgMax)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*msgMax)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "relay"), os.NewFile(uintptr(fds[1]), "worker")
+	cmd, err := r.start(theirs)
+	theirs.Close()
+	if err != nil {
+		mine.Close()
+		return nil, err
+	}
+	w := &worker{cmd: cmd, sock: mine, pid: cmd.Process.Pid, ready: make(chan struct{}), dead: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(w.dead)
+	}()
+	go r.fromWorker(w)
+	return w, nil
+}
+
+// replayInit sends the saved INIT to w and waits for its answer.
+func (r *relay) replayInit(w *worker) error {
+	msg := append([]byte(nil), r.initMsg...)
+	binary.LittleEndian.PutUint64(msg[8:], replayUnique)
+	if _, err := w.sock.Write(msg); err != nil {
+		return fmt.Errorf("worker %d: send INIT: %w", w.pid, err)
+	}
+	select {
+	case <-w.ready:
+		return nil
+	case <-w.dead:
+		return fmt.Errorf("worker %d exited before it was ready", w.pid)
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("worker %d did not answer INIT within 30 s", w.pid)
+	}
+}
+
+// run serves until the file system is unmounted. The first worker answers the kernel's own INIT.
+func (r *relay) run() error {
+	w, err := r.spawn()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cur = w
+	r.mu.Unlock()
+	go r.watch(w)
+	for range 4 {
+		go r.fromKernel()
+	}
+	for reply := range r.restarts {
+		reply <- r.restart()
+	}
+	return nil
+}
+
+// fromKernel moves requests from /dev/fuse to the current worker.
+func (r *relay) fromKernel() {
+	buf := make([]byte, msgMax)
+	for {
+		n, err := r.dev.Read(buf)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+				continue
+			}
+			// ENODEV: unmounted.
+			r.mu.Lock()
+			r.closing = true
+			r.cond.Broadcast()
+			r.mu.Unlock()
+			return
+		}
+		if n < inHeaderSize {
+			continue
+		}
+		msg := append([]byte(nil), buf[:n]...)
+		op := binary.LittleEndian.Uint32(msg[4:])
+		unique := binary.LittleEndian.Uint64(msg[8:])
+		r.mu.Lock()
+		if op == opInit && r.initMsg == nil {
+			r.initMsg = msg
+		}
+		for r.cur == nil && !r.closing {
+			r.cond.Wait()
+		}
+		w := r.cur
+		if w == nil {
+			r.mu.Unlock()
+			return
+		}
+		if op != opForget && op != opBatchForget && op != opInterrupt {
+			r.inflight[unique] = &pending{msg: msg, w: w}
+			w.inflight++
+		}
+		r.mu.Unlock()
+		// A failed send is resent when the crash is handled.
+		w.sock.Write(msg)
+	}
+}
+
+// fromWorker moves w's replies (and notifications) to /dev/fuse.
+func (r *relay) fromWorker(w *worker) {
+	buf := make([]byte, msgMax)
+	for {
+		n, err := w.sock.Read(buf)
+		if err != nil || n == 0 {
+			return // the worker is gone; watch handles it
+		}
+		if n < outHeaderSize {
+			continue
+		}
+		unique := binary.LittleEndian.Uint64(buf[8:])
+		if unique == replayUnique {
+			close(w.ready)
+			continue
+		}
+		if unique != 0 {
+			r.mu.Lock()
+			p := r.inflight[unique]
+			if p == nil || p.w != w {
+				r.mu.Unlock()
+				continue // not this worker's to answer
+			}
+			delete(r.inflight, unique)
+			w.inflight--
+			r.cond.Broadcast()
+			r.mu.Unlock()
+		}
+		// unique 0: a notification from the worker; it goes to the kernel as is.
+		if _, err := r.dev.Write(buf[:n]); err != nil && !errors.Is(err, syscall.ENOENT) {
+			r.log.Warn("relay: reply to the kernel failed", "err", err)
+		}
+	}
+}
+
+// watch waits for w to exit; if it was not being replaced, it crashed: start another and hand
+// it everything w held.
+func (r *relay) watch(w *worker) {
+	<-w.dead
+	r.mu.Lock()
+	if w.retiring || r.closing {
+		r.mu.Unlock()
+		return
+	}
+	r.crashes++
+	if r.cur == w {
+		r.cur = nil
+	}
+	r.mu.Unlock()
+	r.log.Error("serving process died; starting another on the same FUSE connection", "pid", w.pid, "state", w.cmd.ProcessState.String())
+	for attempt := 1; ; attempt++ {
+		nw, err := r.spawn()
+		if err == nil {
+			if err = r.replayInit(nw); err == nil {
+				r.adopt(w, nw)
+				go r.watch(nw)
+				r.log.Info("took over the FUSE connection after a crash", "old", w.pid, "new", nw.pid)
+				return
+			}
+			nw.cmd.Process.Kill()
+		}
+		r.log.Error("cannot start a serving process; retrying", "attempt", attempt, "err", err)
+		r.mu.Lock()
+		closing := r.closing
+		r.mu.Unlock()
+		if closing {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// adopt makes nw current and resends to it every request old held.
+func (r *relay) adopt(old, nw *worker) {
+	r.mu.Lock()
+	var resend [][]byte
+	for _, p := range r.inflight {
+		if p.w == old {
+			p.w = nw
+			nw.inflight++
+			resend = append(resend, p.msg)
+		}
+	}
+	old.inflight = 0
+	r.cur = nw
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	if len(resend) > 0 {
+		r.log.Info("resending requests the dead process held", "requests", len(resend))
+	}
+	for _, m := range resend {
+		nw.sock.Write(m)
+	}
+}
+
+// restart replaces the current worker by a new one (the binary on disk now: an upgrade) with
+// no request lost: the new one answers INIT, takes new requests, then the old one drains.
+func (r *relay) restart() error {
+	r.mu.Lock()
+	old := r.cur
+	r.mu.Unlock()
+	if old == nil || r.initMsg == nil {
+		return errors.New("not serving yet (no worker, or INIT not seen)")
+	}
+	nw, err := r.spawn()
+	if err != nil {
+		return err
+	}
+	if err := r.replayInit(nw); err != nil {
+		nw.cmd.Process.Kill()
+		return fmt.Errorf("the new serving process failed; the old one keeps serving: %w", err)
+	}
+	start := time.Now()
+	go r.watch(nw)
+	r.mu.Lock()
+	old.retiring = true
+	r.cur = nw
+	r.cond.Broadcast()
+	deadline := time.Now().Add(60 * time.Second)
+	for old.inflight > 0 && time.Now().Before(deadline) {
+		r.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		r.mu.Lock()
+	}
+	left := old.inflight
+	if left > 0 {
+		// Still unanswered after a minute: the new worker answers them.
+		for _, p := range r.inflight {
+			if p.w == old {
+				p.w = nw
+				nw.inflight++
+				nw.sock.Write(p.msg)
+			}
+		}
+	}
+	r.mu.Unlock()
+	old.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-old.dead:
+	case <-time.After(15 * time.Second):
+		old.cmd.Process.Kill()
+		<-old.dead
+	}
+	old.sock.Close()
+	r.log.Info("restarted the serving process", "old", old.pid, "new", nw.pid, "drain", time.Since(start), "handed_over", left)
+	return nil
+}
+
+// Restart asks the relay for a graceful restart and waits for it.
+func (r *relay) Restart() error {
+	reply := make(chan error, 1)
+	r.restarts <- reply
+	return <-reply
+}
+
+// stop ends the current worker (after unmount).
+func (r *relay) stop() {
+	r.mu.Lock()
+	r.closing = true
+	w := r.cur
+	if w != nil {
+		w.retiring = true
+	}
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	if w != nil {
+		w.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-w.dead:
+		case <-time.After(15 * time.Second):
+			w.cmd.Process.Kill()
+		}
+	}
+}
+
+// currentPID returns the serving process's pid.
+func (r *relay) currentPID() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return 0
+	}
+	return r.cur.pid
+}
