@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 FUZZTIME ?= 5s
 
-.PHONY: all build run test setup vet fmt-check fuzz clean
+.PHONY: all build run test setup vet fmt-check fuzz clean bench
 
 all: build
 
@@ -40,5 +40,12 @@ test: setup build fmt-check vet
 	$(GO) test -race -count=1 -timeout 60m ./...
 	$(MAKE) --no-print-directory fuzz
 
+# make bench: the quick benchmark pass (a few minutes here); BENCH_FLAGS= for the full one
+# (~25 min). It writes results.json, report.md and plots to $(BENCH_OUT).
+BENCH_OUT   ?= bench-out
+BENCH_FLAGS ?= --quick
+bench: setup build
+	$(BIN)/basefs-bench $(BENCH_FLAGS) --out $(BENCH_OUT)
+
 clean:
-	rm -rf $(BIN) .cache
+	rm -rf $(BIN) .cache bench-out

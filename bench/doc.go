@@ -1,0 +1,29 @@
+// Package bench is basefs-bench: reproducible benchmarks of basefs against the baselines a
+// storage engineer runs today (nova's eager _base, a plain local file, go-fuse's loopback),
+// measured in the same invocation on the same machine, and their report.
+//
+// Each scenario (read, verify-cost, cold-boot, concurrent-cold, scale, dedup) builds its own
+// images from a seeded generator, runs the real binaries (basefs mount/import/publish,
+// basefs-agent spawn/terminate, qemu-img, fio, dd, libvirtd) and its baselines alternately,
+// run after run, and returns a Result: rows of medians with their spread (min–max), the
+// ratio basefs ÷ baseline, figures, and the settings it ran with. Run writes results.json,
+// report.md and the plots (SVG and PNG, gonum.org/v1/plot) to the output directory. Every
+// number in the report comes from the run; none is typed in.
+//
+// Invariants:
+//   - A scenario cleans up what it started (daemons, mounts, domains, files) before it
+//     returns, also on failure or cancellation; a failed scenario is reported with its error
+//     and the others still run.
+//   - Origins of cold scenarios sit behind Shaper, a rate-limiting HTTP reverse proxy (one
+//     shared link of a given bandwidth; each request waits one round trip), so a download's
+//     cost is not hidden by loopback. Origin bytes are counted at the shaper, the same way
+//     for basefs and for the baselines.
+//   - The verify-cost scenario is the only one that mounts in-process (it needs
+//     (*cache.Cache).SetVerify, which no binary exposes); the read scenario's go-fuse
+//     loopback baseline is in-process too. Their readers (fio, dd) are always other
+//     processes.
+//
+// Locks: Shaper.mu guards the link's schedule only and is never held while sleeping or doing
+// I/O. Nothing else in the package is shared between goroutines except through channels and
+// the results of finished goroutines.
+package bench
