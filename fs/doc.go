@@ -16,6 +16,17 @@
 // Writes, create, truncate and chown are refused with EROFS (the mount is also `ro`). Files
 // are opened with FOPEN_KEEP_CACHE — images are immutable, and only verified bytes enter the
 // kernel's page cache — or with direct I/O for O_DIRECT opens (qemu's cache='none').
-// Inode numbers are derived from image digest and view size, the same in every process.
-// The root's extended attribute user.basefs.control names the daemon's control socket.
+//
+// FS implements go-fuse's raw protocol API (fuse.RawFileSystem), not its node tree, so that
+// node ids are basefs's own: the inode number of a view is derived from its image digest and
+// size, the same in every process, and recorded in the node table (optionally logged to a file
+// before the kernel learns it). File handles carry nothing (fh 0). Any process serving the
+// same state can therefore answer for every node id the kernel holds — which is what lets the
+// supervisor in cmd/basefs hand a live FUSE connection to a new serving process.
+//
+// The root's extended attributes: user.basefs.control names the daemon's control socket,
+// user.basefs.supervisor the pid of the supervisor holding the connection.
+//
+// Mount serves a file system in-process (tests, benchmarks); the daemon serves it on a
+// connection the supervisor relays (fuse.NewServer on /dev/fd/N).
 package fs
