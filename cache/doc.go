@@ -8,7 +8,26 @@
 // good bytes the read fails — wrong bytes are never returned. Wrong bytes from an origin are
 // counted per origin, apart from local corruption.
 //
-// Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O.
+// Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O. A read of
+// part of a chunk that is not in memory uses sub-block digests when it has them: when a
+// raw-stored chunk is verified whole, the BLAKE3 digests of its 64 KiB sub-blocks are kept
+// (memory only, bounded), and a partial read preads just the sub-blocks it covers from the
+// chunk's object file (kept open, reference counted) and checks them — so small reads never
+// re-hash a whole chunk, and every byte is still checked after it was last read from disk.
+//
+// A fetched chunk is served as soon as it is verified; background writers make it durable in
+// the local state, and until then it is found in the pending map, so it is never fetched
+// twice. Close waits for them.
+//
+// # The image cache manager
+//
+// Manager (cleanup, capacity, scrub, background fill, boot profiles) follows nova's rules at
+// chunk granularity: an image in use (an instance overlay backed by one of its views, found by
+// the daemon's InUse scan, or an open file) is never removed; an unused one goes after the
+// minimum age since its last use (a lookup or read, persisted as its manifest's mtime), with
+// every chunk no remaining image references. The capacity bound evicts unreferenced chunks,
+// then chunks of unused images, least recently read first, and chunks of images in use only
+// if an origin has them. Background fill yields to fetches guest reads wait on.
 //
 // Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
 //
