@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run-demo.sh — the main job end to end on the embedded default (a dir:// origin):
 # build a tiny real guest, make a test image and import it into an origin, mount _base with an
-# empty local state, spawn the guest from the lazily fetched, verified base, show its console,
-# terminate it, and show what was fetched. `make run` runs this after setup and build.
+# empty local state, spawn the guest from the lazily fetched, verified base, restart the daemon
+# under it, show its console, show what was fetched, terminate it. `make run` runs this after setup and build.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/bin
@@ -59,6 +59,9 @@ say "spawning instance $id (TCG) from the cold image: nothing is local yet"
 	--kernel "$work/vmlinuz" --initrd "$work/initrd.gz" \
 	--cmdline "console=ttyS0 quiet panic=-1 basefs.readsize=$size" \
 	--instances-path "$work/instances" --base "$work/instances/_base"
+
+say "restarting the daemon under the running guest (it must not notice)"
+"$bin/basefs" restart "$work/instances/_base"
 
 say "the guest's console ($work/instances/$id/console.log)"
 for _ in $(seq 1 600); do
