@@ -34,6 +34,9 @@ type Config struct {
 	Glance *glance.Origin
 	// Logger receives corruption, repair and fetch-failure events (nil: discard).
 	Logger *slog.Logger
+	// WriteBack writes chunks and manifests fetched from origins behind the first shared tier
+	// (an s3:// origin, see tier.go) to that tier too, asynchronously (writeback.go).
+	WriteBack bool
 }
 
 // Cache is the read path over a host's local state and its origins. It is safe for
@@ -67,6 +70,8 @@ type Cache struct {
 	pending sync.Map // chunkstore.Digest → *chunkstore.Chunk
 	writers sync.WaitGroup
 	closed  atomic.Bool
+
+	wb *writeBack // nil: no write-back
 
 	mgr        atomic.Pointer[Manager] // the image cache manager, if one runs
 	fgInFlight atomic.Int64            // fetches guest reads wait on (background fill yields to them)
@@ -113,6 +118,13 @@ func New(cfg Config) (*Cache, error) {
 		c.origins = append(append([]chunkstore.Getter(nil), c.origins...), cfg.Glance)
 	}
 	c.stats = newStats(c.originNames())
+	if cfg.WriteBack {
+		i := firstSharedTier(c.origins)
+		if i < 0 {
+			return nil, errors.New("cache: write-back needs a shared tier (an s3:// origin) among the origins")
+		}
+		c.wb = newWriteBack(c.origins[i].(sharedTier), i, log)
+	}
 	c.writes = make(chan *chunkstore.Chunk, persistQueue)
 	for range persistWorkers {
 		c.writers.Go(func() {
@@ -131,6 +143,7 @@ func (c *Cache) Close() {
 		close(c.writes)
 		c.writers.Wait()
 		c.fds.closeAll()
+		c.wb.close()
 	}
 }
 
@@ -246,6 +259,7 @@ func (c *Cache) fetchManifest(ctx context.Context, d chunkstore.Digest) (*chunks
 				return nil, fmt.Errorf("image %s: store manifest: %w", d.Short(), err)
 			}
 			c.stats.manifestFetches.Add(1)
+			c.wb.offerManifest(i, d, m) // to the shared tier, if m came from behind it
 			return m, nil
 		}
 		if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
@@ -442,6 +456,8 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 			} else if !chunkstore.IsNotFound(err) {
 				ost.errors.Add(1)
 				c.log.Warn("origin fetch failed", "chunk", d.String(), "origin", o.String(), "err", err)
+			} else {
+				ost.misses.Add(1) // for the tier's hit ratio
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", o, err))
 			continue
@@ -451,6 +467,7 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 		c.stats.observeFetch(time.Since(start))
 		c.mem.add(d, ch)
 		c.pending.Store(d, ch)
+		c.wb.offerChunk(i, ch) // to the shared tier, if ch came from behind it (never blocks)
 		select {
 		case c.writes <- ch:
 		default:
@@ -462,4 +479,11 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 }
 
 // Stats returns a snapshot of the counters.
-func (c *Cache) Stats() StatsSnapshot { return c.stats.snapshot() }
+func (c *Cache) Stats() StatsSnapshot {
+	s := c.stats.snapshot()
+	s.WriteBack = c.wb.snapshot()
+	return s
+}
+
+// FlushWriteBack waits until the write-backs queued so far are done.
+func (c *Cache) FlushWriteBack() { c.wb.flush() }

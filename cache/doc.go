@@ -67,6 +67,17 @@
 // restart the image is provisional again (its alias records the id) and chunks are fetched
 // again.
 //
+// # Tiers and write-back
+//
+// Config.Origins are tiers asked in order after the local state: typically the shared tier
+// (an s3:// bucket every host reads, S3Tier) and then the origins behind it (dir://, http://,
+// Glance, which is always last). A tier that answers not found, fails (an S3 tier in its
+// cooldown answers at once) or serves wrong bytes is counted — misses, errors, corrupt, per
+// origin, with a hit ratio — and the next one is asked; wrong bytes are never served. With
+// Config.WriteBack, chunks and manifests fetched from behind the first shared tier are also
+// written to it, asynchronously and put-if-absent (writeback.go), so the next host finds them
+// there. Publish fills a tier (dir:// or s3://) ahead of time, manifest after chunks.
+//
 // Lock order: Cache.mu, then an lru's mu, or Cache.mu then provisional.mu; no lock is held
 // across I/O.
 //

@@ -21,11 +21,15 @@ var (
 	descFetchBytes   = prometheus.NewDesc("basefs_origin_bytes_total", "Chunk bytes (uncompressed) fetched from an origin.", []string{"origin"}, nil)
 	descOriginBad    = prometheus.NewDesc("basefs_origin_corrupt_total", "Wrong bytes served by an origin.", []string{"origin"}, nil)
 	descOriginErrors = prometheus.NewDesc("basefs_origin_errors_total", "Failed fetches from an origin.", []string{"origin"}, nil)
+	descOriginMisses = prometheus.NewDesc("basefs_origin_misses_total", "Chunks asked of an origin that it did not hold.", []string{"origin"}, nil)
+	descWriteBack    = prometheus.NewDesc("basefs_write_back_total", "Write-backs to the shared tier by result (chunk, manifest, present, failed, dropped).", []string{"tier", "result"}, nil)
+	descWriteBackB   = prometheus.NewDesc("basefs_write_back_bytes_total", "Chunk bytes (uncompressed) written back to the shared tier.", []string{"tier"}, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReads, descBytesRead, descReadErrors, descMemHits, descInFlight,
-		descLocalCorrupt, descRepairs, descFetchSeconds, descFetches, descFetchBytes, descOriginBad, descOriginErrors} {
+		descLocalCorrupt, descRepairs, descFetchSeconds, descFetches, descFetchBytes, descOriginBad, descOriginErrors,
+		descOriginMisses, descWriteBack, descWriteBackB} {
 		ch <- d
 	}
 }
@@ -48,5 +52,15 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descFetchBytes, float64(o.Bytes), o.Origin)
 		counter(descOriginBad, float64(o.Corrupt), o.Origin)
 		counter(descOriginErrors, float64(o.Errors), o.Origin)
+		counter(descOriginMisses, float64(o.Misses), o.Origin)
+	}
+	if w := s.WriteBack; w != nil {
+		for _, r := range []struct {
+			name string
+			v    int64
+		}{{"chunk", w.Chunks}, {"manifest", w.Manifests}, {"present", w.Present}, {"failed", w.Failed}, {"dropped", w.Dropped}} {
+			counter(descWriteBack, float64(r.v), w.Tier, r.name)
+		}
+		counter(descWriteBackB, float64(w.Bytes), w.Tier)
 	}
 }

@@ -106,13 +106,19 @@ func Publish(ctx context.Context, src *local.Store, origins []chunkstore.Getter,
 			res.ManifestsAdded++
 		}
 		// The boot profile travels with the manifest, to layouts that can hold it.
-		if ld, ok := dst.(*local.Store); ok {
-			if prof, err := readProfile(src.Root(), images[i], len(m.Chunks)); err == nil {
-				if err := writeProfile(ld.Root(), images[i], prof); err != nil {
-					return nil, fmt.Errorf("publish profile of %s: %w", images[i].Short(), err)
-				}
-				res.Profiles++
+		if prof, err := readProfile(src.Root(), images[i], len(m.Chunks)); err == nil {
+			switch dst := dst.(type) {
+			case *local.Store:
+				err = writeProfile(dst.Root(), images[i], prof)
+			case profilePutter: // an s3:// tier
+				err = dst.PutProfile(ctx, images[i], prof)
+			default:
+				continue
 			}
+			if err != nil {
+				return nil, fmt.Errorf("publish profile of %s: %w", images[i].Short(), err)
+			}
+			res.Profiles++
 		}
 	}
 	res.ChunksCopied, res.ChunksFetched, res.BytesCopied = int(copied.Load()), int(fetched.Load()), bytes.Load()

@@ -19,6 +19,7 @@ type Stats struct {
 type originStats struct {
 	name                            string
 	fetches, bytes, corrupt, errors atomic.Int64
+	misses                          atomic.Int64 // asked for a chunk it does not hold
 }
 
 func newStats(origins []string) *Stats {
@@ -49,6 +50,8 @@ type StatsSnapshot struct {
 	ManifestFetches int64            `json:"manifest_fetches"`
 	FetchSeconds    float64          `json:"fetch_seconds"`
 	Origins         []OriginSnapshot `json:"origins"`
+	// WriteBack counts writes to the shared tier (nil: write-back is off).
+	WriteBack *WriteBackSnapshot `json:"write_back,omitempty"`
 }
 
 // OriginSnapshot holds one origin's counters.
@@ -58,6 +61,10 @@ type OriginSnapshot struct {
 	Bytes   int64  `json:"bytes"`
 	Corrupt int64  `json:"corrupt"`
 	Errors  int64  `json:"errors"`
+	Misses  int64  `json:"misses"` // chunks asked for that it does not hold
+	// HitRatio is the share of the chunks asked of this origin that it served:
+	// fetches / (fetches + misses + corrupt + errors); 0 when it was never asked.
+	HitRatio float64 `json:"hit_ratio"`
 }
 
 // Fetches sums chunk fetches over all origins.
@@ -90,7 +97,10 @@ func (s *Stats) snapshot() StatsSnapshot {
 	}
 	for i := range s.origin {
 		o := &s.origin[i]
-		out.Origins[i] = OriginSnapshot{Origin: o.name, Fetches: o.fetches.Load(), Bytes: o.bytes.Load(), Corrupt: o.corrupt.Load(), Errors: o.errors.Load()}
+		out.Origins[i] = OriginSnapshot{Origin: o.name, Fetches: o.fetches.Load(), Bytes: o.bytes.Load(), Corrupt: o.corrupt.Load(), Errors: o.errors.Load(), Misses: o.misses.Load()}
+		if asked := out.Origins[i].Fetches + out.Origins[i].Misses + out.Origins[i].Corrupt + out.Origins[i].Errors; asked > 0 {
+			out.Origins[i].HitRatio = float64(out.Origins[i].Fetches) / float64(asked)
+		}
 	}
 	return out
 }

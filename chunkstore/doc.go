@@ -15,6 +15,6 @@
 //   - Puts are put-if-absent: objects are immutable once written.
 //
 // Stored chunk objects carry a 16-byte header that says how each is stored (raw, or zstd when
-// that saves space); see EncodeObject. Backends live in sub-packages (local, httpstore) and
-// all pass the suite in storetest.
+// that saves space); see EncodeObject. Backends live in sub-packages (local, httpstore, s3) and
+// all pass the suite in storetest (s3 against a real Ceph RGW).
 package chunkstore

@@ -29,6 +29,7 @@ import (
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
+	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -55,6 +56,7 @@ var (
 func Main(m *testing.M) {
 	code := m.Run()
 	glancetest.Stop()
+	s3test.Stop()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
+	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -27,6 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	glancetest.Stop()
+	s3test.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -43,11 +43,15 @@ type mountOptions struct {
 	profileWindow  time.Duration
 	interval       time.Duration
 	glance         glanceOptions
+
+	// The shared S3 tier (cmd/basefs/s3.go).
+	s3        s3Options
+	writeBack bool
 }
 
 func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.state, "state", defaultState, "the host's state directory")
-	f.StringArrayVar(&o.origins, "origin", nil, "an origin to fetch missing chunks and manifests from, asked in order: dir:///PATH or http(s)://HOST/PATH (repeatable)")
+	f.StringArrayVar(&o.origins, "origin", nil, "an origin to fetch missing chunks and manifests from, asked in order: dir:///PATH, http(s)://HOST/PATH or s3://BUCKET[/PREFIX] (repeatable)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)")
 	f.Int64Var(&o.memoryCache, "memory-cache", 256<<20, "bytes of recently verified chunks kept in memory")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
@@ -59,6 +63,9 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
 	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run")
 	o.glance.AddFlags(f)
+	// The shared S3 tier (cmd/basefs/s3.go).
+	o.s3.AddFlags(f)
+	f.BoolVar(&o.writeBack, "write-back", false, "also write chunks and manifests fetched from origins behind the first s3:// origin to it (asynchronously, put-if-absent)")
 }
 
 func init() {
@@ -134,13 +141,9 @@ func runServe(ctx context.Context, args []string) error {
 // file system on the FUSE connection fuseFD, until SIGTERM.
 func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
-	var origins []chunkstore.Getter
-	for _, u := range o.origins {
-		g, err := cache.OpenOrigin(u)
-		if err != nil {
-			return usageError{"--origin: " + err.Error()}
-		}
-		origins = append(origins, g)
+	origins, err := o.s3.openOrigins(ctx, o.origins, log) // dir://, http(s)://, s3://
+	if err != nil {
+		return err
 	}
 	st, err := local.Open(o.state, local.Options{})
 	if err != nil {
@@ -158,7 +161,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		}
 		gorigin = glance.NewOrigin(gc)
 	}
-	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, MemoryBytes: o.memoryCache, Logger: log})
+	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack})
 	if err != nil {
 		return err
 	}

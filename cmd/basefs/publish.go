@@ -21,20 +21,22 @@ type publishOptions struct {
 	origins []string
 	json    bool
 	glance  glanceOptions
+	s3      s3Options
 }
 
 func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.state, "state", defaultState, "the host's state directory")
-	f.StringVar(&o.to, "to", "", "where to publish: dir:///PATH (served as is by dir:// and http:// origins)")
+	f.StringVar(&o.to, "to", "", "where to publish: dir:///PATH (served as is by dir:// and http:// origins) or s3://BUCKET[/PREFIX] (the shared tier; the bucket is created if missing)")
 	f.StringArrayVar(&o.origins, "origin", nil, "fetch chunks the state lacks from this origin (repeatable)")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	o.glance.AddFlags(f)
+	o.s3.AddFlags(f)
 }
 
 func init() {
 	register("publish", command{
 		summary: "copy images (manifests and chunks) into a published layout",
-		usage:   "publish --state DIR --to dir:///PATH [--origin URL]... [--glance-endpoint URL] DIGEST|glance://ID...",
+		usage:   "publish --state DIR --to dir:///PATH|s3://BUCKET[/PREFIX] [--origin URL]... [--glance-endpoint URL] DIGEST|glance://ID...",
 		run:     runPublish,
 	})
 }
@@ -67,17 +69,12 @@ func runPublish(ctx context.Context, args []string) error {
 		}
 		images = append(images, d)
 	}
-	u, err := url.Parse(o.to)
-	if err != nil || u.Scheme != "dir" || u.Host != "" || len(u.Path) < 2 || u.Path[0] != '/' {
-		return usageError{fmt.Sprintf("--to %q: want dir:///absolute/path", o.to)}
+	if u, err := url.Parse(o.to); err != nil || !(u.Scheme == "dir" && u.Host == "" && len(u.Path) >= 2 && u.Path[0] == '/' || cache.IsS3(o.to)) {
+		return usageError{fmt.Sprintf("--to %q: want dir:///absolute/path or s3://BUCKET[/PREFIX]", o.to)}
 	}
-	var origins []chunkstore.Getter
-	for _, ou := range o.origins {
-		g, err := cache.OpenOrigin(ou)
-		if err != nil {
-			return usageError{"--origin: " + err.Error()}
-		}
-		origins = append(origins, g)
+	origins, err := o.s3.openOrigins(ctx, o.origins, nil)
+	if err != nil {
+		return err
 	}
 	var src *local.Store
 	if len(glanceIDs) > 0 {
@@ -88,7 +85,7 @@ func runPublish(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dst, err := local.Open(u.Path, local.Options{})
+	dst, err := cache.OpenTarget(ctx, o.to, o.s3.originOptions(nil))
 	if err != nil {
 		return err
 	}
