@@ -90,10 +90,9 @@ func runMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, u := range o.origins { // bad input fails before anything is mounted
-		if _, err := cache.OpenOrigin(u); err != nil {
-			return usageError{"--origin: " + err.Error()}
-		}
+	// Bad input fails before anything is mounted.
+	if _, err := o.s3.openOrigins(ctx, o.origins, slog.New(slog.DiscardHandler)); err != nil {
+		return err
 	}
 	return supervise(ctx, o, mnt, args)
 }
