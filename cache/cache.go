@@ -70,6 +70,7 @@ type Cache struct {
 	pending sync.Map // chunkstore.Digest → *chunkstore.Chunk
 	writers sync.WaitGroup
 	closed  atomic.Bool
+	wmu     sync.RWMutex // sends on writes hold it shared; Close holds it to close writes
 
 	wb *writeBack // nil: no write-back
 
@@ -139,12 +140,33 @@ func New(cfg Config) (*Cache, error) {
 // Close waits until every fetched chunk is durable in the local state. The Cache must not be
 // used afterwards.
 func (c *Cache) Close() {
-	if c.closed.CompareAndSwap(false, true) {
+	c.wmu.Lock()
+	first := c.closed.CompareAndSwap(false, true)
+	if first {
 		close(c.writes)
+	}
+	c.wmu.Unlock()
+	if first {
 		c.writers.Wait()
 		c.fds.closeAll()
 		c.wb.close()
 	}
+}
+
+// enqueueWrite hands a pending chunk to the background writers, or writes it now when they
+// are behind or the cache is closing (a fill or read racing Close).
+func (c *Cache) enqueueWrite(ch *chunkstore.Chunk) {
+	c.wmu.RLock()
+	if !c.closed.Load() {
+		select {
+		case c.writes <- ch:
+			c.wmu.RUnlock()
+			return
+		default:
+		}
+	}
+	c.wmu.RUnlock()
+	c.persist(ch)
 }
 
 // Flush waits until the chunks fetched so far are durable in the local state.
@@ -468,11 +490,7 @@ func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstor
 		c.mem.add(d, ch)
 		c.pending.Store(d, ch)
 		c.wb.offerChunk(i, ch) // to the shared tier, if ch came from behind it (never blocks)
-		select {
-		case c.writes <- ch:
-		default:
-			c.persist(ch) // writers are behind: this reader waits for its own write
-		}
+		c.enqueueWrite(ch)
 		return ch, nil
 	}
 	return nil, fmt.Errorf("chunk %s: no origin gave good bytes: %w", d.Short(), errors.Join(errs...))

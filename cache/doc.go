@@ -78,6 +78,18 @@
 // written to it, asynchronously and put-if-absent (writeback.go), so the next host finds them
 // there. Publish fills a tier (dir:// or s3://) ahead of time, manifest after chunks.
 //
+// Raw Glance images need no publish for that: a provisional image's chunks are offered to the
+// write-back tier as they arrive from Glance (keep; named by their own SHA-256, so safe there
+// before the whole-image check), and when it completes the host writes the chunks the tier
+// lacks, the manifest, then a Glance index entry glance/<id> → manifest digest and the
+// os_hash_value it was checked against (GlanceIndex, an optional interface of a shared tier;
+// S3Tier has it). EnsureGlance of a raw image without basefs_manifest asks each such tier for
+// the entry before going provisional (indexedImage) and uses the manifest it names only if
+// that manifest (fetched by digest) describes this Glance image and both it and the entry
+// carry Glance's current os_hash_algo and os_hash_value; chunks then come from the tier and,
+// behind it, from Glance by range, each verified against the manifest. An entry is thus a
+// hint: a wrong or stale one costs a lookup, never wrong bytes.
+//
 // Lock order: Cache.mu, then an lru's mu, or Cache.mu then provisional.mu; no lock is held
 // across I/O.
 //

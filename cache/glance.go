@@ -32,7 +32,9 @@ func ProvisionalKey(id string) chunkstore.Digest {
 //  1. nova's name already maps to a local manifest: that image;
 //  2. the image carries basefs_manifest: the manifest from the origins (its source must be
 //     this Glance image), chunks lazily from the origins or, for a raw image, Glance by range;
-//  3. a raw image without a manifest: a provisional image read lazily by range (see doc.go);
+//  3. a raw image without a manifest: the manifest a shared tier's Glance index names, if it
+//     describes this image's current data (another host completed it: indexedImage); else a
+//     provisional image read lazily by range (see doc.go);
 //  4. any other format: streamed once, checked against os_hash_value/checksum, converted with
 //     qemu-img and chunked into the local state (nothing kept on any failure).
 //
@@ -92,6 +94,9 @@ func (c *Cache) ensureGlance(ctx context.Context, id string) (*Image, error) {
 		c.log.Warn("Glance image names a manifest basefs cannot use; falling back to Glance's data", "glance_id", id, "manifest", prop, "err", err)
 	}
 	if meta.DiskFormat == "raw" {
+		if im := c.indexedImage(ctx, meta); im != nil {
+			return im, nil // another host completed it and wrote it back to a shared tier
+		}
 		return c.newProvisional(meta)
 	}
 	res, _, err := glance.Import(ctx, client, c.local, id, importer.Options{})
@@ -434,22 +439,16 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 	return first, nil
 }
 
-// keep puts a verified chunk in memory and queues it for the local state.
+// keep puts a chunk of a provisional image (read from Glance) in memory, queues it for the
+// local state and offers it to the write-back tier.
 func (c *Cache) keep(ch *chunkstore.Chunk) {
 	c.mem.add(ch.Digest(), ch)
+	c.wb.offerChunk(c.glanceIdx, ch) // never blocks; the tier is asked even if the chunk is local
 	if ok, _ := c.local.HasChunk(context.Background(), ch.Digest()); ok {
 		return
 	}
 	c.pending.Store(ch.Digest(), ch)
-	if c.closed.Load() {
-		c.persist(ch)
-		return
-	}
-	select {
-	case c.writes <- ch:
-	default:
-		c.persist(ch)
-	}
+	c.enqueueWrite(ch)
 }
 
 // fill fetches every chunk not yet seen, in 16 MiB ranges, at most rate bytes a second and
@@ -558,5 +557,85 @@ func (p *provisional) completeOnce() error {
 	p.final = d
 	p.mu.Unlock()
 	c.log.Info("Glance image complete and verified against os_hash_value: digest assigned", "glance_id", p.meta.ID, "image", d.String())
+	if p.meta.HashValue != "" && p.meta.HashAlgo != "" {
+		// Chunks, then the manifest, then the tier's index entry: the next host finds it.
+		e := &GlanceIndexEntry{Manifest: d, HashAlgo: p.meta.HashAlgo, HashValue: p.meta.HashValue}
+		c.wb.offerGlanceImage(p.meta.ID, d, m, e, c.localChunk)
+	}
+	return nil
+}
+
+// localChunk returns chunk d, verified, from memory or the local state only.
+func (c *Cache) localChunk(_ context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if ch, ok := c.mem.get(d); ok {
+		return ch, nil
+	}
+	if v, ok := c.pending.Load(d); ok {
+		return v.(*chunkstore.Chunk), nil
+	}
+	return c.readLocal(context.Background(), d)
+}
+
+// indexedImage looks raw Glance image meta up in the shared tiers' Glance index (GlanceIndex)
+// and returns the image their entry names, or nil. An entry is used only if the manifest it
+// names (fetched by digest, so verified) describes this Glance image, and both the entry and
+// the manifest carry Glance's current os_hash_algo and os_hash_value; otherwise (the image
+// changed, an entry of another writer, the tier down) the image goes provisional as before.
+func (c *Cache) indexedImage(ctx context.Context, meta *glance.Image) *Image {
+	if meta.HashValue == "" || meta.HashAlgo == "" {
+		return nil
+	}
+	for i, o := range c.origins {
+		gi, ok := o.(GlanceIndex)
+		if !ok {
+			continue
+		}
+		e, err := gi.GetGlanceIndex(ctx, meta.ID)
+		if err != nil {
+			if !chunkstore.IsNotFound(err) {
+				c.log.Warn("shared tier's Glance index not readable; the image goes provisional", "glance_id", meta.ID, "tier", o.String(), "err", err)
+			}
+			continue
+		}
+		if e.HashAlgo != meta.HashAlgo || e.HashValue != meta.HashValue {
+			c.log.Warn("shared tier's Glance index entry was made of other data (the image changed?); ignored", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String())
+			continue
+		}
+		m, err := c.local.GetManifest(ctx, e.Manifest)
+		fetched := false
+		if chunkstore.IsNotFound(err) {
+			m, err = o.GetManifest(ctx, e.Manifest)
+			fetched = err == nil
+		}
+		if err != nil {
+			if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
+				c.stats.origin[i].corrupt.Add(1)
+			}
+			c.log.Warn("manifest named by the shared tier's Glance index not usable; the image goes provisional", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String(), "err", err)
+			continue
+		}
+		src := m.Source
+		if src.GlanceID != meta.ID || src.Format != "raw" || src.HashAlgo != meta.HashAlgo || src.HashValue != meta.HashValue || m.Size != meta.Size {
+			c.log.Warn("manifest named by the shared tier's Glance index describes other data; ignored", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String(), "source_glance_id", src.GlanceID)
+			continue
+		}
+		if fetched {
+			if _, err := c.local.PutManifest(ctx, m); err != nil {
+				c.log.Warn("cannot store the manifest named by the Glance index", "glance_id", meta.ID, "err", err)
+				return nil
+			}
+			c.stats.manifestFetches.Add(1)
+		}
+		im, err := c.Image(ctx, e.Manifest)
+		if err == nil {
+			err = c.writeAlias(meta.ID, e.Manifest)
+		}
+		if err != nil {
+			c.log.Warn("image named by the shared tier's Glance index not usable; the image goes provisional", "glance_id", meta.ID, "err", err)
+			return nil
+		}
+		c.log.Info("Glance raw image found in the shared tier's Glance index: chunks from the tier, behind it Glance by range", "glance_id", meta.ID, "tier", o.String(), "image", e.Manifest.String())
+		return im
+	}
 	return nil
 }

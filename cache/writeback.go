@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,13 @@ import (
 // a write-back tier must keep the origins behind it (the chunks it lacks are then fetched from
 // them, and written back in turn). A tier that must hold whole images is filled with
 // `basefs publish --to s3://…`, which writes a manifest only after its chunks.
+//
+// Raw Glance images without a manifest (provisional, glance.go): each chunk read from Glance
+// by range is offered as it arrives (it is named by its own SHA-256, so it is safe in the tier
+// before the whole-image check; other hosts reach it only through a manifest). When the image
+// completes, offerGlanceImage writes, in order, every chunk the tier lacks (HEAD, then PUT
+// from the local state), the manifest, and the tier's Glance index entry (GlanceIndex): the
+// entry is written only after a manifest whose chunks are all in the tier.
 type writeBack struct {
 	dst chunkstore.Store // the shared tier
 	idx int              // its index in Cache.origins
@@ -41,6 +49,7 @@ type writeBack struct {
 
 	chunks, manifests, present, failed, dropped atomic.Int64
 	bytes                                       atomic.Int64
+	glanceIndex                                 atomic.Int64
 }
 
 type wbKey struct {
@@ -118,6 +127,99 @@ func (w *writeBack) offer(it wbItem) {
 	}
 }
 
+// offerGlanceImage writes a completed provisional image to the tier in the background: the
+// chunks it lacks (read with load, from the local state), then manifest m (named d), then
+// Glance image id's index entry e. Nothing after a failed step is written.
+func (w *writeBack) offerGlanceImage(id string, d chunkstore.Digest, m *chunkstore.Manifest, e *GlanceIndexEntry, load func(context.Context, chunkstore.Digest) (*chunkstore.Chunk, error)) {
+	if w == nil {
+		return
+	}
+	gi, ok := w.dst.(GlanceIndex)
+	if !ok {
+		return
+	}
+	key := wbKey{d, true}
+	if _, dup := w.queued.LoadOrStore(key, true); dup {
+		return
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.queued.Delete(key)
+		w.dropped.Add(1)
+		return
+	}
+	w.wg.Go(func() {
+		defer w.queued.Delete(key)
+		if err := w.writeGlanceImage(gi, id, d, m, e, load); err != nil {
+			w.failed.Add(1)
+			w.log.Warn("write-back of a completed Glance image failed; the next host reads it from Glance", "glance_id", id, "image", d.String(), "tier", w.dst.String(), "err", err)
+			return
+		}
+		w.log.Info("completed Glance image written back with its index entry", "glance_id", id, "image", d.String(), "tier", w.dst.String())
+	})
+}
+
+func (w *writeBack) writeGlanceImage(gi GlanceIndex, id string, d chunkstore.Digest, m *chunkstore.Manifest, e *GlanceIndexEntry, load func(context.Context, chunkstore.Digest) (*chunkstore.Chunk, error)) error {
+	ctx := context.Background()
+	// Let the chunk write-backs already queued finish first (they would race the HEADs below
+	// and their bodies would be sent twice).
+	deadline := time.Now().Add(writeBackTimeout)
+	for _, c := range m.Chunks {
+		for !c.IsZero() && time.Now().Before(deadline) {
+			if _, queued := w.queued.Load(wbKey{c, false}); !queued {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	seen := make(map[chunkstore.Digest]bool, len(m.Chunks))
+	for _, c := range m.Chunks {
+		if c.IsZero() || seen[c] {
+			continue
+		}
+		seen[c] = true
+		cctx, cancel := context.WithTimeout(ctx, writeBackTimeout)
+		has, err := w.dst.HasChunk(cctx, c)
+		if err == nil && !has {
+			var ch *chunkstore.Chunk
+			if ch, err = load(cctx, c); err == nil {
+				var created bool
+				if created, err = w.dst.PutChunk(cctx, ch); err == nil && created {
+					w.chunks.Add(1)
+					w.bytes.Add(int64(len(ch.Data())))
+				}
+			}
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("chunk %s: %w", c.Short(), err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, writeBackTimeout)
+	defer cancel()
+	had, err := w.dst.HasManifest(cctx, d)
+	if err == nil && !had {
+		_, err = w.dst.PutManifest(cctx, m)
+	}
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if !had {
+		w.manifests.Add(1)
+	}
+	created, err := gi.PutGlanceIndex(cctx, id, e)
+	if err != nil {
+		return fmt.Errorf("index entry: %w", err)
+	}
+	if created {
+		w.glanceIndex.Add(1)
+	} else {
+		w.present.Add(1)
+	}
+	return nil
+}
+
 func (w *writeBack) write(it wbItem) {
 	ctx, cancel := context.WithTimeout(context.Background(), writeBackTimeout)
 	defer cancel()
@@ -190,6 +292,8 @@ type WriteBackSnapshot struct {
 	Present   int64  `json:"present"`   // offered but already there (put-if-absent)
 	Failed    int64  `json:"failed"`    // writes that failed (the tier down, refused, …)
 	Dropped   int64  `json:"dropped"`   // not queued: the queue was full
+	// GlanceIndex counts Glance index entries written (completed raw Glance images).
+	GlanceIndex int64 `json:"glance_index"`
 }
 
 func (w *writeBack) snapshot() *WriteBackSnapshot {
@@ -197,5 +301,6 @@ func (w *writeBack) snapshot() *WriteBackSnapshot {
 		return nil
 	}
 	return &WriteBackSnapshot{Tier: w.dst.String(), Chunks: w.chunks.Load(), Bytes: w.bytes.Load(),
-		Manifests: w.manifests.Load(), Present: w.present.Load(), Failed: w.failed.Load(), Dropped: w.dropped.Load()}
+		Manifests: w.manifests.Load(), Present: w.present.Load(), Failed: w.failed.Load(), Dropped: w.dropped.Load(),
+		GlanceIndex: w.glanceIndex.Load()}
 }

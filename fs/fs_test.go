@@ -93,6 +93,8 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 	t.Cleanup(func() {
 		if err := srv.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
+			// This process serves the mount: never leave it mounted for the exit to block on.
+			abortConnection(mnt)
 			unix.Unmount(mnt, unix.MNT_DETACH)
 		}
 		c.Close()
@@ -482,17 +484,21 @@ func TestStaleMountCleaned(t *testing.T) {
 	dir := t.TempDir()
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
-	// Make a real stale mount: mount from a child process, then kill it with SIGKILL.
+	// Make a real stale mount: mount from a child process, then kill it with SIGKILL once it
+	// says it is serving (not earlier: a process killed while it holds a file open on its own
+	// mount — go-fuse's mount-time poll probe does — can never finish exiting).
 	child := exec.Command(os.Args[0], "-test.run=^TestHelperMountAndHang$")
-	child.Env = append(os.Environ(), "BASEFS_HELPER_MNT="+mnt, "BASEFS_HELPER_STATE="+filepath.Join(dir, "state"))
+	ready := filepath.Join(dir, "ready")
+	child.Env = append(os.Environ(), "BASEFS_HELPER_MNT="+mnt, "BASEFS_HELPER_STATE="+filepath.Join(dir, "state"), "BASEFS_HELPER_READY="+ready)
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waited := make(chan struct{})
+	go func() { child.Wait(); close(waited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var st unix.Statfs_t
-		if unix.Statfs(mnt, &st) == nil && st.Type == 0x65735546 { // FUSE_SUPER_MAGIC
+		if _, err := os.Stat(ready); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -502,7 +508,12 @@ func TestStaleMountCleaned(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	child.Process.Kill()
-	child.Wait()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		abortConnection(mnt)
+		t.Fatal("the killed helper did not exit (a FUSE request to its own mount?); connection aborted")
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("after kill -9 the mount point answers %v; want ENOTCONN", err)
@@ -530,5 +541,27 @@ func TestHelperMountAndHang(t *testing.T) {
 	if _, err := Mount(mnt, Config{Images: c}, false); err != nil {
 		t.Fatal(err)
 	}
+	os.WriteFile(os.Getenv("BASEFS_HELPER_READY"), nil, 0o644)
 	time.Sleep(time.Minute)
+}
+
+// abortConnection aborts the FUSE connection mounted at mnt (fusectl), so nothing can stay
+// blocked on a server that will never answer.
+func abortConnection(mnt string) {
+	// Find the connection from /proc/self/mountinfo: stat of the mount point could itself block.
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	if _, err := os.Stat("/sys/fs/fuse/connections/"); err == nil {
+		unix.Mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, "")
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == mnt {
+			if _, minor, ok := strings.Cut(f[2], ":"); ok {
+				os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0o200)
+			}
+		}
+	}
 }

@@ -14,13 +14,17 @@
 //
 // # Layout
 //
-// The same as chunkstore/local's, under the prefix, objects in the same encoding:
+// Under the prefix, objects in chunkstore/local's encoding:
 //
 //	<prefix>chunks/<first 2 hex>/<64 hex>   a chunk object: 16-byte header + raw or zstd payload
 //	<prefix>manifests/<64 hex>              a canonical manifest
 //	<prefix>profiles/<64 hex>               a boot profile (package cache's encoding)
+//	<prefix>glance/<Glance image id>        a Glance index entry: the manifest a host made of
+//	                                        that raw Glance image (package cache's encoding)
 //
-// so a published directory can be copied into a bucket (or out of it) with any S3 tool.
+// Chunks, manifests and profiles are laid out as in a published directory, so one can be
+// copied into a bucket (or out of it) with any S3 tool. The glance/ entries exist only in a
+// shared tier written back to (package cache, "Tiers and write-back").
 //
 // # Invariants
 //

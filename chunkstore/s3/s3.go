@@ -26,6 +26,9 @@ const MaxChunkObjectSize = chunkstore.ObjectHeaderSize + chunkstore.MaxChunkSize
 // maxProfileSize bounds a boot profile (a line per chunk of the largest image we expect).
 const maxProfileSize = 16 << 20
 
+// maxGlanceIndexSize bounds a Glance index entry (a few short lines).
+const maxGlanceIndexSize = 4096
+
 // Store is a chunkstore.Store on an S3 bucket. It is safe for concurrent use.
 type Store struct {
 	cfg  Config // with defaults applied
@@ -148,6 +151,11 @@ func (s *Store) ProfileKey(d chunkstore.Digest) string {
 	return s.cfg.Prefix + "profiles/" + d.String()
 }
 
+// GlanceIndexKey returns the object key of Glance image id's index entry: <prefix>glance/<id>.
+func (s *Store) GlanceIndexKey(id string) string {
+	return s.cfg.Prefix + "glance/" + id
+}
+
 func (s *Store) where(key string) string { return "s3://" + s.cfg.Bucket + "/" + key }
 
 // GetChunk fetches chunk d and verifies it (DecodeChunk). Bytes that do not verify are fetched
@@ -204,6 +212,29 @@ func (s *Store) GetProfileBytes(ctx context.Context, d chunkstore.Digest) ([]byt
 func (s *Store) PutProfileBytes(ctx context.Context, d chunkstore.Digest, b []byte) error {
 	_, err := s.putIfAbsent(ctx, "profile", d, s.ProfileKey(d), b)
 	return err
+}
+
+// GetGlanceIndexBytes returns the stored index entry of Glance image id, unparsed (package
+// cache parses it: it names a manifest, which is verified by its digest when fetched), or an
+// error wrapping ErrNotFound. id must be a plain Glance id (the caller validates it).
+func (s *Store) GetGlanceIndexBytes(ctx context.Context, id string) ([]byte, error) {
+	key := s.GlanceIndexKey(id)
+	var out []byte
+	err := s.retry(ctx, "glance index", chunkstore.Digest{}, "GET "+s.where(key), func(actx context.Context) error {
+		b, err := s.getObject(actx, key, maxGlanceIndexSize)
+		out = b
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutGlanceIndexBytes stores Glance image id's index entry (put-if-absent, like every object:
+// created is false if an entry was there, which is then left as it is).
+func (s *Store) PutGlanceIndexBytes(ctx context.Context, id string, b []byte) (bool, error) {
+	return s.putIfAbsent(ctx, "glance index", chunkstore.Digest{}, s.GlanceIndexKey(id), b)
 }
 
 // decoder turns a body into the object; retry says whether another request may give other bytes.

@@ -115,6 +115,25 @@ func TestProfileBytes(t *testing.T) {
 	}
 }
 
+// TestGlanceIndexBytes round-trips a Glance index entry; a second put keeps the first.
+func TestGlanceIndexBytes(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	const id = "5f1c0a8e-3b7d-4e2a-9c61-0d4b8f2e7a13"
+	if _, err := s.GetGlanceIndexBytes(ctx, id); !chunkstore.IsNotFound(err) {
+		t.Fatalf("GetGlanceIndexBytes(absent) = %v; want ErrNotFound", err)
+	}
+	if created, err := s.PutGlanceIndexBytes(ctx, id, []byte("first\n")); err != nil || !created {
+		t.Fatalf("PutGlanceIndexBytes = %v, %v; want created", created, err)
+	}
+	if created, err := s.PutGlanceIndexBytes(ctx, id, []byte("second\n")); err != nil || created {
+		t.Fatalf("second PutGlanceIndexBytes = %v, %v; want present, not replaced", created, err)
+	}
+	if b, err := s.GetGlanceIndexBytes(ctx, id); err != nil || string(b) != "first\n" {
+		t.Fatalf("GetGlanceIndexBytes = %q, %v", b, err)
+	}
+}
+
 // TestOutageCooldownAndBack: with radosgw stopped a call fails after its bounded attempts
 // (transient, ErrUnavailable), later calls fail at once during the cooldown, and when radosgw
 // is back the store is used again without being made anew.

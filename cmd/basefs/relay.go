@@ -71,11 +71,13 @@ type relay struct {
 	inflight map[uint64]*pending
 	closing  bool
 	restarts chan chan error // graceful restart requests
+	gone     chan struct{}   // closed when the kernel ends the connection (unmounted)
+	goneOnce sync.Once
 	crashes  int
 }
 
 func newRelay(dev *os.File, log *slog.Logger, start func(*os.File) (*exec.Cmd, error)) *relay {
-	r := &relay{dev: dev, log: log, start: start, inflight: make(map[uint64]*pending), restarts: make(chan chan error)}
+	r := &relay{dev: dev, log: log, start: start, inflight: make(map[uint64]*pending), restarts: make(chan chan error), gone: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	return r
 }
@@ -137,10 +139,14 @@ func (r *relay) run() error {
 	for range 4 {
 		go r.fromKernel()
 	}
-	for reply := range r.restarts {
-		reply <- r.restart()
+	for {
+		select {
+		case reply := <-r.restarts:
+			reply <- r.restart()
+		case <-r.gone:
+			return nil
+		}
 	}
-	return nil
 }
 
 // fromKernel moves requests from /dev/fuse to the current worker.
@@ -157,6 +163,7 @@ func (r *relay) fromKernel() {
 			r.closing = true
 			r.cond.Broadcast()
 			r.mu.Unlock()
+			r.goneOnce.Do(func() { close(r.gone) })
 			return
 		}
 		if n < inHeaderSize {
@@ -338,8 +345,12 @@ func (r *relay) restart() error {
 // Restart asks the relay for a graceful restart and waits for it.
 func (r *relay) Restart() error {
 	reply := make(chan error, 1)
-	r.restarts <- reply
-	return <-reply
+	select {
+	case r.restarts <- reply:
+		return <-reply
+	case <-r.gone:
+		return errors.New("the file system is no longer mounted")
+	}
 }
 
 // stop ends the current worker (after unmount).

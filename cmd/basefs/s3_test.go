@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
@@ -273,5 +275,103 @@ func TestS3CorruptObjectNextTier(t *testing.T) {
 	h.stop()
 	if out, errOut, code := basefs(t, "verify", "--state", h.state); code != 0 {
 		t.Fatalf("verify of the host's state: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestS3WriteBackGlanceRawHostsInTurn: a raw Glance image without basefs_manifest; 4 hosts
+// with --write-back and the tiers s3:// then Glance read it one after another, each with an
+// empty state. Host 1 reads it lazily from Glance by range (background fill on) and, once it
+// is complete and matches os_hash_value, writes its chunks, its manifest and a Glance index
+// entry to RGW. Hosts 2–4 find the entry and take every chunk from RGW: Glance serves each
+// chunk once in total, and every host reads the image's bytes.
+func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
+	url, store := s3Tier(t)
+	ep := glancetest.Start(t)
+	dir := t.TempDir()
+	const dataBytes, zeroBytes = 20 << 20, 4 << 20 // 20 data chunks, 4 holes
+	id, data := glanceImage(t, dir, 45, dataBytes, zeroBytes)
+	want := sha256.Sum256(data)
+	var digest string
+	var fromGlance, fromS3 int64
+	var figures []string
+	for i := range 4 {
+		args := []string{"--origin", url, "--glance-endpoint", ep, "--write-back",
+			"--fill-rate", "1000000000", "--profile-window", "0", "--scrub-rate", "0"}
+		h := startDaemon(t, filepath.Join(dir, fmt.Sprint("state", i)), filepath.Join(dir, fmt.Sprint("mnt", i)), args...)
+		start := time.Now()
+		st, err := ensureGlance(t, h, id)
+		if err != nil {
+			t.Fatalf("host %d: ensure glance://%s: %v\n%s", i, id, err, h.log)
+		}
+		if i == 0 && !st.Provisional {
+			t.Fatalf("host 0: ensure %+v; want a provisional image (nothing in RGW yet)", st)
+		}
+		if i > 0 && (st.Provisional || st.Digest == nil || st.Digest.String() != digest) {
+			t.Fatalf("host %d: ensure %+v; want the manifest %s from RGW's Glance index\n%s", i, st, digest, h.log)
+		}
+		if got := shaFile(t, filepath.Join(h.mnt, st.Name)); got != want {
+			t.Fatalf("host %d read other bytes", i)
+		}
+		elapsed := time.Since(start)
+		if i == 0 {
+			digest = waitDigest(t, h, id)
+			deadline := time.Now().Add(30 * time.Second)
+			for wb := h.status().Stats.WriteBack; wb == nil || wb.GlanceIndex < 1; wb = h.status().Stats.WriteBack {
+				if time.Now().After(deadline) {
+					t.Fatalf("host 0 wrote back %+v; want the Glance index entry\n%s", wb, h.log)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		stat := h.status()
+		_, g, gc := glanceOrigin(stat)
+		s, wb := origin(t, stat, "s3://"), stat.Stats.WriteBack
+		switch {
+		case gc != 0 || s.Corrupt != 0:
+			t.Fatalf("host %d: corruption counted: Glance %d, s3 %+v", i, gc, s)
+		case i == 0 && (g != dataBytes+zeroBytes || s.Fetches != 0 || wb.Chunks != 20 || wb.Manifests != 1 || wb.Failed != 0 || wb.Dropped != 0):
+			t.Fatalf("host 0: %d bytes from Glance, s3 %+v, write-back %+v; want the image once from Glance, 20 chunks and 1 manifest written back", g, s, wb)
+		case i > 0 && (g != 0 || s.Fetches != 20 || s.Bytes != dataBytes || wb.Chunks != 0 || wb.GlanceIndex != 0):
+			t.Fatalf("host %d: %d bytes from Glance, s3 %+v, write-back %+v; want every chunk from RGW once, nothing from Glance, nothing written back\n%s", i, g, s, wb, h.log)
+		}
+		fromGlance += g
+		fromS3 += s.Bytes
+		figures = append(figures, fmt.Sprintf("host %d: Glance %d B, RGW %d B (%d chunks), read in %v", i+1, g, s.Bytes, s.Fetches, elapsed.Round(time.Millisecond)))
+		h.stop()
+	}
+	n := 0
+	store.WalkChunks(context.Background(), func(chunkstore.Digest) error { n++; return nil })
+	e, err := store.GetGlanceIndexBytes(context.Background(), id)
+	if err != nil || !strings.Contains(string(e), "manifest "+digest+"\n") {
+		t.Fatalf("RGW's Glance index entry %q, %v; want manifest %s", e, err, digest)
+	}
+	if n != 20 || fromGlance != dataBytes+zeroBytes || fromS3 != 3*dataBytes {
+		t.Fatalf("RGW holds %d chunks; bytes from Glance %d, from RGW %d; want 20, %d, %d", n, fromGlance, fromS3, dataBytes+zeroBytes, 3*dataBytes)
+	}
+	t.Logf("write-back of a raw Glance image (%d bytes, %d of data), 4 hosts in turn:\n  %s", dataBytes+zeroBytes, dataBytes, strings.Join(figures, "\n  "))
+}
+
+// TestS3GlanceIndexStaleIgnored: an index entry whose os_hash_value is not Glance's current
+// one (the image changed, or a bad writer) is ignored: the image goes provisional and is
+// read from Glance, with the right bytes.
+func TestS3GlanceIndexStaleIgnored(t *testing.T) {
+	url, store := s3Tier(t)
+	ep := glancetest.Start(t)
+	dir := t.TempDir()
+	id, data := glanceImage(t, dir, 46, 3<<20, 0)
+	other := &cache.GlanceIndexEntry{Manifest: chunkstore.Sum([]byte("x")), HashAlgo: "sha512", HashValue: strings.Repeat("0", 128)}
+	if _, err := (cache.S3Tier{Store: store}).PutGlanceIndex(context.Background(), id, other); err != nil {
+		t.Fatal(err)
+	}
+	h := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), append([]string{"--origin", url, "--glance-endpoint", ep}, noFill...)...)
+	st, err := ensureGlance(t, h, id)
+	if err != nil || !st.Provisional {
+		t.Fatalf("ensure: %+v, %v; want provisional (the stale entry ignored)", st, err)
+	}
+	if got := shaFile(t, filepath.Join(h.mnt, st.Name)); got != sha256.Sum256(data) {
+		t.Fatal("wrong bytes")
+	}
+	if !strings.Contains(h.log.String(), "made of other data") {
+		t.Fatalf("the stale entry was not reported:\n%s", h.log)
 	}
 }

@@ -78,6 +78,8 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	go func() { served <- r.run() }()
 	log.Info("mounted", "mountpoint", mnt, "state", st.Root())
 
+	var stopSignals context.CancelFunc = func() {}
+	defer func() { stopSignals() }()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -89,6 +91,10 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 				log.Error("restart failed", "err", err)
 			}
 		case err := <-served:
+			r.stop()
+			if err == nil {
+				err = fmt.Errorf("%s was unmounted from outside", mnt)
+			}
 			return err
 		case <-ctx.Done():
 			log.Info("unmounting", "mountpoint", mnt)
@@ -101,7 +107,11 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 				time.Sleep(100 * time.Millisecond)
 			}
 			if uerr != nil {
-				return fmt.Errorf("unmount %s: %w (still in use?)", mnt, uerr)
+				// Exiting now would cut the connection under whoever uses the mount (guests):
+				// keep serving, and say so.
+				log.Error("cannot unmount: still in use; keeping on serving (stop what uses it, then signal again)", "mountpoint", mnt, "err", uerr)
+				ctx, stopSignals = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				continue
 			}
 			r.stop()
 			return nil
