@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -308,7 +307,7 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 	if err := unix.Statfs(d.mnt, &sfs); err != nil || sfs.Type == 0x65735546 {
 		t.Fatalf("after SIGTERM the mount is still there (statfs type %x, %v)", sfs.Type, err)
 	}
-	if _, err := control.NewClient(control.SocketFromState(d.state)).Status(context.Background()); err == nil || errors.Is(err, os.ErrNotExist) && false {
+	if _, err := control.NewClient(control.SocketFromState(d.state)).Status(context.Background()); err == nil {
 		t.Fatal("the control socket still answers after stop")
 	}
 }
