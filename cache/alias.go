@@ -63,15 +63,49 @@ func (c *Cache) readAlias(name string) (alias, error) {
 			return alias{}, fmt.Errorf("alias %s: unknown line %q", name, line)
 		}
 	}
+	if a.id == "" {
+		if a.digest.IsZero() {
+			return alias{}, fmt.Errorf("alias %s: names neither a Glance image nor a digest", name)
+		}
+		return a, nil // an adopted download: nova's name, its content, no Glance id known
+	}
 	if glance.ValidateID(a.id) != nil || glance.NovaName(a.id) != name {
 		return alias{}, fmt.Errorf("alias %s: does not name a Glance image whose nova name it is", name)
 	}
 	return a, nil
 }
 
+func (c *Cache) aliasPath(id string) string { return filepath.Join(c.aliasDir(), glance.NovaName(id)) }
+
+// removeAliases removes the recorded name (a nova name) and every other name of image d.
+func (c *Cache) removeAliases(d chunkstore.Digest, name string) error {
+	entries, err := os.ReadDir(c.aliasDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		a, err := c.readAlias(e.Name())
+		if e.Name() != name && (err != nil || a.digest != d) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(c.aliasDir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove name %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
 // writeAlias records Glance image id (and its digest, when not zero) under its nova name.
 func (c *Cache) writeAlias(id string, d chunkstore.Digest) error {
 	return WriteAlias(c.local.Root(), id, d)
+}
+
+// writeNameAlias records nova name → digest d with no Glance id (an adopted download).
+func writeNameAlias(root, name string, d chunkstore.Digest) error {
+	if !isNovaName(name) {
+		return fmt.Errorf("%q is not a nova image name (40 hex digits)", name)
+	}
+	return writeAliasFile(root, name, "digest "+d.String()+"\n")
 }
 
 // WriteAlias records, in the state directory root, nova's name for Glance image id → id and
@@ -80,13 +114,17 @@ func WriteAlias(root, id string, d chunkstore.Digest) error {
 	if err := glance.ValidateID(id); err != nil {
 		return err
 	}
-	dir := filepath.Join(root, "aliases")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	body := "glance " + id + "\n"
 	if !d.IsZero() {
 		body += "digest " + d.String() + "\n"
+	}
+	return writeAliasFile(root, glance.NovaName(id), body)
+}
+
+func writeAliasFile(root, name, body string) error {
+	dir := filepath.Join(root, "aliases")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Join(root, "tmp"), "alias-*")
 	if err != nil {
@@ -107,7 +145,7 @@ func WriteAlias(root, id string, d chunkstore.Digest) error {
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, glance.NovaName(id)))
+	return os.Rename(tmp.Name(), filepath.Join(dir, name))
 }
 
 // ResolveAlias maps nova's name for a Glance image (the hex SHA-1 of its id) to the name the
@@ -120,7 +158,7 @@ func (c *Cache) ResolveAlias(ctx context.Context, name string) (chunkstore.Diges
 	}
 	a, err := c.readAlias(name)
 	if chunkstore.IsNotFound(err) {
-		return chunkstore.Digest{}, false, nil
+		return c.resolveCatalog(ctx, name)
 	}
 	if err != nil {
 		return chunkstore.Digest{}, false, err
@@ -141,6 +179,27 @@ func (c *Cache) ResolveAlias(ctx context.Context, name string) (chunkstore.Diges
 		return chunkstore.Digest{}, false, nil
 	}
 	im, err := c.EnsureGlance(ctx, a.id)
+	if err != nil {
+		return chunkstore.Digest{}, false, err
+	}
+	return im.Digest(), true, nil
+}
+
+// resolveCatalog finds a nova name this host has never seen in Glance's listing and makes
+// the image known (EnsureGlance: for a raw image no data is fetched yet).
+func (c *Cache) resolveCatalog(ctx context.Context, name string) (chunkstore.Digest, bool, error) {
+	if c.catalog == nil || c.glance == nil {
+		return chunkstore.Digest{}, false, nil
+	}
+	id, ok, err := c.catalog.Lookup(ctx, name)
+	if err != nil || !ok {
+		return chunkstore.Digest{}, false, err
+	}
+	im, err := c.EnsureGlance(ctx, id)
+	if errors.Is(err, glance.ErrUnusable) || chunkstore.IsNotFound(err) {
+		c.log.Warn("Glance lists an image nova cannot use", "nova_name", name, "glance_id", id, "err", err)
+		return chunkstore.Digest{}, false, nil
+	}
 	if err != nil {
 		return chunkstore.Digest{}, false, err
 	}

@@ -24,7 +24,7 @@ type Config struct {
 	Local *local.Store
 	// Origins are asked in order for what Local lacks.
 	Origins []chunkstore.Getter
-	// MemoryBytes bounds the in-memory cache of verified chunks (0: 256 MiB).
+	// MemoryBytes bounds the in-memory cache of verified chunks (0: none kept).
 	MemoryBytes int64
 	// SubBlockBytes bounds the memory kept for sub-block digests (0: 32 MiB: 1 Mi sub-blocks,
 	// i.e. 64 GiB of local data), which let small reads verify only what they read.
@@ -32,6 +32,9 @@ type Config struct {
 	// Glance, when set, serves Glance images (EnsureGlance) and is the last origin: chunks of
 	// raw Glance images read by range and verified against their manifests.
 	Glance *glance.Origin
+	// Catalog, with Glance, makes every image Glance lists known under nova's name before
+	// the host has seen it (ResolveAlias).
+	Catalog *glance.Catalog
 	// Logger receives corruption, repair and fetch-failure events (nil: discard).
 	Logger *slog.Logger
 	// WriteBack writes chunks and manifests fetched from origins behind the first shared tier
@@ -58,6 +61,7 @@ type Cache struct {
 	prov   map[string]*Image            // provisional images by Glance id
 
 	glance    *glance.Origin // nil: no Glance
+	catalog   *glance.Catalog
 	glanceIdx int            // its index in origins and stats (-1: none)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
@@ -92,9 +96,6 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Local == nil {
 		return nil, errors.New("cache: no local store")
 	}
-	if cfg.MemoryBytes == 0 {
-		cfg.MemoryBytes = 256 << 20
-	}
 	if cfg.SubBlockBytes == 0 {
 		cfg.SubBlockBytes = 32 << 20
 	}
@@ -112,6 +113,7 @@ func New(cfg Config) (*Cache, error) {
 		images:    make(map[chunkstore.Digest]*Image),
 		prov:      make(map[string]*Image),
 		glanceIdx: -1,
+		catalog:   cfg.Catalog,
 	}
 	if cfg.Glance != nil {
 		c.glance = cfg.Glance
@@ -228,7 +230,7 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 	im := c.images[d]
 	c.mu.Unlock()
 	if im != nil {
-		im.lastUse.Store(time.Now().UnixNano()) // a lookup is a use (a spawn is about to read)
+		// Not a use: nova stats its bases to age them; reads, opens and utime are uses.
 		return im, nil
 	}
 	v, err, _ := c.manifestFlight.Do(string(d[:]), func() (any, error) {
@@ -240,8 +242,7 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 			return nil, err
 		}
 		c.registerGlance(m)
-		im := &Image{c: c, digest: d, m: m}
-		im.lastUse.Store(time.Now().UnixNano())
+		im := &Image{c: c, digest: d, m: m} // last use: the manifest's mtime until read
 		c.mu.Lock()
 		old := c.images[d]
 		if old != nil {

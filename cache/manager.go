@@ -18,9 +18,11 @@ import (
 // ManagerConfig configures the image cache manager.
 type ManagerConfig struct {
 	// MinAge: an image unused for longer is removed by cleanup (nova's
-	// remove_unused_original_minimum_age_seconds; default 86400 s).
+	// remove_unused_original_minimum_age_seconds, 86400 s by default there; 0: as soon as
+	// it is unused).
 	MinAge time.Duration
-	// CacheSize bounds the bytes of local chunk objects (0: no bound).
+	// CacheSize bounds the bytes of local chunk objects (negative: no bound; 0: nothing
+	// beyond chunks of images in use that no origin can give again).
 	CacheSize int64
 	// ScrubRate is how many bytes a second background scrub re-verifies (0: no background scrub).
 	ScrubRate int64
@@ -30,7 +32,8 @@ type ManagerConfig struct {
 	// ProfileWindow is how long after its first read an image's boot profile is recorded
 	// (0: no profiles are recorded; existing ones are still used).
 	ProfileWindow time.Duration
-	// Interval is how often cleanup and the capacity bound run (default 10 min).
+	// Interval is how often cleanup and the capacity bound run (0: never periodically;
+	// GC still runs on request).
 	Interval time.Duration
 	// InUse returns the images that back instance overlays, with who uses them (nil: none
 	// known beyond open files).
@@ -53,16 +56,11 @@ type Manager struct {
 	scrubbed, scrubbedBytes, scrubCorrupt     atomic.Int64
 	filledChunks, filledBytes, imagesComplete atomic.Int64
 	profilesRecorded, profileChunks           atomic.Int64
+	touched, removeRefused, adopted           atomic.Int64 // nova's utime, refused unlinks, adoptions
 }
 
 // NewManager attaches a manager to c.
 func NewManager(c *Cache, cfg ManagerConfig) *Manager {
-	if cfg.MinAge == 0 {
-		cfg.MinAge = 86400 * time.Second
-	}
-	if cfg.Interval == 0 {
-		cfg.Interval = 10 * time.Minute
-	}
 	m := &Manager{c: c, cfg: cfg, filled: make(map[chunkstore.Digest]bool)}
 	c.mgr.Store(m)
 	return m
@@ -83,6 +81,9 @@ type ManagerStats struct {
 	ImagesComplete   int64 `json:"images_completed_by_fill"`
 	ProfilesRecorded int64 `json:"profiles_recorded"`
 	ProfileChunks    int64 `json:"profile_chunks_prefetched"`
+	Touched          int64 `json:"images_touched"`        // nova's utime on image names
+	RemoveRefused    int64 `json:"unlinks_refused_in_use"` // nova's unlink of an image in use
+	Adopted          int64 `json:"images_adopted"`        // downloads renamed to image names
 }
 
 // Stats returns the counters.
@@ -93,6 +94,7 @@ func (m *Manager) Stats() ManagerStats {
 		Scrubbed: m.scrubbed.Load(), ScrubbedBytes: m.scrubbedBytes.Load(), ScrubCorrupt: m.scrubCorrupt.Load(),
 		FilledChunks: m.filledChunks.Load(), FilledBytes: m.filledBytes.Load(), ImagesComplete: m.imagesComplete.Load(),
 		ProfilesRecorded: m.profilesRecorded.Load(), ProfileChunks: m.profileChunks.Load(),
+		Touched: m.touched.Load(), RemoveRefused: m.removeRefused.Load(), Adopted: m.adopted.Load(),
 	}
 }
 
@@ -105,9 +107,12 @@ func (m *Manager) Run(ctx context.Context) {
 				if _, err := m.Scrub(ctx, m.cfg.ScrubRate); err != nil && ctx.Err() == nil {
 					m.c.log.Error("scrub failed", "err", err)
 				}
-				sleep(ctx, m.cfg.Interval)
+				sleep(ctx, scrubPause)
 			}
 		}()
+	}
+	if m.cfg.Interval <= 0 {
+		return // no periodic cleanup: GC runs on request only
 	}
 	for ctx.Err() == nil {
 		if _, err := m.GC(ctx, false); err != nil && ctx.Err() == nil {
@@ -116,6 +121,9 @@ func (m *Manager) Run(ctx context.Context) {
 		sleep(ctx, m.cfg.Interval)
 	}
 }
+
+// scrubPause separates background scrub passes (each is paced by ScrubRate).
+const scrubPause = time.Minute
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
@@ -229,30 +237,48 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 	}
 	sort.Slice(rep.Images, func(i, j int) bool { return rep.Images[i].Digest.String() < rep.Images[j].Digest.String() })
 
-	// Chunks of removed images that no remaining image references go too.
+	if err := m.removeLocked(ctx, remove, nil, dry, rep); err != nil {
+		return rep, err
+	}
+	if err := m.enforceCapacity(ctx, users, dry, rep); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// removeLocked removes images (their manifests, profiles, and in-memory state) and every
+// local chunk of theirs, or in extra, that no remaining image references; with dry set it
+// only counts. The caller holds gcMu.
+func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.Digest, dry bool, rep *GCReport) error {
 	refs, manifests, err := m.references(ctx, remove)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var orphans []chunkstore.Digest
 	seen := make(map[chunkstore.Digest]bool)
+	add := func(c chunkstore.Digest) {
+		if !c.IsZero() && !refs[c] && !seen[c] {
+			seen[c] = true
+			orphans = append(orphans, c)
+		}
+	}
 	for _, man := range manifests {
 		for _, c := range man.Chunks {
-			if !c.IsZero() && !refs[c] && !seen[c] {
-				seen[c] = true
-				orphans = append(orphans, c)
-			}
+			add(c)
 		}
+	}
+	for _, c := range extra {
+		add(c)
 	}
 	for _, d := range remove {
 		if !dry {
 			if err := m.c.local.DeleteManifest(ctx, d); err != nil {
-				return rep, err
+				return err
 			}
 			os.Remove(ProfilePath(m.c.local.Root(), d))
 			m.c.Forget(d)
 			m.imagesRemoved.Add(1)
-			m.c.log.Info("cleanup removed unused image", "image", d.String(), "min_age", m.cfg.MinAge)
+			m.c.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)
 		}
 	}
 	for _, c := range orphans {
@@ -264,17 +290,14 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 		rep.BytesFreed += n
 		if !dry {
 			if err := m.c.local.DeleteChunk(ctx, c); err != nil {
-				return rep, err
+				return err
 			}
 			m.c.dropChunk(c)
 			m.chunksRemoved.Add(1)
 			m.bytesFreed.Add(n)
 		}
 	}
-	if err := m.enforceCapacity(ctx, users, dry, rep); err != nil {
-		return rep, err
-	}
-	return rep, nil
+	return nil
 }
 
 // references returns the set of chunks referenced by the local images other than those in
@@ -358,7 +381,7 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 		return err
 	}
 	rep.StoredBytes = total
-	if m.cfg.CacheSize <= 0 || total <= m.cfg.CacheSize {
+	if m.cfg.CacheSize < 0 || total <= m.cfg.CacheSize {
 		return nil
 	}
 	sort.Slice(cands, func(i, j int) bool {

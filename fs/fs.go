@@ -41,7 +41,18 @@ type Config struct {
 	// NodeLog, when set, is a file recording every node id handed to the kernel, so a
 	// process taking over the connection can answer for them (empty: in memory only).
 	NodeLog string
-	Logger  *slog.Logger
+	// Files is the directory of the writable area: every name that is not an image name is a
+	// plain local file kept there (nova's ephemeral, swap and download files). Empty: none,
+	// and such names answer EROFS.
+	Files string
+	// Maintainer, when set, takes nova's metadata operations on image names: utime (last
+	// use), unlink (removal), and the rename of a download to an image name (adoption).
+	// Without it they answer EROFS.
+	Maintainer Maintainer
+	// Owner owns the root directory and the images (nova-compute's user, so that its utime
+	// of an image is allowed); writable files belong to whoever created them.
+	Owner  fuse.Owner
+	Logger *slog.Logger
 }
 
 // SupervisorXattr is the mount root's extended attribute naming the supervisor's pid.
@@ -52,20 +63,48 @@ const SupervisorXattr = "user.basefs.supervisor"
 // state answers for the ids the kernel already holds — the prerequisite for restarting the
 // daemon under a live mount. File handles carry nothing (fh 0): every request names its node.
 type FS struct {
-	fuse.RawFileSystem // everything not implemented here answers ENOSYS (writes: EROFS first, the mount is ro)
+	fuse.RawFileSystem // everything not implemented here answers ENOSYS
 	cfg                Config
 	nodes              *nodeTable
+	files              *files   // nil: no writable area
+	journal            *journal // of the writable area's requests that are not idempotent
+	srv                *fuse.Server
+	started            time.Time // the root's times
 }
 
 // New returns a basefs file system.
-func New(cfg Config) *FS {
+func New(cfg Config) (*FS, error) {
 	if cfg.Resolver == nil {
 		cfg.Resolver = DigestResolver{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &FS{RawFileSystem: fuse.NewDefaultRawFileSystem(), cfg: cfg, nodes: newNodeTable(cfg.NodeLog, cfg.Logger)}
+	f := &FS{RawFileSystem: fuse.NewDefaultRawFileSystem(), cfg: cfg, nodes: newNodeTable(cfg.NodeLog, cfg.Logger), started: time.Now()}
+	if cfg.Files != "" {
+		var err error
+		if f.files, err = openFiles(cfg.Files); err != nil {
+			return nil, err
+		}
+		if f.journal, err = openJournal(cfg.Files + ".journal"); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Init keeps the server, to tell the kernel about names that change under it.
+func (f *FS) Init(s *fuse.Server) { f.srv = s }
+
+// isFileNode reports whether node id n is a writable file (not the root, not an image).
+func (f *FS) isFileNode(n uint64) bool {
+	if n == fuse.FUSE_ROOT_ID || f.files == nil {
+		return false
+	}
+	if _, ok := f.nodes.get(n); ok {
+		return false
+	}
+	return f.files.isFile(n)
 }
 
 // How long the kernel may keep names and attributes: images are immutable, so positive
@@ -73,6 +112,9 @@ func New(cfg Config) *FS {
 const (
 	positiveTimeout = time.Hour
 	negativeTimeout = time.Second
+	// attrTimeout: an image's attributes change with its use (mtime) and what is held
+	// locally (blocks).
+	attrTimeout = time.Second
 )
 
 func (f *FS) String() string { return "basefs" }
@@ -80,19 +122,31 @@ func (f *FS) String() string { return "basefs" }
 // ctxOf makes a request's context: done when the kernel interrupts the request.
 func ctxOf(cancel <-chan struct{}) context.Context { return &fuse.Context{Cancel: cancel} }
 
-func rootAttr(a *fuse.Attr) {
+func (f *FS) rootAttr(a *fuse.Attr) {
 	a.Ino = fuse.FUSE_ROOT_ID
 	a.Mode = fuse.S_IFDIR | 0o555
+	if f.files != nil {
+		a.Mode = fuse.S_IFDIR | 0o755
+	}
 	a.Nlink = 2
+	a.Owner = f.cfg.Owner
+	a.SetTimes(&f.started, &f.started, &f.started)
 }
 
-func viewAttr(ino uint64, size int64, a *fuse.Attr) {
+// viewAttr: a view is world-readable (qemu runs as another user); its mtime is the image's
+// last use (what nova's image cache manager ages) and its blocks the bytes of it held
+// locally (what nova's disk usage counts).
+func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 	a.Ino = ino
 	a.Mode = fuse.S_IFREG | 0o444
-	a.Size = uint64(size)
-	a.Blocks = uint64((size + 511) / 512)
+	a.Size = uint64(v.size)
+	_, _, stored := v.im.Presence()
+	a.Blocks = uint64((stored + 511) / 512)
 	a.Blksize = 1 << 20
 	a.Nlink = 1
+	a.Owner = f.cfg.Owner
+	t := v.im.LastUse()
+	a.SetTimes(&t, &t, &t)
 }
 
 // Lookup maps a name to a view: `<ref>` or `<ref>_<N>`. The image's manifest is fetched from
@@ -102,6 +156,9 @@ func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, 
 		return fuse.ENOTDIR
 	}
 	ctx := ctxOf(cancel)
+	if f.files != nil && !IsImageName(name) {
+		return f.lookupFile(name, out)
+	}
 	n, ok := ParseName(name)
 	if !ok {
 		out.SetEntryTimeout(negativeTimeout)
@@ -134,9 +191,9 @@ func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, 
 	}
 	out.NodeId = ino
 	out.Generation = 1
-	viewAttr(ino, v.size, &out.Attr)
+	f.viewAttr(ino, v, &out.Attr)
 	out.SetEntryTimeout(positiveTimeout)
-	out.SetAttrTimeout(positiveTimeout)
+	out.SetAttrTimeout(attrTimeout)
 	return fuse.OK
 }
 
@@ -196,24 +253,36 @@ func (f *FS) Forget(nodeid, nlookup uint64) {}
 
 func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	if input.NodeId == fuse.FUSE_ROOT_ID {
-		rootAttr(&out.Attr)
-		out.SetTimeout(positiveTimeout)
+		f.rootAttr(&out.Attr)
+		out.SetTimeout(attrTimeout)
 		return fuse.OK
+	}
+	if f.isFileNode(input.NodeId) {
+		return f.fileAttr(input.NodeId, out)
 	}
 	v, st := f.nodeView(cancel, input.NodeId)
 	if !st.Ok() {
 		return st
 	}
-	viewAttr(input.NodeId, v.size, &out.Attr)
-	out.SetTimeout(positiveTimeout)
+	f.viewAttr(input.NodeId, v, &out.Attr)
+	out.SetTimeout(attrTimeout)
 	return fuse.OK
 }
 
 func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	return fuse.Status(syscall.EROFS)
+	if f.isFileNode(input.NodeId) {
+		return f.setFileAttr(input, out)
+	}
+	if input.NodeId == fuse.FUSE_ROOT_ID {
+		return fuse.EPERM
+	}
+	return f.setImageAttr(cancel, input, out)
 }
 
 func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	if f.isFileNode(header.NodeId) {
+		return f.fileGetXAttr(header.NodeId, attr, dest)
+	}
 	v := ""
 	if header.NodeId == fuse.FUSE_ROOT_ID {
 		switch attr {
@@ -241,12 +310,24 @@ func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.Stat
 	out.Bsize = 4096
 	out.Frsize = 4096
 	out.NameLen = 255
+	if f.files != nil {
+		// The writable area's file system: nova's free-space checks see the real numbers.
+		var st syscall.Statfs_t
+		if err := syscall.Fstatfs(f.files.dirFD, &st); err == nil {
+			out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+			out.Files, out.Ffree = st.Files, st.Ffree
+			out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+		}
+	}
 	return fuse.OK
 }
 
 // Open refuses writing. The kernel may keep the file's pages (images are immutable and only
 // verified bytes are ever served); an O_DIRECT open (qemu's cache='none') gets direct I/O.
 func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if f.isFileNode(input.NodeId) {
+		return f.openFile(input.NodeId, input, out)
+	}
 	if input.Flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return fuse.Status(syscall.EROFS)
 	}
@@ -265,6 +346,10 @@ func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
+	if f.isFileNode(input.NodeId) {
+		f.files.released(input.NodeId)
+		return
+	}
 	if v, st := f.nodeView(cancel, input.NodeId); st.Ok() {
 		v.im.Release()
 	}
@@ -272,6 +357,9 @@ func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
 
 // Read serves [off, off+len(buf)) of the view: the image's verified bytes, then zeros.
 func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	if f.isFileNode(input.NodeId) {
+		return f.readFile(input.NodeId, input, buf)
+	}
 	v, st := f.nodeView(cancel, input.NodeId)
 	if !st.Ok() {
 		return nil, st
@@ -351,7 +439,7 @@ func (f *FS) entries(ctx context.Context) ([]fuse.DirEntry, error) {
 			entries = append(entries, fuse.DirEntry{Name: n, Mode: fuse.S_IFREG, Ino: inodeNumber(as[n], 0)})
 		}
 	}
-	return entries, nil
+	return append(entries, f.fileEntries()...), nil
 }
 
 // view is a read-only file: an image, zero-extended to size.
@@ -360,14 +448,15 @@ type view struct {
 	size int64
 }
 
-// MountOptions are the FUSE options basefs mounts with: read-only, readable by qemu (which
-// runs as another user), large reads.
+// MountOptions are the FUSE options basefs mounts with: readable by qemu (which runs as
+// another user), permissions checked by the kernel, large reads. The mount is read-write for
+// the writable area; images refuse writes themselves (EROFS).
 func MountOptions(debug bool) *fuse.MountOptions {
 	return &fuse.MountOptions{
 		AllowOther:   true,
 		FsName:       "basefs",
 		Name:         "basefs",
-		Options:      []string{"ro", "default_permissions"},
+		Options:      []string{"default_permissions"},
 		MaxWrite:     1 << 20,
 		MaxReadAhead: 1 << 20,
 		DirectMount:  true,
@@ -407,7 +496,11 @@ func Mount(dir string, cfg Config, debug bool) (*fuse.Server, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("mount point %s: not a directory", dir)
 	}
-	srv, err := fuse.NewServer(New(cfg), dir, MountOptions(debug))
+	fsys, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := fuse.NewServer(fsys, dir, MountOptions(debug))
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}

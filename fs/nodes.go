@@ -109,3 +109,25 @@ func (t *nodeTable) add(ino uint64, n node) error {
 	t.m[ino] = n
 	return nil
 }
+
+// alias makes node id ino (a writable file just adopted as an image) stand for image node
+// n in this process, so the kernel's node for the renamed file reads the image until it looks
+// the name up again.
+func (t *nodeTable) alias(ino uint64, n node) {
+	t.mu.Lock()
+	t.m[ino] = n
+	t.mu.Unlock()
+}
+
+// ofImage returns the node ids of image d's views the table holds.
+func (t *nodeTable) ofImage(d chunkstore.Digest) []uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []uint64
+	for ino, n := range t.m {
+		if n.digest == d {
+			out = append(out, ino)
+		}
+	}
+	return out
+}

@@ -49,6 +49,21 @@ type Status struct {
 	Images     []cache.ImageInfo   `json:"images"`
 	Stats      cache.StatsSnapshot `json:"stats"`
 	Manager    *cache.ManagerStats `json:"manager,omitempty"`
+	Glance     *GlanceState        `json:"glance,omitempty"`
+	Writable   *WritableState      `json:"writable,omitempty"`
+}
+
+// GlanceState tells how the daemon reaches Glance: the error that keeps it from doing so
+// (bad credentials, Keystone or Glance down), and the listing of nova's names.
+type GlanceState struct {
+	Error   string               `json:"error,omitempty"`
+	Catalog *glance.CatalogStats `json:"catalog,omitempty"`
+}
+
+// WritableState counts the writable area's plain files (nova's ephemeral, swap, downloads).
+type WritableState struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"` // allocated on local disk
 }
 
 // ImageStatus answers ensure.
@@ -78,6 +93,10 @@ type Server struct {
 	Mountpoint string
 	Origins    []string
 	Log        *slog.Logger
+	// Glance reports how Glance is reached (nil: not configured).
+	Glance func() *GlanceState
+	// Writable counts the writable area (nil: none).
+	Writable func() (files int, bytes int64)
 
 	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
 	manager atomic.Pointer[cache.Manager]
@@ -162,6 +181,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if m := s.manager.Load(); m != nil {
 		ms := m.Stats()
 		st.Manager = &ms
+	}
+	if s.Glance != nil {
+		st.Glance = s.Glance()
+	}
+	if s.Writable != nil {
+		n, b := s.Writable()
+		st.Writable = &WritableState{Files: n, Bytes: b}
 	}
 	reply(w, http.StatusOK, st)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -12,11 +13,22 @@ import (
 // glanceOptions configure the Glance client: a fixed endpoint without Keystone, or Keystone
 // from OS_CLOUD (clouds.yaml) or the OS_* variables.
 type glanceOptions struct {
-	endpoint string
+	endpoint        string
+	listMinInterval time.Duration
+	listInterval    time.Duration
 }
 
 func (o *glanceOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.endpoint, "glance-endpoint", "", "Glance image API `URL` used without Keystone (e.g. http://127.0.0.1:9292); without it, Keystone from OS_CLOUD (clouds.yaml) or OS_AUTH_URL and the other OS_* variables")
+	f.DurationVar(&o.listMinInterval, "glance-list-min-interval", 5*time.Second, "a lookup of a nova name the host does not know lists Glance again at most this often (0: on every miss, concurrent misses sharing one listing)")
+	f.DurationVar(&o.listInterval, "glance-list-interval", time.Minute, "how often Glance's image list is refreshed in the background (0: only on misses)")
+}
+
+func (o *glanceOptions) validate() error {
+	if o.listMinInterval < 0 || o.listInterval < 0 {
+		return usageError{"--glance-list-min-interval and --glance-list-interval must be 0 or more"}
+	}
+	return nil
 }
 
 // configured reports whether any Glance configuration is present.

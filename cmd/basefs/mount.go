@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +46,7 @@ type mountOptions struct {
 	profileWindow  time.Duration
 	interval       time.Duration
 	glance         glanceOptions
+	owner          string
 
 	// The shared S3 tier (cmd/basefs/s3.go).
 	s3        s3Options
@@ -53,15 +57,16 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.state, "state", defaultState, "the host's state directory")
 	f.StringArrayVar(&o.origins, "origin", nil, "an origin to fetch missing chunks and manifests from, asked in order: dir:///PATH, http(s)://HOST/PATH or s3://BUCKET[/PREFIX] (repeatable)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464)")
-	f.Int64Var(&o.memoryCache, "memory-cache", 256<<20, "bytes of recently verified chunks kept in memory")
+	f.Int64Var(&o.memoryCache, "memory-cache", 256<<20, "bytes of recently verified chunks kept in memory (0: none)")
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringArrayVar(&o.instancesPaths, "instances-path", []string{"/var/lib/basefs/instances"}, "instance directories scanned for overlays whose bases are in use (repeatable)")
-	f.Int64Var(&o.minAge, "remove-unused-original-min-age", 86400, "seconds an image must be unused before cleanup removes it (nova's default)")
-	f.Int64Var(&o.cacheSize, "cache-size", 0, "bound on the bytes of local chunks (0: no bound)")
+	f.Int64Var(&o.minAge, "remove-unused-original-min-age", 86400, "seconds an image must be unused before cleanup removes it (nova's default; 0: as soon as it is unused)")
+	f.Int64Var(&o.cacheSize, "cache-size", -1, "bound on the bytes of local chunks (-1: no bound; 0: keep only chunks of images in use that no origin has)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", 16<<20, "bytes a second background scrub re-verifies (0: off)")
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
-	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run")
+	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run (0: never on their own; basefs gc runs them)")
+	f.StringVar(&o.owner, "owner", "0:0", "`UID:GID` (or USER[:GROUP]) owning the mount's root and its images: nova-compute's user, so that its utime of a base image is allowed")
 	o.glance.AddFlags(f)
 	// The shared S3 tier (cmd/basefs/s3.go).
 	o.s3.AddFlags(f)
@@ -91,10 +96,40 @@ func runMount(ctx context.Context, args []string) error {
 		return err
 	}
 	// Bad input fails before anything is mounted.
+	if err := o.validate(); err != nil {
+		return err
+	}
 	if _, err := o.s3.openOrigins(ctx, o.origins, slog.New(slog.DiscardHandler)); err != nil {
 		return err
 	}
 	return supervise(ctx, o, mnt, args)
+}
+
+// validate refuses settings that mean nothing (a negative size, rate or age).
+func (o *mountOptions) validate() error {
+	for _, v := range []struct {
+		name string
+		v    int64
+	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}} {
+		if v.v < 0 {
+			return usageError{fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
+		}
+	}
+	if o.cacheSize < -1 {
+		return usageError{fmt.Sprintf("--cache-size %d: must be -1 (no bound) or 0 or more bytes", o.cacheSize)}
+	}
+	for _, v := range []struct {
+		name string
+		v    time.Duration
+	}{{"--profile-window", o.profileWindow}, {"--manager-interval", o.interval}} {
+		if v.v < 0 {
+			return usageError{fmt.Sprintf("%s %s: must be 0 or more", v.name, v.v)}
+		}
+	}
+	if _, err := parseOwner(o.owner); err != nil {
+		return usageError{err.Error()}
+	}
+	return o.glance.validate()
 }
 
 // hidden worker flags: what the supervisor hands the serving process.
@@ -153,14 +188,30 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	stopCtl := ctl.Serve(l)
 	defer stopCtl()
 	var gorigin *glance.Origin
+	var catalog *glance.Catalog
+	var glanceErr string
 	if o.glance.configured() {
 		gc, err := o.glance.open(ctx)
 		if err != nil {
-			return err
+			// Keep serving what is local (and the other origins): say why Glance is missing.
+			glanceErr = err.Error()
+			log.Error("Glance unusable: its images are not served until this is fixed and the daemon restarted (basefs restart)", "err", err)
+		} else {
+			gorigin = glance.NewOrigin(gc)
+			catalog = glance.NewCatalog(gc.ListIDs, o.glance.listMinInterval)
 		}
-		gorigin = glance.NewOrigin(gc)
 	}
-	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack})
+	if o.glance.configured() {
+		ctl.Glance = func() *control.GlanceState {
+			g := &control.GlanceState{Error: glanceErr}
+			if catalog != nil {
+				cs := catalog.Stats()
+				g.Catalog = &cs
+			}
+			return g
+		}
+	}
+	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, Catalog: catalog, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack})
 	if err != nil {
 		return err
 	}
@@ -177,6 +228,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	mctx, stopMgr := context.WithCancel(ctx)
 	defer stopMgr()
 	go mgr.Run(mctx)
+	if catalog != nil {
+		go catalog.Run(mctx, o.glance.listInterval)
+	}
 	ctl.SetCache(c)
 	ctl.SetManager(mgr)
 	if o.metricsAddr != "" {
@@ -198,15 +252,20 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		go msrv.Serve(ml)
 		defer msrv.Close()
 	}
+	owner, _ := parseOwner(o.owner) // validated by basefs mount
 	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid(),
-		NodeLog: filepath.Join(st.Root(), "nodes")}
-	if gorigin != nil {
-		fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
-		fcfg.Aliases = c
-	}
+		NodeLog: filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
+	// nova's names: Glance images (through the catalog) and adopted downloads.
+	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
+	fcfg.Aliases = c
 	opts := fs.MountOptions(o.debug)
 	opts.DirectMount = false // the connection exists: /dev/fd/N
-	srv, err := fuse.NewServer(fs.New(fcfg), fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
+	fsys, err := fs.New(fcfg)
+	if err != nil {
+		return err
+	}
+	ctl.Writable = fsys.WritableUsage
+	srv, err := fuse.NewServer(fsys, fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
 	if err != nil {
 		return fmt.Errorf("serve the FUSE connection: %w", err)
 	}
@@ -236,4 +295,38 @@ func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) 
 		}
 		return all, nil
 	}
+}
+
+// parseOwner parses --owner: UID:GID, or a user name (its primary group) or USER:GROUP.
+func parseOwner(s string) (fuse.Owner, error) {
+	us, gs, hasGroup := strings.Cut(s, ":")
+	var o fuse.Owner
+	if n, err := strconv.ParseUint(us, 10, 32); err == nil {
+		o.Uid = uint32(n)
+	} else {
+		u, err := user.Lookup(us)
+		if err != nil {
+			return o, fmt.Errorf("--owner %q: no such user (give UID:GID or USER[:GROUP])", s)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		o.Uid, o.Gid = uint32(uid), uint32(gid)
+		if !hasGroup {
+			return o, nil
+		}
+	}
+	if !hasGroup {
+		return o, fmt.Errorf("--owner %q: a numeric owner needs its group too (UID:GID)", s)
+	}
+	if n, err := strconv.ParseUint(gs, 10, 32); err == nil {
+		o.Gid = uint32(n)
+	} else {
+		g, err := user.LookupGroup(gs)
+		if err != nil {
+			return o, fmt.Errorf("--owner %q: no such group %q", s, gs)
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		o.Gid = uint32(gid)
+	}
+	return o, nil
 }

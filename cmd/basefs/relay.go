@@ -222,7 +222,18 @@ func (r *relay) fromWorker(w *worker) {
 			r.cond.Broadcast()
 			r.mu.Unlock()
 		}
-		// unique 0: a notification from the worker; it goes to the kernel as is.
+		if unique == 0 {
+			// A notification from the worker: to the kernel as is, on its own, because the
+			// kernel may hold it until a reply behind it is delivered (an entry invalidation
+			// waits for the rename it follows).
+			msg := append([]byte(nil), buf[:n]...)
+			go func() {
+				if _, err := r.dev.Write(msg); err != nil && !errors.Is(err, syscall.ENOENT) {
+					r.log.Warn("relay: notification to the kernel failed", "err", err)
+				}
+			}()
+			continue
+		}
 		if _, err := r.dev.Write(buf[:n]); err != nil && !errors.Is(err, syscall.ENOENT) {
 			r.log.Warn("relay: reply to the kernel failed", "err", err)
 		}

@@ -56,6 +56,25 @@ func runStatus(ctx context.Context, args []string) error {
 	fmt.Printf("mount %s, state %s, pid %d\n", st.Mountpoint, st.State, st.PID)
 	fmt.Printf("reads %d (%s), memory hits %d, read errors %d, fetches in flight %d\n", s.Reads, humanBytes(s.BytesRead), s.MemoryHits, s.ReadErrors, s.FetchesInFlight)
 	fmt.Printf("local corrupt %d, repairs %d, manifests fetched %d\n", s.LocalCorrupt, s.Repairs, s.ManifestFetches)
+	if g := st.Glance; g != nil {
+		if g.Error != "" {
+			fmt.Printf("glance: ERROR %s\n", g.Error)
+		}
+		if c := g.Catalog; c != nil {
+			fmt.Printf("glance listing: %d images known under nova's names, %d listings", c.Images, c.Listings)
+			if c.LastError != "" {
+				fmt.Printf(", last failed: %s", c.LastError)
+			}
+			fmt.Println()
+		}
+	}
+	if m := st.Manager; m != nil {
+		fmt.Printf("cache manager: %d images removed (%s freed), %d unlinks refused (in use), %d utimes, %d downloads adopted\n",
+			m.ImagesRemoved, humanBytes(m.BytesFreed), m.RemoveRefused, m.Touched, m.Adopted)
+	}
+	if w := st.Writable; w != nil {
+		fmt.Printf("writable files: %d (%s on local disk)\n", w.Files, humanBytes(w.Bytes))
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORIGIN\tFETCHES\tBYTES\tCORRUPT\tERRORS")
 	for _, o := range s.Origins {
