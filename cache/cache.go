@@ -62,7 +62,7 @@ type Cache struct {
 
 	glance    *glance.Origin // nil: no Glance
 	catalog   *glance.Catalog
-	glanceIdx int            // its index in origins and stats (-1: none)
+	glanceIdx int // its index in origins and stats (-1: none)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
 	noVerify atomic.Bool

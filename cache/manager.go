@@ -81,9 +81,9 @@ type ManagerStats struct {
 	ImagesComplete   int64 `json:"images_completed_by_fill"`
 	ProfilesRecorded int64 `json:"profiles_recorded"`
 	ProfileChunks    int64 `json:"profile_chunks_prefetched"`
-	Touched          int64 `json:"images_touched"`        // nova's utime on image names
+	Touched          int64 `json:"images_touched"`         // nova's utime on image names
 	RemoveRefused    int64 `json:"unlinks_refused_in_use"` // nova's unlink of an image in use
-	Adopted          int64 `json:"images_adopted"`        // downloads renamed to image names
+	Adopted          int64 `json:"images_adopted"`         // downloads renamed to image names
 }
 
 // Stats returns the counters.
