@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# run-openstack.sh — the test guest booted by a real nova: bring up the all-in-one OpenStack
+# (scripts/start-openstack.sh), upload the project's test guest to Glance, boot a server from it,
+# show its console (the guest prints the sha256 of the disk bytes it read), delete it, show that
+# its base stayed in instances/_base, and boot a second server of the same image from that base.
+# `make run-openstack` runs this after setup and build.
+#
+# The guest (scripts/build-test-guest.sh: Debian cloud kernel + busybox initramfs) boots the way
+# nova's libvirt driver boots AMI-style images, by direct kernel boot: three Glance images,
+#   basefs-demo-kernel   disk_format aki   the kernel
+#   basefs-demo-ramdisk  disk_format ari   the initramfs, plus one more cpio archive (see below)
+#   basefs-demo-disk     disk_format raw   32 MiB (8 MiB random, then zeros): the disk the guest
+#                        reads; properties kernel_id, ramdisk_id and os_command_line
+#                        ("console=ttyS0 quiet panic=-1 basefs.readsize=<its size>")
+# nova fetches each into $INSTANCES/_base/<sha1 of the image id> (raw), copies kernel and ramdisk
+# into the instance directory and makes the instance's disk a qcow2 overlay (the flavor's 1 GiB)
+# whose backing file is the disk image's base.
+#
+# nova's console API (`openstack console log show`) reads a *running* guest's console only (for
+# a shut-off domain it answers "Guest does not have a console available"), and the test guest
+# powers off once it has printed its lines. So the ramdisk image is the guest's initrd.gz followed
+# by a second, tiny cpio archive (the kernel unpacks both; the later one wins) holding a new
+# /init that defines a shell function poweroff (prints "BASEFS-GUEST holding", then sleeps) and
+# sources the guest's own /init, kept unchanged as /init.orig: the guest stays up after its
+# checks, and `openstack server delete` ends it as nova ends any server. Nothing else differs
+# from the guest `make run` boots. (BASEFS_OPENSTACK_GUEST_HOLD=0 uploads the plain initrd.gz:
+# then the console can only be read from $INSTANCES/<uuid>/console.log.)
+#
+# Environment (besides start-openstack.sh's, passed on):
+#   BASEFS_OPENSTACK_BASEFS=1   mount basefs at $INSTANCES/_base before nova-compute starts
+#                               (function mount_basefs below): start-openstack.sh runs first with
+#                               BASEFS_OPENSTACK_COMPUTE=0 (Keystone, Glance, … up; nova-compute
+#                               not started — a running one is stopped first, so that it never
+#                               sees the plain directory), then bin/basefs mount as the Keystone
+#                               service user basefs ($STATE/openrc-basefs), then start-openstack.sh
+#                               again, which starts nova-compute over the mount.
+#                               Default 0: nova's own plain _base directory.
+#   BASEFS_OPENSTACK_BASEFS_STATE  basefs's --state (default $STATE/basefs)
+#   BASEFS_OPENSTACK_BASEFS_ARGS   extra flags for `basefs mount` (word-split)
+#   BASEFS_OPENSTACK_DEMO_DIR   work files (default <repo>/.cache/openstack-demo)
+#   BASEFS_OPENSTACK_KEEP=1     leave the second server running at the end (default: deleted)
+#   BASEFS_OPENSTACK_GUEST_HOLD see above (default 1)
+#
+# Before booting, the demo deletes the servers and images a previous run left (names basefs-demo-*)
+# and uploads fresh images (new random disk data, so the first boot starts from a cold _base).
+# Exit status 0 only if both servers went ACTIVE and printed the disk's sha256.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$top/bin
+export BASEFS_OPENSTACK_DIR=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
+export BASEFS_OPENSTACK_INSTANCES=${BASEFS_OPENSTACK_INSTANCES:-$BASEFS_OPENSTACK_DIR/instances}
+STATE=$BASEFS_OPENSTACK_DIR
+INSTANCES=$BASEFS_OPENSTACK_INSTANCES
+USE_BASEFS=${BASEFS_OPENSTACK_BASEFS:-0}
+BASEFS_STATE=${BASEFS_OPENSTACK_BASEFS_STATE:-$STATE/basefs}
+work=${BASEFS_OPENSTACK_DEMO_DIR:-$top/.cache/openstack-demo}
+guest=$top/.cache/test-guest
+HOLD=${BASEFS_OPENSTACK_GUEST_HOLD:-1}
+PY=/usr/bin/python3
+# The openstack CLI is Debian's (/usr/bin/openstack, Debian's python); 2.37 allows --nic none.
+export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+os() { /usr/bin/openstack --os-compute-api-version 2.37 "$@"; }
+
+say() { printf '\n== %s\n' "$*"; }
+die() { echo "run-openstack.sh: FAIL: $*" >&2; exit 1; }
+now() { echo "$EPOCHREALTIME"; }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+mkdir -p "$work"
+
+# --- basefs at $INSTANCES/_base ---------------------------------------------------------------------
+# mount_basefs: called with Keystone and Glance up and nova-compute not running. It mounts basefs
+# at $INSTANCES/_base (a read-only FUSE file system of the Glance images under nova's names,
+# fetched lazily), authenticated to Keystone as the service user basefs, and returns once the
+# daemon answers. Its log: $work/basefs-mount.log; its pid: $work/basefs-mount.pid.
+mount_basefs() {
+	local base=$INSTANCES/_base pid
+	[ -x "$bin/basefs" ] || die "$bin/basefs is missing: run make build"
+	mkdir -p "$base" "$BASEFS_STATE"
+	if mountpoint -q "$base"; then
+		if "$bin/basefs" status --base "$base" >/dev/null 2>&1; then
+			echo "basefs already serves $base"
+			return 0
+		fi
+		die "$base is a mount point that basefs does not answer for; unmount it first"
+	fi
+	# nova's own files from runs without basefs (plain bases) would be hidden under the mount.
+	if [ -n "$(ls -A "$base" 2>/dev/null)" ]; then
+		echo "moving nova's plain bases aside to $INSTANCES/_base.plain.$$"
+		mv "$base" "$INSTANCES/_base.plain.$$"
+		mkdir -p "$base"
+	fi
+	# shellcheck disable=SC2086 # BASEFS_OPENSTACK_BASEFS_ARGS is a list of flags
+	(
+		# shellcheck disable=SC1091
+		. "$STATE/openrc-basefs"
+		exec setsid "$bin/basefs" mount --state "$BASEFS_STATE" --instances-path "$INSTANCES" \
+			${BASEFS_OPENSTACK_BASEFS_ARGS:-} "$base"
+	) </dev/null >>"$work/basefs-mount.log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$work/basefs-mount.pid"
+	for _ in $(seq 1 100); do
+		"$bin/basefs" status --base "$base" >/dev/null 2>&1 && break
+		kill -0 "$pid" 2>/dev/null || { tail -n 20 "$work/basefs-mount.log" >&2; die "basefs mount exited"; }
+		sleep 0.1
+	done
+	"$bin/basefs" status --base "$base" >/dev/null 2>&1 || die "basefs did not answer at $base within 10 s"
+	echo "basefs (pid $pid) serves $base, state $BASEFS_STATE, as Keystone user basefs"
+}
+
+# --- the cloud ------------------------------------------------------------------------------------
+say "building the test guest (Debian cloud kernel + busybox initramfs)"
+"$top/scripts/build-test-guest.sh" "$guest" >/dev/null
+
+t=$(now)
+if [ "$USE_BASEFS" = 1 ]; then
+	say "starting OpenStack without nova-compute, then basefs at $INSTANCES/_base, then nova-compute"
+	# nova-compute must not run while _base changes under it.
+	if ! mountpoint -q "$INSTANCES/_base"; then
+		"$top/scripts/stop-openstack.sh" nova-compute
+	fi
+	BASEFS_OPENSTACK_COMPUTE=0 "$top/scripts/start-openstack.sh" >/dev/null
+	mount_basefs
+	eval "$("$top/scripts/start-openstack.sh")"
+else
+	say "starting OpenStack (scripts/start-openstack.sh; state in $STATE)"
+	eval "$("$top/scripts/start-openstack.sh")"
+fi
+up_s=$(since "$t")
+echo "OpenStack up after $up_s s; admin credentials: $STATE/openrc; basefs's: $STATE/openrc-basefs"
+os compute service list -c Binary -c Host -c State
+os hypervisor list -c "Hypervisor Hostname" -c "Hypervisor Type" -c State
+
+# --- leftovers of an earlier run ----------------------------------------------------------------------
+old_servers=$(os server list --all-projects -f value -c ID -c Name | awk '$2 ~ /^basefs-demo-/ {print $1}')
+if [ -n "$old_servers" ]; then
+	say "deleting servers of an earlier run"
+	# shellcheck disable=SC2086
+	os server delete --wait $old_servers
+fi
+old_images=$(os image list -f value -c ID -c Name | awk '$2 ~ /^basefs-demo-/ {print $1}')
+if [ -n "$old_images" ]; then
+	say "deleting images of an earlier run"
+	# shellcheck disable=SC2086
+	os image delete $old_images
+fi
+
+# --- images ---------------------------------------------------------------------------------------
+say "uploading the guest to Glance: kernel (aki), ramdisk (ari), a 32 MiB raw disk"
+ramdisk=$guest/initrd.gz
+if [ "$HOLD" = 1 ]; then
+	ramdisk=$work/initrd-hold.gz
+	# The guest's /init, kept byte for byte as /init.orig, run by a new /init that first defines a
+	# shell function poweroff (busybox's sh runs its applets ahead of PATH, so a /bin/poweroff
+	# would not be used; a function comes first). A newc cpio archive, gzipped, after the guest's
+	# own (the host has no cpio).
+	"$PY" - "$guest/initrd.gz" "$ramdisk" <<'EOF'
+import gzip, sys
+wrapper = b"""#!/bin/sh
+# From basefs scripts/run-openstack.sh: the test guest's /init (now /init.orig), with its final
+# poweroff replaced by a wait, so that nova's console API (which reads a running guest's console
+# only) can show what it printed. `openstack server delete` ends the guest.
+poweroff() {
+	echo "BASEFS-GUEST holding: poweroff replaced by scripts/run-openstack.sh"
+	while :; do sleep 3600; done
+}
+. /init.orig
+"""
+def entries(data):
+    off = 0
+    while off + 110 <= len(data):
+        if data[off:off + 6] != b"070701":
+            raise SystemExit("initrd: not a newc cpio archive at %d" % off)
+        f = [int(data[off + 6 + 8 * k: off + 14 + 8 * k], 16) for k in range(13)]
+        mode, size, namesize = f[1], f[6], f[11]
+        name = data[off + 110: off + 110 + namesize - 1].decode()
+        off += 110 + namesize
+        off += -off % 4
+        body = data[off: off + size]
+        off += size
+        off += -off % 4
+        if name == "TRAILER!!!":
+            return
+        yield name, mode, body
+def entry(ino, name, mode, data=b""):
+    name = name.encode() + b"\0"
+    fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name), 0]
+    out = b"070701" + b"".join(b"%08X" % f for f in fields) + name
+    out += b"\0" * (-len(out) % 4)
+    return out + data + b"\0" * (-len(data) % 4)
+with open(sys.argv[1], "rb") as f:
+    orig = f.read()
+init = [body for name, mode, body in entries(gzip.decompress(orig)) if name in ("init", "./init")]
+if len(init) != 1:
+    raise SystemExit("initrd: no /init")
+arc = entry(1, "init.orig", 0o100755, init[0]) + entry(2, "init", 0o100755, wrapper) + entry(3, "TRAILER!!!", 0)
+with open(sys.argv[2], "wb") as f:
+    f.write(orig + gzip.compress(arc))
+EOF
+fi
+head -c 8M /dev/urandom >"$work/disk.raw"
+truncate -s 32M "$work/disk.raw"
+size=$(stat -c %s "$work/disk.raw")
+want=$(sha256sum <"$work/disk.raw" | cut -d' ' -f1)
+echo "sha256 of the disk image: $want"
+t=$(now)
+kernel_id=$(os image create -f value -c id --disk-format aki --container-format aki \
+	--file "$guest/vmlinuz" basefs-demo-kernel)
+ramdisk_id=$(os image create -f value -c id --disk-format ari --container-format ari \
+	--file "$ramdisk" basefs-demo-ramdisk)
+cmdline="console=ttyS0 quiet panic=-1 basefs.readsize=$size"
+disk_id=$(os image create -f value -c id --disk-format raw --container-format bare \
+	--file "$work/disk.raw" --property kernel_id="$kernel_id" --property ramdisk_id="$ramdisk_id" \
+	--property os_command_line="$cmdline" basefs-demo-disk)
+upload_s=$(since "$t")
+os image list -c ID -c Name -c Status
+disk_base=$(printf '%s' "$disk_id" | sha1sum | cut -d' ' -f1)
+echo "nova's name of the disk image in _base: $disk_base (sha1 of $disk_id)"
+
+if ! os flavor show basefs-demo-small >/dev/null 2>&1; then
+	os flavor create --ram 256 --disk 1 --vcpus 1 basefs-demo-small >/dev/null
+fi
+echo "flavor basefs-demo-small: 1 vCPU, 256 MiB, 1 GiB root disk"
+
+# boot NAME: create the server (--wait), wait for the guest's sha256 line in its console log;
+# sets active_s and sum_s (seconds from the create command) and server_id.
+boot() {
+	local name=$1 t0 out
+	t0=$(now)
+	# (--wait writes its progress to stdout too: keep the id, the last line)
+	server_id=$(os server create -f value -c id --flavor basefs-demo-small --image "$disk_id" \
+		--nic none --wait "$name" | tail -n 1) || die "server create $name failed"
+	[[ "$server_id" =~ ^[0-9a-f-]{36}$ ]] || die "server create $name printed no server id"
+	active_s=$(since "$t0")
+	local st
+	st=$(os server show -f value -c status "$server_id")
+	[ "$st" = ACTIVE ] || {
+		os server show -f value -c fault "$server_id" >&2 || true
+		die "$name is $st, not ACTIVE"
+	}
+	echo "$name ($server_id) ACTIVE after $active_s s"
+	# The moment the line appears is taken from the console log virtlogd writes
+	# ($INSTANCES/<uuid>/console.log, polled every 0.1 s); it is then shown through nova's API.
+	sum_s=
+	local log=$INSTANCES/$server_id/console.log deadline=$((SECONDS + 120))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		if grep -qs 'BASEFS-GUEST \(sha256\|error\)' "$log"; then
+			sum_s=$(since "$t0")
+			break
+		fi
+		sleep 0.1
+	done
+	[ -n "$sum_s" ] || die "$name printed no sha256 line within 120 s of going ACTIVE (see $log)"
+	say "console of $name (openstack console log show $server_id)"
+	os console log show "$server_id" | tr -d '\r' | grep -E '^BASEFS-|Power down|Linux version' || true
+	if os console log show "$server_id" | tr -d '\r' | grep -qx "BASEFS-GUEST sha256=$want bytes=$size"; then
+		echo "OK: $name read exactly the image's bytes (sha256 $want) — line seen $sum_s s after the create command"
+	else
+		die "$name's sha256 differs from the image's ($want)"
+	fi
+}
+
+# --- first server -----------------------------------------------------------------------------------
+say "openstack server create --nic none --wait basefs-demo-1 (cold: nova fetches the images into _base)"
+boot basefs-demo-1
+first_active=$active_s first_sum=$sum_s
+say "instances/_base and the instance's disk"
+ls -l "$INSTANCES/_base/"
+qemu-img info -U "$INSTANCES/$server_id/disk" | grep -E '^(image|virtual size|backing file)'
+
+say "openstack server delete basefs-demo-1"
+t=$(now)
+os server delete --wait "$server_id"
+delete_s=$(since "$t")
+echo "deleted after $delete_s s"
+[ -e "$INSTANCES/_base/$disk_base" ] || die "the base $disk_base left _base with the server"
+echo "the base stayed: $(ls -l "$INSTANCES/_base/$disk_base")"
+[ ! -e "$INSTANCES/$server_id" ] || die "the instance directory $INSTANCES/$server_id is still there"
+
+# --- second server ----------------------------------------------------------------------------------
+say "openstack server create --nic none --wait basefs-demo-2 (same image: its base is in _base)"
+boot basefs-demo-2
+second_active=$active_s second_sum=$sum_s
+if [ "${BASEFS_OPENSTACK_KEEP:-0}" != 1 ]; then
+	os server delete --wait "$server_id"
+	echo "basefs-demo-2 deleted (BASEFS_OPENSTACK_KEEP=1 keeps it)"
+fi
+
+say "summary"
+printf '%-44s %s\n' "OpenStack up (start-openstack.sh)" "$up_s s" \
+	"image upload (3 images)" "$upload_s s" \
+	"server 1 (cold _base): create -> ACTIVE" "$first_active s" \
+	"server 1: create -> guest's sha256 line" "$first_sum s" \
+	"server 1: delete" "$delete_s s" \
+	"server 2 (warm _base): create -> ACTIVE" "$second_active s" \
+	"server 2: create -> guest's sha256 line" "$second_sum s"
+echo "PASS"
