@@ -258,12 +258,16 @@ func TestWritesRefused(t *testing.T) {
 		"mkdir":            os.Mkdir(e.path("dir"), 0o755),
 		"remove":           os.Remove(p),
 		"rename":           os.Rename(p, e.path("other")),
-		"setxattr":         unix.Setxattr(p, "user.x", []byte("y"), 0),
 	}
 	for what, err := range checks {
 		if !errors.Is(err, syscall.EROFS) {
 			t.Errorf("%s: %v; want EROFS", what, err)
 		}
+	}
+	// Images carry no extended attributes (what libvirt's DAC driver takes as "cannot
+	// remember labels here").
+	if err := unix.Setxattr(p, "user.x", []byte("y"), 0); !errors.Is(err, syscall.ENOTSUP) {
+		t.Errorf("setxattr: %v; want ENOTSUP", err)
 	}
 }
 
