@@ -35,6 +35,7 @@ type env struct {
 	origin *local.Store
 	state  *local.Store
 	cache  *cache.Cache
+	mgr    *cache.Manager // with writable
 	mnt    string
 }
 
@@ -44,6 +45,9 @@ type envOptions struct {
 	wrap func(chunkstore.Getter) chunkstore.Getter
 	// noOrigin mounts without any origin.
 	noOrigin bool
+	// writable mounts as the daemon does: with the writable area, nova's names and the
+	// cache manager taking utime, unlink and adoption.
+	writable bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -86,7 +90,16 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 	}
 	mnt := filepath.Join(dir, "mnt")
 	os.MkdirAll(mnt, 0o755)
-	srv, err := Mount(mnt, Config{Images: c}, false)
+	cfg := Config{Images: c}
+	var mgr *cache.Manager
+	if o.writable {
+		mgr = cache.NewManager(c, cache.ManagerConfig{CacheSize: -1})
+		cfg.Files = FilesDir(state.Root())
+		cfg.Maintainer = mgr
+		cfg.Resolver = Resolvers{DigestResolver{}, cache.AliasResolver{C: c}}
+		cfg.Aliases = c
+	}
+	srv, err := Mount(mnt, cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +112,7 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 		}
 		c.Close()
 	})
-	return &env{t: t, origin: origin, state: state, cache: c, mnt: mnt}
+	return &env{t: t, origin: origin, state: state, cache: c, mgr: mgr, mnt: mnt}
 }
 
 // importImage writes a raw image of size bytes (data in the given extents, zeros elsewhere)

@@ -228,14 +228,25 @@ func (r *relay) fromWorker(w *worker) {
 			// waits for the rename it follows).
 			msg := append([]byte(nil), buf[:n]...)
 			go func() {
-				if _, err := r.dev.Write(msg); err != nil && !errors.Is(err, syscall.ENOENT) {
+				if err := r.write(msg); err != nil && !errors.Is(err, syscall.ENOENT) {
 					r.log.Warn("relay: notification to the kernel failed", "err", err)
 				}
 			}()
 			continue
 		}
-		if _, err := r.dev.Write(buf[:n]); err != nil && !errors.Is(err, syscall.ENOENT) {
+		if err := r.write(buf[:n]); err != nil && !errors.Is(err, syscall.ENOENT) {
 			r.log.Warn("relay: reply to the kernel failed", "err", err)
+		}
+	}
+}
+
+// write sends one message to the kernel with a plain write(2): os.File serializes its
+// writers, and a notification the kernel holds must not hold up the replies behind it.
+func (r *relay) write(msg []byte) error {
+	for {
+		_, err := unix.Write(int(r.dev.Fd()), msg)
+		if err != syscall.EINTR {
+			return err
 		}
 	}
 }
