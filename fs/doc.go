@@ -1,21 +1,31 @@
 // Package fs is the `_base` FUSE tree (github.com/hanwen/go-fuse/v2): names → views,
 // reads → cache. Nothing about fetching or hashing lives here.
 //
-// The mount is one flat, read-only directory, as nova's `_base` is:
-//   - `<digest>` is an image, exactly its size, mode 0444;
+// The mount is one flat directory, as nova's `_base` is. Image names (ParseName, IsImageName):
+//   - `<digest>` is an image, exactly its size, mode 0444, owned by Config.Owner;
 //   - `<digest>_<N>` is a resized view: the image followed by zeros up to N GiB (nova's name
 //     for a resized base); it exists on lookup without being created, and N GiB smaller than
 //     the image does not exist;
-//   - readdir lists the images whose manifests the host has (not the views);
-//   - `<sha1>` and `<sha1>_<N>`, nova's names for a Glance image (the hex SHA-1 of its id),
-//     resolve through a ContextResolver (the cache's alias table) to the same image and inode
-//     as `<digest>`; readdir lists them too (AliasLister). A Glance image still without a
-//     digest (provisional) is served under its sha1 name only, with direct I/O;
-//   - every other name is ENOENT (ParseName; a Resolver may add aliases for image refs).
+//   - `<sha1>` and `<sha1>_<N>`, nova's names (the hex SHA-1 of a Glance image id, or of an
+//     adopted download), resolve through a ContextResolver (the cache's alias table and
+//     Glance catalog) to the same image and inode as `<digest>`.
 //
-// Writes, create, truncate and chown are refused with EROFS (the mount is also `ro`). Files
-// are opened with FOPEN_KEEP_CACHE — images are immutable, and only verified bytes enter the
-// kernel's page cache — or with direct I/O for O_DIRECT opens (qemu's cache='none').
+// On image names nova's metadata operations go to the Maintainer (the cache manager): utime
+// records the image's last use, shown as mtime; unlink removes the image now, EBUSY while it
+// is in use; st_blocks counts the bytes held locally. Writes, truncate, chmod and chown answer
+// EROFS (libvirt's DAC driver tolerates EROFS, not EACCES); setxattr ENOTSUP.
+//
+// Every other name is the writable area (files.go, writable.go): a plain local file in
+// Config.Files, with every operation nova, qemu and mkfs use. Its node ids come from the
+// backing file's handle, so any process serving the state derives them; a file unlinked while
+// open lives in the orphan directory until its last release; requests that are not idempotent
+// (create, rename, unlink, link) are journaled by request id, so a request resent after a crash
+// is not applied twice (journal.go). Renaming a plain file to an image name adopts it (Adopt):
+// chunked, recorded under that name, served verified from then on.
+//
+// readdir lists the images whose manifests the host has (not views), their nova names and the
+// plain files. Image files are opened with FOPEN_KEEP_CACHE — images are immutable, and only
+// verified bytes enter the kernel's page cache — or with direct I/O for O_DIRECT opens.
 //
 // FS implements go-fuse's raw protocol API (fuse.RawFileSystem), not its node tree, so that
 // node ids are basefs's own: the inode number of a view is derived from its image digest and
