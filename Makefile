@@ -18,6 +18,12 @@ setup:
 run: setup build
 	./scripts/run-demo.sh
 
+# make run-openstack: an all-in-one OpenStack on 127.0.0.1 (scripts/start-openstack.sh) and the
+# test guest booted by nova from Glance, its console shown, deleted, booted again.
+.PHONY: run-openstack
+run-openstack: setup build
+	./scripts/run-openstack.sh
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

@@ -24,10 +24,13 @@
 // Manager (cleanup, capacity, scrub, background fill, boot profiles) follows nova's rules at
 // chunk granularity: an image in use (an instance overlay backed by one of its views, found by
 // the daemon's InUse scan, or an open file) is never removed; an unused one goes after the
-// minimum age since its last use (a lookup or read, persisted as its manifest's mtime), with
-// every chunk no remaining image references. The capacity bound evicts unreferenced chunks,
-// then chunks of unused images, least recently read first, and chunks of images in use only
-// if an origin has them. Background fill yields to fetches guest reads wait on.
+// minimum age since its last use (a read, an open or Touch — nova's utime — never a lookup,
+// persisted as its manifest's mtime; Image.LastUse), with every chunk no remaining image
+// references. Remove is the same removal now (nova's unlink; ErrInUse when in use); Adopt makes
+// a finished download an image, its exact bytes chunked (maintain.go). The capacity bound
+// evicts unreferenced chunks, then chunks of unused images, least recently read first, and
+// chunks of images in use only if an origin has them. Background fill yields to fetches guest
+// reads wait on.
 //
 // Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
 //
@@ -43,8 +46,10 @@
 // answered with an error, never served).
 //
 // Nova's names: the alias table <state>/aliases/<sha1 of image id> holds the Glance id and,
-// once the image's manifest is local, its digest; ResolveAlias and Aliases serve package fs,
-// so <sha1> and <sha1>_<N> read the same bytes as <digest> and <digest>_<N>.
+// once the image's manifest is local, its digest (an adopted download: the digest alone);
+// ResolveAlias and Aliases serve package fs, so <sha1> and <sha1>_<N> read the same bytes as
+// <digest> and <digest>_<N>. A name not in the table is looked up in the Glance catalog
+// (Config.Catalog: Glance's listing, inverted) and the image ensured.
 //
 // A provisional image is a raw Glance image without a manifest, known by its Glance id and
 // kept in Cache.images under ProvisionalKey(id) (never a manifest's digest). Chunk i is the

@@ -128,6 +128,7 @@ else
 fi
 up_s=$(since "$t")
 echo "OpenStack up after $up_s s; admin credentials: $STATE/openrc; basefs's: $STATE/openrc-basefs"
+TOKEN=$(os token issue -f value -c id)
 os compute service list -c Binary -c Host -c State
 os hypervisor list -c "Hypervisor Hostname" -c "Hypervisor Type" -c State
 
@@ -214,31 +215,60 @@ disk_id=$(os image create -f value -c id --disk-format raw --container-format ba
 	--property os_command_line="$cmdline" basefs-demo-disk)
 upload_s=$(since "$t")
 os image list -c ID -c Name -c Status
-disk_base=$(printf '%s' "$disk_id" | sha1sum | cut -d' ' -f1)
-echo "nova's name of the disk image in _base: $disk_base (sha1 of $disk_id)"
+sha1() { printf '%s' "$1" | sha1sum | cut -d' ' -f1; }
+disk_base=$(sha1 "$disk_id") kernel_base=$(sha1 "$kernel_id") ramdisk_base=$(sha1 "$ramdisk_id")
+echo "nova's names in _base (sha1 of the image id): disk $disk_base, kernel $kernel_base, ramdisk $ramdisk_base"
+show_bases() {
+	local f
+	for f in "$disk_base:disk" "$kernel_base:kernel" "$ramdisk_base:ramdisk"; do
+		if [ -e "$INSTANCES/_base/${f%%:*}" ]; then
+			printf '%-8s %s\n' "${f#*:}" "$(ls -l "$INSTANCES/_base/${f%%:*}")"
+		else
+			printf '%-8s %s\n' "${f#*:}" "(no $INSTANCES/_base/${f%%:*})"
+		fi
+	done
+}
 
 if ! os flavor show basefs-demo-small >/dev/null 2>&1; then
 	os flavor create --ram 256 --disk 1 --vcpus 1 basefs-demo-small >/dev/null
 fi
 echo "flavor basefs-demo-small: 1 vCPU, 256 MiB, 1 GiB root disk"
 
-# boot NAME: create the server (--wait), wait for the guest's sha256 line in its console log;
-# sets active_s and sum_s (seconds from the create command) and server_id.
+# boot NAME: `openstack server create --wait`, and meanwhile poll nova's API (curl with the
+# admin's token, every 0.2 s) for the moment the server is ACTIVE (the CLI's --wait polls every
+# 5 s); then wait for the guest's sha256 line. Sets server_id, active_s (create command ->
+# ACTIVE), wait_s (-> the CLI returned) and sum_s (-> the sha256 line in the console).
+NOVA_API="http://127.0.0.1:${BASEFS_OPENSTACK_NOVA_PORT:-8774}/v2.1"
 boot() {
-	local name=$1 t0 out
+	local name=$1 t0 out cli st="" deadline
 	t0=$(now)
-	# (--wait writes its progress to stdout too: keep the id, the last line)
-	server_id=$(os server create -f value -c id --flavor basefs-demo-small --image "$disk_id" \
-		--nic none --wait "$name" | tail -n 1) || die "server create $name failed"
-	[[ "$server_id" =~ ^[0-9a-f-]{36}$ ]] || die "server create $name printed no server id"
-	active_s=$(since "$t0")
-	local st
+	# (--wait writes its progress to stdout too: the id is the last line)
+	os server create -f value -c id --flavor basefs-demo-small --image "$disk_id" \
+		--nic none --wait "$name" >"$work/create-$name.out" 2>&1 &
+	cli=$!
+	active_s=
+	deadline=$((SECONDS + 300))
+	while [ "$SECONDS" -lt "$deadline" ]; do
+		out=$(curl -sf --max-time 5 -H "X-Auth-Token: $TOKEN" "$NOVA_API/servers/detail?name=%5E$name%24" || true)
+		st=$(grep -o '"status": *"[A-Z_]*"' <<<"$out" | head -n1 | sed 's/.*"\([A-Z_]*\)"$/\1/' || true)
+		case "$st" in
+		ACTIVE) active_s=$(since "$t0"); break ;;
+		ERROR) break ;;
+		esac
+		kill -0 "$cli" 2>/dev/null || [ -n "$st" ] || break
+		sleep 0.2
+	done
+	wait "$cli" || { cat "$work/create-$name.out" >&2; die "openstack server create $name failed"; }
+	wait_s=$(since "$t0")
+	server_id=$(tail -n 1 "$work/create-$name.out")
+	[[ "$server_id" =~ ^[0-9a-f-]{36}$ ]] || { cat "$work/create-$name.out" >&2; die "server create $name printed no server id"; }
 	st=$(os server show -f value -c status "$server_id")
 	[ "$st" = ACTIVE ] || {
 		os server show -f value -c fault "$server_id" >&2 || true
 		die "$name is $st, not ACTIVE"
 	}
-	echo "$name ($server_id) ACTIVE after $active_s s"
+	[ -n "$active_s" ] || active_s=$wait_s
+	echo "$name ($server_id) ACTIVE after $active_s s (the CLI's --wait returned after $wait_s s)"
 	# The moment the line appears is taken from the console log virtlogd writes
 	# ($INSTANCES/<uuid>/console.log, polled every 0.1 s); it is then shown through nova's API.
 	sum_s=
@@ -263,9 +293,9 @@ boot() {
 # --- first server -----------------------------------------------------------------------------------
 say "openstack server create --nic none --wait basefs-demo-1 (cold: nova fetches the images into _base)"
 boot basefs-demo-1
-first_active=$active_s first_sum=$sum_s
-say "instances/_base and the instance's disk"
-ls -l "$INSTANCES/_base/"
+first_active=$active_s first_sum=$sum_s first_wait=$wait_s
+say "this image's files in instances/_base, and the instance's disk"
+show_bases
 qemu-img info -U "$INSTANCES/$server_id/disk" | grep -E '^(image|virtual size|backing file)'
 
 say "openstack server delete basefs-demo-1"
@@ -274,13 +304,15 @@ os server delete --wait "$server_id"
 delete_s=$(since "$t")
 echo "deleted after $delete_s s"
 [ -e "$INSTANCES/_base/$disk_base" ] || die "the base $disk_base left _base with the server"
-echo "the base stayed: $(ls -l "$INSTANCES/_base/$disk_base")"
+echo "the bases stayed in $INSTANCES/_base (nova removes unused ones only after"
+echo "remove_unused_original_minimum_age_seconds):"
+show_bases
 [ ! -e "$INSTANCES/$server_id" ] || die "the instance directory $INSTANCES/$server_id is still there"
 
 # --- second server ----------------------------------------------------------------------------------
 say "openstack server create --nic none --wait basefs-demo-2 (same image: its base is in _base)"
 boot basefs-demo-2
-second_active=$active_s second_sum=$sum_s
+second_active=$active_s second_sum=$sum_s second_wait=$wait_s
 if [ "${BASEFS_OPENSTACK_KEEP:-0}" != 1 ]; then
 	os server delete --wait "$server_id"
 	echo "basefs-demo-2 deleted (BASEFS_OPENSTACK_KEEP=1 keeps it)"
@@ -289,9 +321,9 @@ fi
 say "summary"
 printf '%-44s %s\n' "OpenStack up (start-openstack.sh)" "$up_s s" \
 	"image upload (3 images)" "$upload_s s" \
-	"server 1 (cold _base): create -> ACTIVE" "$first_active s" \
+	"server 1 (cold _base): create -> ACTIVE" "$first_active s (--wait returned after $first_wait s)" \
 	"server 1: create -> guest's sha256 line" "$first_sum s" \
-	"server 1: delete" "$delete_s s" \
-	"server 2 (warm _base): create -> ACTIVE" "$second_active s" \
+	"server 1: delete --wait" "$delete_s s" \
+	"server 2 (warm _base): create -> ACTIVE" "$second_active s (--wait returned after $second_wait s)" \
 	"server 2: create -> guest's sha256 line" "$second_sum s"
 echo "PASS"
