@@ -76,8 +76,14 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 	im := c.images[d]
 	if im != nil && im.prov != nil {
 		// A Glance image still read lazily: it has no manifest, only its name and chunks.
-		delete(c.prov, im.prov.meta.ID)
 		delete(c.images, d)
+	}
+	for id, p := range c.prov {
+		// The lazily read image d is, or that completed as d: a later lookup of its name
+		// starts from Glance again.
+		if p.digest == d || p.prov.finalDigest() == d {
+			delete(c.prov, id)
+		}
 	}
 	c.mu.Unlock()
 	var chunks []chunkstore.Digest

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
@@ -193,4 +194,41 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 		}()
 	}
 	return fuse.OK
+}
+
+// seek answers SEEK_DATA and SEEK_HOLE on a view from its manifest: hole chunks and the
+// zeros past the image are holes (so cp and qemu-img skip them without reading); a
+// provisional image's chunks are all data until it has a manifest.
+func (v *view) seek(off int64, whence uint32) (int64, syscall.Errno) {
+	if off < 0 || off >= v.size {
+		return 0, syscall.ENXIO
+	}
+	m := v.im.Manifest()
+	prov := v.im.Provisional() || len(m.Chunks) == 0
+	data := func(pos int64) bool {
+		return pos < m.Size && (prov || !m.Chunks[pos/m.ChunkSize].IsZero())
+	}
+	next := func(pos int64) int64 {
+		if pos >= m.Size {
+			return v.size
+		}
+		return min((pos/m.ChunkSize+1)*m.ChunkSize, m.Size)
+	}
+	switch whence {
+	case unix.SEEK_DATA:
+		for pos := off; pos < v.size; pos = next(pos) {
+			if data(pos) {
+				return pos, 0
+			}
+		}
+		return 0, syscall.ENXIO
+	case unix.SEEK_HOLE:
+		for pos := off; pos < v.size; pos = next(pos) {
+			if !data(pos) {
+				return pos, 0
+			}
+		}
+		return v.size, 0
+	}
+	return 0, syscall.EINVAL
 }

@@ -284,8 +284,17 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 }
 
 func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	if f.files == nil || !f.files.isFile(in.NodeId) {
-		return fuse.ENOSYS // images: the kernel's generic lseek (all data)
+	if !f.isFileNode(in.NodeId) {
+		v, st := f.nodeView(cancel, in.NodeId)
+		if !st.Ok() {
+			return st
+		}
+		off, errno := v.seek(int64(in.Offset), in.Whence)
+		if errno != 0 {
+			return fuse.Status(errno)
+		}
+		out.Offset = uint64(off)
+		return fuse.OK
 	}
 	fd, errno := f.files.file(in.NodeId)
 	if errno != 0 {

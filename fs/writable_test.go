@@ -193,6 +193,18 @@ func TestImageMetadataOperations(t *testing.T) {
 	if st.Blocks*512 < 3<<20 {
 		t.Fatalf("st_blocks %d after reading 3 MiB of data", st.Blocks)
 	}
+	// Holes are told from the manifest (cp and qemu-img skip them without reading).
+	h, _ := os.Open(pa)
+	if off, err := unix.Seek(int(h.Fd()), 0, unix.SEEK_HOLE); err != nil || off != 3<<20 {
+		t.Errorf("SEEK_HOLE from 0: %d %v, want %d", off, err, 3<<20)
+	}
+	if off, err := unix.Seek(int(h.Fd()), 1<<20+5, unix.SEEK_DATA); err != nil || off != 1<<20+5 {
+		t.Errorf("SEEK_DATA in data: %d %v", off, err)
+	}
+	if _, err := unix.Seek(int(h.Fd()), 3<<20, unix.SEEK_DATA); !errors.Is(err, syscall.ENXIO) {
+		t.Errorf("SEEK_DATA in the trailing hole: %v, want ENXIO", err)
+	}
+	h.Close()
 	past := time.Now().Add(-72 * time.Hour).Truncate(time.Second)
 	if err := os.Chtimes(pa, past, past); err != nil {
 		t.Fatalf("utime with times: %v", err)
