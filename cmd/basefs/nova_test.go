@@ -72,6 +72,7 @@ type novaEnv struct {
 	ep, dir, inst, mnt    string
 	state, driver, minAge string
 	d                     *daemon
+	extra                 []string // more `basefs mount` flags
 }
 
 func needNova(t *testing.T) string {
@@ -91,10 +92,10 @@ func needNova(t *testing.T) string {
 	return p
 }
 
-func newNovaEnv(t *testing.T, minAge int) *novaEnv {
+func newNovaEnv(t *testing.T, minAge int, extra ...string) *novaEnv {
 	t.Helper()
 	driver := needNova(t)
-	e := &novaEnv{t: t, ep: glancetest.Start(t), dir: t.TempDir(), driver: driver}
+	e := &novaEnv{t: t, ep: glancetest.Start(t), dir: t.TempDir(), driver: driver, extra: extra}
 	e.inst = filepath.Join(e.dir, "instances")
 	e.mnt = filepath.Join(e.inst, "_base")
 	e.state = filepath.Join(e.dir, "state")
@@ -105,8 +106,9 @@ func newNovaEnv(t *testing.T, minAge int) *novaEnv {
 func (e *novaEnv) start(minAge int) {
 	e.minAge = strconv.Itoa(minAge)
 	// List Glance on every miss: an image uploaded a moment ago is there at once.
-	e.d = startDaemon(e.t, e.state, e.mnt, "--instances-path", e.inst, "--glance-endpoint", e.ep,
-		"--remove-unused-original-min-age", e.minAge, "--glance-list-min-interval", "0")
+	args := []string{"--instances-path", e.inst, "--glance-endpoint", e.ep,
+		"--remove-unused-original-min-age", e.minAge, "--glance-list-min-interval", "0"}
+	e.d = startDaemon(e.t, e.state, e.mnt, append(args, e.extra...)...)
 }
 
 // nova runs one driver subcommand against this host and decodes its result. A driver stuck
