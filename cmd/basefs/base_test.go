@@ -277,16 +277,7 @@ func TestDACRelabelOfImageBackingFile(t *testing.T) {
 <os><type arch='x86_64' machine='pc'>hvm</type></os><on_poweroff>destroy</on_poweroff>
 <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>
 <source file='%s'/><target dev='vda' bus='virtio'/></disk><graphics type='vnc' autoport='yes' listen='127.0.0.1'/></devices></domain>`, name, disk)
-	xf := filepath.Join(dir, "domain.xml")
-	os.WriteFile(xf, []byte(xml), 0o644)
-	virsh := func(args ...string) (string, error) {
-		out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	if out, err := virsh("define", xf); err != nil {
-		t.Fatalf("virsh define: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { virsh("destroy", name); virsh("undefine", name) })
+	defineDomain(t, dir, name, xml)
 	if out, err := virsh("start", name); err != nil {
 		t.Fatalf("domain start with the DAC driver relabelling a backing file on the mount: %v\n%s", err, out)
 	}
@@ -296,4 +287,20 @@ func TestDACRelabelOfImageBackingFile(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(d.mnt, digest)); err != nil || fi.Mode().Perm() != 0o444 {
 		t.Fatalf("image after the domain: %v %v", fi, err)
 	}
+}
+
+// defineDomain defines libvirt domain name from xml (undefined when t ends).
+func defineDomain(t *testing.T, dir, name, xml string) {
+	t.Helper()
+	xf := filepath.Join(dir, name+".xml")
+	os.WriteFile(xf, []byte(xml), 0o644)
+	if out, err := virsh("define", xf); err != nil {
+		t.Fatalf("virsh define: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { virsh("destroy", name); virsh("undefine", name) })
+}
+
+func virsh(args ...string) (string, error) {
+	out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+	return string(out), err
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -54,16 +53,7 @@ func TestNovaSpawnBootsGuest(t *testing.T) {
 <serial type='file'><source path='%s'/><target port='0'/></serial><console type='file'><source path='%s'/><target type='serial' port='0'/></console></devices></domain>`,
 		agenttest.VirtType(), name, uuid, filepath.Join(guest, "vmlinuz"), filepath.Join(guest, "initrd.gz"),
 		agenttest.Cmdline(readBytes, size, "nova"), r.Disk, console, console)
-	xf := filepath.Join(e.dir, "domain.xml")
-	os.WriteFile(xf, []byte(xml), 0o644)
-	virsh := func(args ...string) (string, error) {
-		out, err := exec.Command("virsh", append([]string{"-c", agenttest.Connect}, args...)...).CombinedOutput()
-		return string(out), err
-	}
-	if out, err := virsh("define", xf); err != nil {
-		t.Fatalf("virsh define: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { virsh("destroy", name); virsh("undefine", name) })
+	defineDomain(t, e.dir, name, xml)
 	if out, err := virsh("start", name); err != nil {
 		t.Fatalf("virsh start: %v\n%s", err, out)
 	}
