@@ -17,6 +17,7 @@ import (
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
 )
@@ -36,7 +37,7 @@ const (
 
 // The instance directory's files (nova's layout).
 const (
-	DiskFile    = "disk"
+	DiskFile    = nova.DiskFile
 	XMLFile     = "libvirt.xml"
 	ConsoleFile = "console.log"
 )

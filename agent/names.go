@@ -5,38 +5,21 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/fs/names"
 )
 
 // DomainPrefix starts the name of every libvirt domain the agent makes: `basefs-<ID>`.
 const DomainPrefix = "basefs-"
 
 // MaxIDLen is the longest instance ID.
-const MaxIDLen = 63
+const MaxIDLen = nova.MaxIDLen
 
-// ValidateID checks an instance ID: 1 to 63 characters from [A-Za-z0-9._-], the first a
-// letter or digit. So an ID is always one plain path element (never `.`, `..` or hidden),
-// and never `_base` or another name nova keeps next to its instances.
-func ValidateID(id string) error {
-	if id == "" {
-		return fmt.Errorf("instance ID is empty")
-	}
-	if len(id) > MaxIDLen {
-		return fmt.Errorf("instance ID %q: longer than %d characters", truncate(id), MaxIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return fmt.Errorf("instance ID %q: must start with a letter or digit", truncate(id))
-		}
-		if !alnum && c != '.' && c != '_' && c != '-' {
-			return fmt.Errorf("instance ID %q: character %q at %d is not allowed (use A-Z a-z 0-9 . _ -)", truncate(id), c, i)
-		}
-	}
-	return nil
-}
+// ValidateID checks an instance ID (nova.ValidateID): 1 to 63 characters from [A-Za-z0-9._-],
+// the first a letter or digit.
+func ValidateID(id string) error { return nova.ValidateID(id) }
 
 // DomainName returns the libvirt domain name of instance id.
 func DomainName(id string) string { return DomainPrefix + id }
@@ -99,27 +82,17 @@ func PickView(image chunkstore.Digest, imageSize, diskSize int64) (View, error) 
 }
 
 // ParseView parses a file name of the basefs mount: `<digest>` or `<digest>_<N>` with N a
-// canonical decimal ≥ 1. (The daemon's own parser lives in package fs, which the agent does
-// not import; both follow nova's `<base>_<N>` naming.)
+// canonical decimal ≥ 1 (names.Parse, the parser the file system uses).
 func ParseView(name string) (View, error) {
-	ref, n, resized := strings.Cut(name, "_")
-	d, err := chunkstore.ParseDigest(ref)
-	if err != nil {
-		return View{}, fmt.Errorf("view %q: %w", truncate(name), err)
+	n, ok := names.Parse(name)
+	if !ok {
+		return View{}, fmt.Errorf("view %q: not `<digest>` or `<digest>_<N>`", truncate(name))
 	}
-	if !resized {
-		return View{Image: d}, nil
+	d, ok := n.Digest()
+	if !ok {
+		return View{}, fmt.Errorf("view %q: %q is not an image digest (64 hex digits)", truncate(name), truncate(n.Ref))
 	}
-	if n == "" || n[0] == '0' || len(n) > 8 {
-		return View{}, fmt.Errorf("view %q: bad size %q", truncate(name), truncate(n))
-	}
-	for i := 0; i < len(n); i++ {
-		if n[i] < '0' || n[i] > '9' {
-			return View{}, fmt.Errorf("view %q: bad size %q", truncate(name), truncate(n))
-		}
-	}
-	g, _ := strconv.ParseInt(n, 10, 64) // ≤ 8 digits: cannot overflow
-	return View{Image: d, GiB: g}, nil
+	return View{Image: d, GiB: n.ViewGiB}, nil
 }
 
 // ImageRef is an image reference given to spawn: an image digest, or a Glance image id.

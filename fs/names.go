@@ -2,66 +2,22 @@ package fs
 
 import (
 	"context"
-	"strconv"
-	"strings"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/fs/names"
 )
 
 // GiB is the unit of a resized view's size, as in nova's `<base>_<N>` names.
-const GiB = 1 << 30
+const GiB = names.GiB
 
 // maxViewGiB bounds resized views to 1 PiB, the largest image basefs accepts.
-const maxViewGiB = chunkstore.MaxImageSize / GiB
+const maxViewGiB = names.MaxViewGiB
 
-// Name is a parsed file name in the mount.
-type Name struct {
-	// Ref is the image part of the name: a 64-hex digest, or an alias a Resolver knows.
-	Ref string
-	// ViewGiB is N for `<ref>_<N>`, 0 for the image itself.
-	ViewGiB int64
-}
+// Name is a parsed file name in the mount (package names).
+type Name = names.Name
 
-// ParseName splits a file name into its image reference and view size. It accepts `<ref>` and
-// `<ref>_<N>` where N is a canonical decimal from 1 to 1 PiB/GiB (no sign, no leading zeros,
-// no spaces); ref must be non-empty lower-case hex (the Resolver decides which lengths mean
-// something). Anything else — `.`, `..`, other characters, `_0`, overflow — is not a name.
-func ParseName(name string) (Name, bool) {
-	ref, size, resized := strings.Cut(name, "_")
-	if ref == "" || len(ref) > 128 {
-		return Name{}, false
-	}
-	for i := 0; i < len(ref); i++ {
-		c := ref[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return Name{}, false
-		}
-	}
-	if !resized {
-		return Name{Ref: ref}, true
-	}
-	if size == "" || len(size) > 8 || size[0] == '0' {
-		return Name{}, false
-	}
-	for i := 0; i < len(size); i++ {
-		if size[i] < '0' || size[i] > '9' {
-			return Name{}, false
-		}
-	}
-	n, err := strconv.ParseInt(size, 10, 64)
-	if err != nil || n < 1 || n > maxViewGiB {
-		return Name{}, false
-	}
-	return Name{Ref: ref, ViewGiB: n}, true
-}
-
-// String formats the name back.
-func (n Name) String() string {
-	if n.ViewGiB == 0 {
-		return n.Ref
-	}
-	return n.Ref + "_" + strconv.FormatInt(n.ViewGiB, 10)
-}
+// ParseName splits a file name into its image reference and view size (names.Parse).
+func ParseName(name string) (Name, bool) { return names.Parse(name) }
 
 // Resolver maps the image part of a name to an image digest. DigestResolver accepts the
 // digests themselves; later resolvers add aliases (nova's sha1 of the Glance image id).

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/basefs/basefs/fs/names"
 )
 
 // The FUSE operations of the writable area (files.go): plain local files under every name
@@ -23,12 +25,9 @@ import (
 // (adoption) visible at once even if the invalidation is lost.
 const fileTimeout = time.Second
 
-// IsImageName reports whether name is in the images' namespace: `<ref>` or `<ref>_<N>` where
-// ref is a 64-hex digest or a 40-hex nova name. Every other name belongs to the writable area.
-func IsImageName(name string) bool {
-	n, ok := ParseName(name)
-	return ok && (len(n.Ref) == 64 || len(n.Ref) == 40)
-}
+// IsImageName reports whether name is in the images' namespace (names.IsImage); every other
+// name belongs to the writable area.
+func IsImageName(name string) bool { return names.IsImage(name) }
 
 func (f *FS) fileEntry(n uint64, p string, out *fuse.EntryOut) fuse.Status {
 	var st syscall.Stat_t

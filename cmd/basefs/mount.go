@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/agent"
+	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
@@ -277,7 +277,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 }
 
 // inUseScanner finds the images backing instance overlays under the instance paths, as
-// nova's image cache manager does (agent.InUseImages). A path that does not exist holds none.
+// nova's image cache manager does (nova.InUseImages). A path that does not exist holds none.
 func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) func(context.Context) (map[chunkstore.Digest][]string, error) {
 	return func(ctx context.Context) (map[chunkstore.Digest][]string, error) {
 		all := make(map[chunkstore.Digest][]string)
@@ -285,7 +285,7 @@ func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) 
 			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 				continue
 			}
-			u, err := agent.InUseImagesAliased(p, alias)
+			u, err := nova.InUseImagesAliased(ctx, p, alias)
 			if err != nil {
 				return nil, err
 			}
