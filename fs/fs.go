@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/fs/names"
 )
 
 // Images is what the file system needs from the cache: images by digest, and the list.
@@ -33,7 +33,7 @@ type Config struct {
 	Resolver Resolver // nil: DigestResolver
 	// Aliases, when set, adds the extra names it lists to readdir (nova's sha1 names).
 	Aliases AliasLister
-	// ControlSocket is published as the root's control.Xattr (empty: none).
+	// ControlSocket is published as the root's names.ControlXattr (empty: none).
 	ControlSocket string
 	// Supervisor is the pid of the process holding the FUSE connection, published as the
 	// root's SupervisorXattr (0: none; the serving process is the only one).
@@ -56,7 +56,7 @@ type Config struct {
 }
 
 // SupervisorXattr is the mount root's extended attribute naming the supervisor's pid.
-const SupervisorXattr = "user.basefs.supervisor"
+const SupervisorXattr = names.SupervisorXattr
 
 // FS is the basefs file system, served through go-fuse's raw protocol API so that its node
 // ids are its own deterministic inode numbers (inodeNumber): any process serving the same
@@ -286,7 +286,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string
 	v := ""
 	if header.NodeId == fuse.FUSE_ROOT_ID {
 		switch attr {
-		case control.Xattr:
+		case names.ControlXattr:
 			v = f.cfg.ControlSocket
 		case SupervisorXattr:
 			if f.cfg.Supervisor > 0 {

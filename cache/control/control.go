@@ -31,13 +31,14 @@ import (
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/fs/names"
 )
 
 // SocketName is the control socket's name inside the state directory.
 const SocketName = "control.sock"
 
 // Xattr is the mount root's extended attribute naming the control socket.
-const Xattr = "user.basefs.control"
+const Xattr = names.ControlXattr
 
 // Status is the daemon's state and counters.
 type Status struct {

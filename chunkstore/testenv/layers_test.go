@@ -35,7 +35,7 @@ var rules = []rule{
 	{from: "chunkstore/...", deep: true, to: []string{"cache/...", "fs/...", "agent/...", "cmd/...", "bench/..."},
 		why: "chunkstore is the bottom layer"},
 	{from: "cache/...", deep: true, to: []string{"fs/...", "agent/...", "cmd/...", "bench/..."},
-		why: "cache is below fs and agent"},
+		allow: []string{"fs/names"}, why: "cache is below fs and agent (leaf vocabulary aside)"},
 	{from: "fs/...", deep: true, to: []string{"agent/...", "cmd/...", "bench/...", "libvirt.org/..."},
 		why: "fs knows nothing of instances or libvirt"},
 	{from: "agent/...", deep: true, to: []string{"fs/...", "cmd/...", "bench/...", "github.com/hanwen/go-fuse/..."},

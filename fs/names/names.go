@@ -92,3 +92,10 @@ func IsImage(name string) bool {
 	n, ok := Parse(name)
 	return ok && (len(n.Ref) == 2*chunkstore.DigestSize || n.IsNova())
 }
+
+// The mount root's extended attributes: where its daemon's control socket is, and the pid of
+// the supervisor holding the FUSE connection.
+const (
+	ControlXattr    = "user.basefs.control"
+	SupervisorXattr = "user.basefs.supervisor"
+)
