@@ -71,7 +71,7 @@ type Cache struct {
 	// by background writers (a write's fsync costs more than the fetch): pending holds them
 	// until they are durable, so they are never fetched twice.
 	writes  chan *chunkstore.Chunk
-	pending sync.Map // chunkstore.Digest → *chunkstore.Chunk
+	pending pendingSet[chunkstore.Digest, *chunkstore.Chunk]
 	writers sync.WaitGroup
 	closed  atomic.Bool
 	wmu     sync.RWMutex // sends on writes hold it shared; Close holds it to close writes
@@ -172,16 +172,7 @@ func (c *Cache) enqueueWrite(ch *chunkstore.Chunk) {
 }
 
 // Flush waits until the chunks fetched so far are durable in the local state.
-func (c *Cache) Flush() {
-	for {
-		empty := true
-		c.pending.Range(func(any, any) bool { empty = false; return false })
-		if empty {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func (c *Cache) Flush() { c.pending.Wait() }
 
 func (c *Cache) persist(ch *chunkstore.Chunk) {
 	if _, err := c.local.PutChunk(context.Background(), ch); err != nil {
@@ -391,7 +382,7 @@ func (c *Cache) lastRead(d chunkstore.Digest, fallback time.Time) int64 {
 
 func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
 	if v, ok := c.pending.Load(d); ok {
-		return v.(*chunkstore.Chunk), nil // fetched and verified, being written
+		return v, nil // fetched and verified, being written
 	}
 	ch, err := c.readLocal(ctx, d)
 	if err == nil {

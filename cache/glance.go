@@ -571,7 +571,7 @@ func (c *Cache) localChunk(_ context.Context, d chunkstore.Digest) (*chunkstore.
 		return ch, nil
 	}
 	if v, ok := c.pending.Load(d); ok {
-		return v.(*chunkstore.Chunk), nil
+		return v, nil
 	}
 	return c.readLocal(context.Background(), d)
 }

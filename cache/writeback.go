@@ -45,7 +45,7 @@ type writeBack struct {
 	closed bool
 	q      chan wbItem
 	wg     sync.WaitGroup
-	queued sync.Map // wbKey → true while waiting or being written: one fetch queues one write
+	queued pendingSet[wbKey, bool] // while waiting or being written: one fetch queues one write
 
 	chunks, manifests, present, failed, dropped atomic.Int64
 	bytes                                       atomic.Int64
@@ -166,11 +166,8 @@ func (w *writeBack) writeGlanceImage(gi GlanceIndex, id string, d chunkstore.Dig
 	// and their bodies would be sent twice).
 	deadline := time.Now().Add(writeBackTimeout)
 	for _, c := range m.Chunks {
-		for !c.IsZero() && time.Now().Before(deadline) {
-			if _, queued := w.queued.Load(wbKey{c, false}); !queued {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !c.IsZero() {
+			w.queued.WaitGone(wbKey{c, false}, deadline)
 		}
 	}
 	seen := make(map[chunkstore.Digest]bool, len(m.Chunks))
@@ -273,14 +270,7 @@ func (w *writeBack) flush() {
 	if w == nil {
 		return
 	}
-	for {
-		empty := true
-		w.queued.Range(func(any, any) bool { empty = false; return false })
-		if empty {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	w.queued.Wait()
 }
 
 // WriteBackSnapshot holds the write-back counters.

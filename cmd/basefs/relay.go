@@ -334,12 +334,13 @@ func (r *relay) restart() error {
 	old.retiring = true
 	r.cur = nw
 	r.cond.Broadcast()
+	// Every reply broadcasts cond; so does the deadline.
 	deadline := time.Now().Add(60 * time.Second)
+	wake := time.AfterFunc(time.Until(deadline), func() { r.mu.Lock(); r.cond.Broadcast(); r.mu.Unlock() })
 	for old.inflight > 0 && time.Now().Before(deadline) {
-		r.mu.Unlock()
-		time.Sleep(2 * time.Millisecond)
-		r.mu.Lock()
+		r.cond.Wait()
 	}
+	wake.Stop()
 	left := old.inflight
 	if left > 0 {
 		// Still unanswered after a minute: the new worker answers them.
