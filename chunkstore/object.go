@@ -28,6 +28,12 @@ const (
 	EncodingZstd = 1
 )
 
+// MaxChunkObjectSize bounds the body of a chunk object a backend accepts: the header,
+// MaxChunkSize bytes and more than zstd's worst-case expansion of them (n/256 plus a little).
+// Our encoder never exceeds ObjectHeaderSize+MaxChunkSize, since it stores raw what does not
+// compress.
+const MaxChunkObjectSize = ObjectHeaderSize + MaxChunkSize + MaxChunkSize/128
+
 var (
 	encoderOnce sync.Once
 	encoder     *zstd.Encoder

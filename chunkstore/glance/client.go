@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // ManifestProperty is the Glance image property that names the image's published manifest
@@ -301,43 +301,30 @@ func (c *Client) get(ctx context.Context, id, rng string, code int) (io.ReadClos
 
 var errStall = errors.New("transfer stalled")
 
-// stallReader fails reads once nothing arrived for the stall timeout (it cancels the
-// request's context, which unblocks the read).
+// stallReader fails reads once nothing arrived for the stall timeout (its timer cancels the
+// request's context, which unblocks the read) and names the stall as the cause.
 type stallReader struct {
 	body   io.ReadCloser
-	timer  *time.Timer
-	d      time.Duration
+	r      io.Reader
+	stall  *httpx.Stall
 	cancel context.CancelCauseFunc
 }
 
 func newStallReader(body io.ReadCloser, d time.Duration, cancel context.CancelCauseFunc) *stallReader {
-	r := &stallReader{body: body, d: d, cancel: cancel}
-	r.timer = time.AfterFunc(d, func() { cancel(fmt.Errorf("%w: nothing received for %s", errStall, d)) })
-	return r
+	st := httpx.NewStall(d, func() { cancel(fmt.Errorf("%w: nothing received for %s", errStall, d)) })
+	return &stallReader{body: body, r: st.Reader(body), stall: st, cancel: cancel}
 }
 
 func (r *stallReader) Read(p []byte) (int, error) {
-	n, err := r.body.Read(p)
-	if n > 0 {
-		r.timer.Reset(r.d)
-	}
-	if err != nil && err != io.EOF {
-		if ctxErr := stallCause(err); ctxErr != nil {
-			err = ctxErr
-		}
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w (%v)", errStall, err)
 	}
 	return n, err
 }
 
-func stallCause(err error) error {
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%w (%v)", errStall, err)
-	}
-	return nil
-}
-
 func (r *stallReader) Close() error {
-	r.timer.Stop()
+	r.stall.Stop()
 	err := r.body.Close()
 	r.cancel(nil)
 	return err
@@ -347,29 +334,19 @@ func (r *stallReader) Close() error {
 // happened; the error says what failed on which Glance and classifies it (ErrNotFound,
 // ErrAuth, ErrUnavailable).
 func (c *Client) retry(ctx context.Context, what string, op func(context.Context) error) error {
-	var err error
-	for attempt := 0; attempt < c.opts.Attempts; attempt++ {
-		if attempt > 0 {
-			d := c.opts.Backoff << (attempt - 1)
-			d += time.Duration(rand.Int64N(int64(d)/2 + 1))
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("glance %s: %s: %w (after: %v)", c.name, what, ctx.Err(), err)
-			case <-t.C:
+	policy := httpx.Policy{Attempts: c.opts.Attempts, Base: c.opts.Backoff, Max: c.opts.Backoff << min(c.opts.Attempts, 16)}
+	_, canceled, err := httpx.Do(ctx, policy, func(ctx context.Context, _ int) error { return op(ctx) },
+		func(err error) httpx.Verdict {
+			if transient(err) {
+				return httpx.Retry
 			}
-		}
-		err = op(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("glance %s: %s: %w", c.name, what, ctx.Err())
-		}
-		if !transient(err) {
-			break
-		}
+			return httpx.Stop
+		}, nil, nil)
+	switch {
+	case err == nil:
+		return nil
+	case canceled:
+		return fmt.Errorf("glance %s: %s: %w (after: %v)", c.name, what, ctx.Err(), err)
 	}
 	return c.classify(what, err)
 }
@@ -377,12 +354,12 @@ func (c *Client) retry(ctx context.Context, what string, op func(context.Context
 func transient(err error) bool {
 	var uc gophercloud.ErrUnexpectedResponseCode
 	if errors.As(err, &uc) {
-		return uc.Actual >= 500 || uc.Actual == http.StatusTooManyRequests || uc.Actual == http.StatusRequestTimeout
+		return httpx.TransientStatus(uc.Actual)
 	}
-	if errors.Is(err, context.Canceled) {
-		return false
+	if t, ok := httpx.Transient(err); ok {
+		return t
 	}
-	return true // network errors, stalls, short bodies
+	return true // stalls, short bodies, answers longer than asked
 }
 
 func (c *Client) classify(what string, err error) error {

@@ -1,17 +1,13 @@
 package httpstore
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"syscall"
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // IsTransient reports whether err is, or wraps, a failure of the network or the server that a
@@ -26,35 +22,19 @@ func IsTransient(err error) bool {
 		return false
 	}
 	var (
-		ee   *exhaustedError
-		se   *statusError
-		st   *stallError
-		to   *timeoutError
-		cv   *tls.CertificateVerificationError
-		ua   x509.UnknownAuthorityError
-		ci   x509.CertificateInvalidError
-		he   x509.HostnameError
-		rh   tls.RecordHeaderError
-		dns  *net.DNSError
-		op   *net.OpError
-		errn syscall.Errno
-		ne   net.Error
+		ee *exhaustedError
+		se *statusError
+		st *stallError
+		to *timeoutError
 	)
 	switch {
 	case errors.As(err, &ee), errors.As(err, &st), errors.As(err, &to):
 		return true
 	case errors.As(err, &se):
 		return se.transient()
-	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &ci), errors.As(err, &he), errors.As(err, &rh):
-		return false // the server is not who it should be, or speaks no TLS: retrying cannot help
-	case errors.As(err, &dns):
-		return !dns.IsNotFound
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return true // closed early or cut short
-	case errors.As(err, &op), errors.As(err, &errn):
-		return true // refused, reset, unreachable, ...
-	case errors.As(err, &ne) && ne.Timeout():
-		return true // e.g. the Timeout of a caller's http.Client
+	}
+	if transient, ok := httpx.Transient(err); ok {
+		return transient
 	}
 	return false
 }
@@ -75,18 +55,6 @@ func (e *statusError) Error() string {
 
 func (e *statusError) transient() bool {
 	return e.code >= 500 || e.code == http.StatusTooManyRequests || e.code == http.StatusRequestTimeout
-}
-
-// tooLargeError is a body over its bound. size is -1 when the server did not announce it.
-type tooLargeError struct {
-	limit, size int64
-}
-
-func (e *tooLargeError) Error() string {
-	if e.size >= 0 {
-		return fmt.Sprintf("the body is %d bytes, more than the limit of %d; refused unread", e.size, e.limit)
-	}
-	return fmt.Sprintf("the body is more than the limit of %d bytes; refused", e.limit)
 }
 
 // stallError fails an attempt during which no byte arrived for too long.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // Defaults for the zero values of Options.
@@ -26,10 +26,8 @@ const (
 	DefaultMaxManifestSize = 64 << 20
 )
 
-// MaxChunkObjectSize bounds the body of a chunk object: the header, MaxChunkSize bytes and
-// more than zstd's worst-case expansion of them (n/256 plus a little). Our encoder never
-// exceeds ObjectHeaderSize+MaxChunkSize, since it stores raw what does not compress.
-const MaxChunkObjectSize = chunkstore.ObjectHeaderSize + chunkstore.MaxChunkSize + chunkstore.MaxChunkSize/128
+// MaxChunkObjectSize bounds the body of a chunk object (chunkstore.MaxChunkObjectSize).
+const MaxChunkObjectSize = chunkstore.MaxChunkObjectSize
 
 const userAgent = "basefs-httpstore/1"
 
@@ -231,69 +229,80 @@ func (s *Store) has(ctx context.Context, kind string, d chunkstore.Digest, u str
 // retry says whether another request may give other bytes (see "Corruption policy").
 type decoder func(body []byte) (retry bool, err error)
 
-// do runs the attempts of one call: GET with decode, or HEAD with decode nil.
+// do runs the attempts of one call: GET with decode, or HEAD with decode nil (httpx.Do). Bad
+// bytes are asked for once more, past any cache (Cache-Control: no-cache); a missing object,
+// a permanent failure or the end of ctx stop at once.
 func (s *Store) do(ctx context.Context, method, kind string, d chunkstore.Digest, u string, limit int64, decode decoder) error {
 	corrupt := 0
-	for attempt := 1; ; attempt++ {
+	policy := httpx.Policy{Attempts: s.opts.MaxAttempts, Base: s.opts.BaseBackoff, Max: s.opts.MaxBackoff}
+	n, canceled, err := httpx.Do(ctx, policy, func(ctx context.Context, attempt int) error {
 		body, err := s.attempt(ctx, method, u, limit, corrupt > 0)
-		badBytes, retry := false, true
-		var tl *tooLargeError
-		if err == nil {
-			if decode == nil {
-				return nil
-			}
-			if retry, err = decode(body); err == nil {
-				return nil
-			}
-			badBytes = true
-		} else if errors.As(err, &tl) {
-			// A body that cannot be the object: bad bytes, under the corruption policy.
-			err = &chunkstore.CorruptError{Kind: kind, Digest: d, Where: u, Err: err}
-			badBytes = true
-		}
+		var tl *httpx.TooLargeError
 		switch {
-		case badBytes:
+		case err == nil && decode == nil:
+			return nil
+		case err == nil:
+			retry, err := decode(body)
+			if err != nil {
+				return &badBytesError{err: err, retry: retry}
+			}
+			return nil
+		case errors.As(err, &tl):
+			// A body that cannot be the object: bad bytes, under the corruption policy.
+			return &badBytesError{err: &chunkstore.CorruptError{Kind: kind, Digest: d, Where: u, Err: err}, retry: true}
+		}
+		return err
+	}, func(err error) httpx.Verdict {
+		var bb *badBytesError
+		if errors.As(err, &bb) {
 			corrupt++
 			s.log.LogAttrs(ctx, slog.LevelWarn, "origin returned bad bytes", slog.String("kind", kind),
-				slog.String("digest", d.Short()), slog.String("url", u), slog.Int("attempt", attempt), slog.Any("err", err))
-			if !retry || corrupt > 1 || attempt >= s.opts.MaxAttempts {
-				return err
+				slog.String("digest", d.Short()), slog.String("url", u), slog.Int("attempt", corrupt), slog.Any("err", bb.err))
+			if !bb.retry || corrupt > 1 {
+				return httpx.Stop
 			}
-		case errors.Is(err, chunkstore.ErrNotFound):
-			return fmt.Errorf("%s %s at %s: %w", kind, d.Short(), u, chunkstore.ErrNotFound)
-		case ctx.Err() != nil:
-			return &canceledError{kind: kind, digest: d, method: method, url: u, attempts: attempt, ctxErr: ctx.Err(), last: err}
-		case !IsTransient(err):
-			return fmt.Errorf("%s %s: %s %s: %w (permanent; not retried)", kind, d.Short(), method, u, err)
-		case attempt >= s.opts.MaxAttempts:
-			return &exhaustedError{kind: kind, digest: d, method: method, url: u, attempts: attempt, err: err}
+			return httpx.Retry
 		}
-		wait := s.backoff(attempt, err)
+		if errors.Is(err, chunkstore.ErrNotFound) || !IsTransient(err) {
+			return httpx.Stop
+		}
+		return httpx.Retry
+	}, retryAfter, func(a httpx.Attempt) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "origin request failed; retrying", slog.String("kind", kind),
-			slog.String("digest", d.Short()), slog.String("url", u), slog.Int("attempt", attempt),
-			slog.Duration("wait", wait), slog.Any("err", err))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return &canceledError{kind: kind, digest: d, method: method, url: u, attempts: attempt, ctxErr: ctx.Err(), last: err}
-		}
+			slog.String("digest", d.Short()), slog.String("url", u), slog.Int("attempt", a.N),
+			slog.Duration("wait", a.Wait), slog.Any("err", a.Err))
+	})
+	var bb *badBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &bb):
+		return bb.err
+	case errors.Is(err, chunkstore.ErrNotFound):
+		return fmt.Errorf("%s %s at %s: %w", kind, d.Short(), u, chunkstore.ErrNotFound)
+	case canceled:
+		return &canceledError{kind: kind, digest: d, method: method, url: u, attempts: n, ctxErr: ctx.Err(), last: err}
+	case !IsTransient(err):
+		return fmt.Errorf("%s %s: %s %s: %w (permanent; not retried)", kind, d.Short(), method, u, err)
 	}
+	return &exhaustedError{kind: kind, digest: d, method: method, url: u, attempts: n, err: err}
 }
 
-// backoff returns the wait after the attempt-th failure, err.
-func (s *Store) backoff(attempt int, err error) time.Duration {
-	d := s.opts.MaxBackoff
-	if shift := attempt - 1; shift < 30 && s.opts.BaseBackoff<<shift < d && s.opts.BaseBackoff<<shift > 0 {
-		d = s.opts.BaseBackoff << shift
-	}
-	d = d/2 + rand.N(d/2+1)
+// badBytesError is an answer whose bytes are not the object (retry: worth asking once more).
+type badBytesError struct {
+	err   error
+	retry bool
+}
+
+func (e *badBytesError) Error() string { return e.err.Error() }
+
+// retryAfter is the wait a 503 or 429 asked for.
+func retryAfter(err error) time.Duration {
 	var se *statusError
-	if errors.As(err, &se) && se.retryAfter > d {
-		d = min(se.retryAfter, s.opts.MaxBackoff)
+	if errors.As(err, &se) {
+		return se.retryAfter
 	}
-	return d
+	return 0
 }
 
 // attempt sends one request. For GET it returns the body, read whole within limit.
@@ -302,7 +311,7 @@ func (s *Store) attempt(ctx context.Context, method, u string, limit int64, noCa
 	defer cancel(nil)
 	actx, cancelTimeout := context.WithTimeoutCause(actx, s.opts.Timeout, &timeoutError{s.opts.Timeout})
 	defer cancelTimeout()
-	stall := time.AfterFunc(s.opts.StallTimeout, func() { cancel(&stallError{s.opts.StallTimeout}) })
+	stall := httpx.NewStall(s.opts.StallTimeout, func() { cancel(&stallError{s.opts.StallTimeout}) })
 	defer stall.Stop()
 
 	req, err := http.NewRequestWithContext(actx, method, u, nil)
@@ -330,24 +339,12 @@ func (s *Store) attempt(ctx context.Context, method, u string, limit int64, noCa
 	if method == http.MethodHead {
 		return nil, nil
 	}
-	if resp.ContentLength > limit {
-		return nil, &tooLargeError{limit: limit, size: resp.ContentLength}
+	body, err := httpx.ReadBody(stall.Reader(resp.Body), resp.ContentLength, limit)
+	var tl *httpx.TooLargeError
+	if err != nil && !errors.As(err, &tl) {
+		return nil, attemptError(actx, err)
 	}
-	r := &stallReader{r: resp.Body, t: stall, d: s.opts.StallTimeout}
-	var body []byte
-	if resp.ContentLength >= 0 {
-		body = make([]byte, resp.ContentLength)
-		_, err = io.ReadFull(r, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r, limit+1))
-		if err == nil && int64(len(body)) > limit {
-			return nil, &tooLargeError{limit: limit, size: -1}
-		}
-	}
-	if err != nil {
-		return nil, attemptError(actx, fmt.Errorf("reading the body: %w", err))
-	}
-	return body, nil
+	return body, err
 }
 
 // attemptError names the real cause of a failed attempt: a stall or the attempt's timeout
@@ -364,21 +361,6 @@ func attemptError(actx context.Context, err error) error {
 		return cause
 	}
 	return err
-}
-
-// stallReader re-arms the stall timer whenever bytes arrive.
-type stallReader struct {
-	r io.Reader
-	t *time.Timer
-	d time.Duration
-}
-
-func (r *stallReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if n > 0 {
-		r.t.Reset(r.d)
-	}
-	return n, err
 }
 
 func parseRetryAfter(v string) time.Duration {

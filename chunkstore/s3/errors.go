@@ -2,19 +2,15 @@ package s3
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // ErrUnavailable is wrapped by the errors of calls made while the store is in its cooldown
@@ -66,32 +62,8 @@ func isTransient(err error) bool {
 		return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout ||
 			code == http.StatusConflict // a concurrent conditional write: asking again settles it
 	}
-	var (
-		cv  *tls.CertificateVerificationError
-		ua  x509.UnknownAuthorityError
-		ci  x509.CertificateInvalidError
-		he  x509.HostnameError
-		rh  tls.RecordHeaderError
-		dns *net.DNSError
-		op  *net.OpError
-		en  syscall.Errno
-		ne  net.Error
-	)
-	switch {
-	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &ci), errors.As(err, &he), errors.As(err, &rh):
-		return false
-	case errors.As(err, &dns):
-		return !dns.IsNotFound
-	case errors.Is(err, context.DeadlineExceeded):
-		return true // the attempt's timeout
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return true
-	case errors.As(err, &op), errors.As(err, &en):
-		return true
-	case errors.As(err, &ne) && ne.Timeout():
-		return true
-	}
-	return false
+	transient, _ := httpx.Transient(err)
+	return transient
 }
 
 type statusError struct {
@@ -100,15 +72,6 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.msg) }
-
-type tooLargeError struct{ limit, size int64 }
-
-func (e *tooLargeError) Error() string {
-	if e.size >= 0 {
-		return fmt.Sprintf("the object is %d bytes, more than the limit of %d; refused unread", e.size, e.limit)
-	}
-	return fmt.Sprintf("the object is more than the limit of %d bytes; refused", e.limit)
-}
 
 // exhaustedError is a call whose every attempt failed transiently.
 type exhaustedError struct {

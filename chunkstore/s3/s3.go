@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -17,11 +15,11 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
-// MaxChunkObjectSize bounds a chunk object's body: the header, MaxChunkSize bytes and more
-// than zstd's worst-case expansion (our encoder never exceeds header + MaxChunkSize).
-const MaxChunkObjectSize = chunkstore.ObjectHeaderSize + chunkstore.MaxChunkSize + chunkstore.MaxChunkSize/128
+// MaxChunkObjectSize bounds the body of a chunk object (chunkstore.MaxChunkObjectSize).
+const MaxChunkObjectSize = chunkstore.MaxChunkObjectSize
 
 // maxProfileSize bounds a boot profile (a line per chunk of the largest image we expect).
 const maxProfileSize = 16 << 20
@@ -248,7 +246,7 @@ func (s *Store) getVerified(ctx context.Context, kind string, d chunkstore.Diges
 			body = b
 			return err
 		})
-		var tl *tooLargeError
+		var tl *httpx.TooLargeError
 		if errors.As(err, &tl) {
 			err = &chunkstore.CorruptError{Kind: kind, Digest: d, Where: s.where(key), Err: err}
 			if corrupt == 0 {
@@ -278,23 +276,7 @@ func (s *Store) getObject(ctx context.Context, key string, limit int64) ([]byte,
 		return nil, err
 	}
 	defer rc.Close()
-	if info.Size > limit {
-		return nil, &tooLargeError{limit: limit, size: info.Size}
-	}
-	var body []byte
-	if info.Size >= 0 {
-		body = make([]byte, info.Size)
-		_, err = io.ReadFull(rc, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(rc, limit+1))
-		if err == nil && int64(len(body)) > limit {
-			return nil, &tooLargeError{limit: limit, size: -1}
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the body: %w", err)
-	}
-	return body, nil
+	return httpx.ReadBody(rc, info.Size, limit)
 }
 
 // HasChunk reports whether chunk d's object exists (HEAD; not read or verified).
@@ -458,54 +440,38 @@ func (s *Store) retry(ctx context.Context, kind string, d chunkstore.Digest, wha
 		// This call probes the service after the cooldown; others keep failing fast meanwhile.
 		defer s.probing.Store(false)
 	}
-	var err error
-	for attempt := 1; ; attempt++ {
+	policy := httpx.Policy{Attempts: s.cfg.MaxAttempts, Base: s.cfg.BaseBackoff, Max: s.cfg.MaxBackoff}
+	n, canceled, err := httpx.Do(ctx, policy, func(ctx context.Context, _ int) error {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-		err = op(actx)
-		cancel()
-		if err == nil {
-			s.downUntil.Store(0)
-			return nil
+		defer cancel()
+		return op(actx)
+	}, func(err error) httpx.Verdict {
+		if isNotFound(err) || !isTransient(err) {
+			return httpx.Stop
 		}
-		if isNotFound(err) {
-			s.downUntil.Store(0) // the service answered
-			return fmt.Errorf("%s %s: %s: %w", kind, d.Short(), what, chunkstore.ErrNotFound)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s %s: %s: %w (after %d attempts; last error: %v)", kind, d.Short(), what, ctx.Err(), attempt, err)
-		}
-		if !isTransient(err) {
-			s.downUntil.Store(0)
-			return fmt.Errorf("%s %s: %s: %w (permanent; not retried)", kind, d.Short(), what, err)
-		}
-		if attempt >= s.cfg.MaxAttempts {
-			s.downUntil.Store(time.Now().Add(s.cfg.Cooldown).UnixNano())
-			s.log.LogAttrs(ctx, slog.LevelWarn, "s3 unavailable; failing fast for the cooldown",
-				slog.String("store", s.url), slog.String("request", what), slog.Int("attempts", attempt),
-				slog.Duration("cooldown", s.cfg.Cooldown), slog.Any("err", err))
-			return &exhaustedError{what: what, attempts: attempt, err: err}
-		}
-		wait := s.backoff(attempt)
+		return httpx.Retry
+	}, nil, func(a httpx.Attempt) {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "s3 request failed; retrying", slog.String("request", what),
-			slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s %s: %s: %w (after %d attempts; last error: %v)", kind, d.Short(), what, ctx.Err(), attempt, err)
-		}
+			slog.Int("attempt", a.N), slog.Duration("wait", a.Wait), slog.Any("err", a.Err))
+	})
+	switch {
+	case err == nil:
+		s.downUntil.Store(0)
+		return nil
+	case isNotFound(err):
+		s.downUntil.Store(0) // the service answered
+		return fmt.Errorf("%s %s: %s: %w", kind, d.Short(), what, chunkstore.ErrNotFound)
+	case canceled:
+		return fmt.Errorf("%s %s: %s: %w (after %d attempts; last error: %v)", kind, d.Short(), what, ctx.Err(), n, err)
+	case !isTransient(err):
+		s.downUntil.Store(0)
+		return fmt.Errorf("%s %s: %s: %w (permanent; not retried)", kind, d.Short(), what, err)
 	}
-}
-
-// backoff returns the wait after the attempt-th failure: BaseBackoff·2^(attempt-1), capped,
-// with jitter in [d/2, d] so that many hosts do not retry in step.
-func (s *Store) backoff(attempt int) time.Duration {
-	d := s.cfg.MaxBackoff
-	if shift := attempt - 1; shift < 30 && s.cfg.BaseBackoff<<shift < d && s.cfg.BaseBackoff<<shift > 0 {
-		d = s.cfg.BaseBackoff << shift
-	}
-	return d/2 + rand.N(d/2+1)
+	s.downUntil.Store(time.Now().Add(s.cfg.Cooldown).UnixNano())
+	s.log.LogAttrs(ctx, slog.LevelWarn, "s3 unavailable; failing fast for the cooldown",
+		slog.String("store", s.url), slog.String("request", what), slog.Int("attempts", n),
+		slog.Duration("cooldown", s.cfg.Cooldown), slog.Any("err", err))
+	return &exhaustedError{what: what, attempts: n, err: err}
 }
 
 // RawClient returns a plain minio-go client for cfg's service, for tests and tools that must
