@@ -368,27 +368,36 @@ sys.exit(main())
 EOF
 	chmod 700 "$STATE/bin/$name"
 done
-for cmd in neutron.cmd.eventlet.server:neutron-server neutron.db.migration.cli:neutron-db-manage; do
-	mod=${cmd%%:*} name=${cmd#*:}
-	write "$STATE/bin/$name" <<EOF
+write "$STATE/bin/neutron-db-manage" <<EOF
 #!$PY
-# $name (written by basefs scripts/start-openstack.sh): the console script of Debian's
-# neutron-* packages, which python3-neutron does not ship.
+# neutron-db-manage (written by basefs scripts/start-openstack.sh): the console script of
+# Debian's neutron-common, which python3-neutron does not ship.
 import sys
+from neutron.db.migration.cli import main
+sys.exit(main())
+EOF
+write "$STATE/bin/neutron-server" <<EOF
+#!$PY
+# neutron-server (written by basefs scripts/start-openstack.sh): the console script of Debian's
+# neutron-server packages, which python3-neutron does not ship, plus one workaround.
+import sys
+# First neutron.cmd.eventlet: importing it monkey-patches (eventlet). Anything that imports
+# SQLAlchemy, oslo.db or threading before it leaves unpatched locks behind, and the server
+# then hangs on its first database request.
+import neutron.cmd.eventlet  # noqa: F401
 # Neutron 21's get_ports() names Port.port_forwardings and Port.distributed_port_binding,
 # backrefs that exist only once their models are imported (port forwarding: nothing imports it
 # without its service plugin) and SQLAlchemy has configured the mappers (the first query does):
 # when listing ports is the first request — nova's first call — it fails with "AttributeError:
 # type object 'Port' has no attribute 'port_forwardings'" (HTTP 500). So import every model (the
-# set neutron-db-manage uses) and configure the mappers first.
+# set neutron-db-manage uses) and configure the mappers before serving.
 import neutron.db.migration.models.head  # noqa: F401
 from sqlalchemy import orm
 orm.configure_mappers()
-from $mod import main
+from neutron.cmd.eventlet.server import main
 sys.exit(main())
 EOF
-	chmod 700 "$STATE/bin/$name"
-done
+chmod 700 "$STATE/bin/neutron-db-manage" "$STATE/bin/neutron-server"
 write "$STATE/bin/nova-api-wsgi" <<EOF
 # nova-api WSGI entry point (written by basefs scripts/start-openstack.sh), as nova-common's
 # /usr/bin/nova-api-wsgi: uWSGI loads it with wsgi-file.
