@@ -16,6 +16,7 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/chunkstore/tier"
 )
 
 // Config configures a Cache.
@@ -47,6 +48,7 @@ type Config struct {
 type Cache struct {
 	local   *local.Store
 	origins []chunkstore.Getter
+	tiers   *tier.Tiered // the origins, asked in order, with their counters
 	log     *slog.Logger
 	mem     *lru[*chunkstore.Chunk]   // chunks verified since last read from disk or network
 	subs    *lru[[]chunkstore.Digest] // sub-block digests of verified, raw-stored local chunks
@@ -120,7 +122,8 @@ func New(cfg Config) (*Cache, error) {
 		c.glanceIdx = len(c.origins)
 		c.origins = append(append([]chunkstore.Getter(nil), c.origins...), cfg.Glance)
 	}
-	c.stats = newStats(c.originNames())
+	c.tiers = tier.New(c.origins, log)
+	c.stats = &Stats{tiers: c.tiers}
 	if cfg.WriteBack {
 		i := firstSharedTier(c.origins)
 		if i < 0 {
@@ -192,14 +195,6 @@ func (c *Cache) dropChunk(d chunkstore.Digest) {
 	c.fds.drop(d)
 }
 
-func (c *Cache) originNames() []string {
-	names := make([]string, len(c.origins))
-	for i, o := range c.origins {
-		names[i] = o.String()
-	}
-	return names
-}
-
 // Local returns the local store.
 func (c *Cache) Local() *local.Store { return c.local }
 
@@ -261,37 +256,16 @@ func (c *Cache) Forget(d chunkstore.Digest) {
 }
 
 func (c *Cache) fetchManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
-	if len(c.origins) == 0 {
-		return nil, fmt.Errorf("image %s: not in the local state and no origin configured: %w", d, chunkstore.ErrNotFound)
+	m, i, err := c.tiers.GetManifestFrom(ctx, d)
+	if err != nil {
+		return nil, err
 	}
-	var errs []error
-	allNotFound := true
-	for i, o := range c.origins {
-		m, err := o.GetManifest(ctx, d)
-		if err == nil {
-			if _, err := c.local.PutManifest(ctx, m); err != nil {
-				return nil, fmt.Errorf("image %s: store manifest: %w", d.Short(), err)
-			}
-			c.stats.manifestFetches.Add(1)
-			c.wb.offerManifest(i, d, m) // to the shared tier, if m came from behind it
-			return m, nil
-		}
-		if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
-			c.stats.origin[i].corrupt.Add(1)
-			c.log.Warn("origin served a bad manifest", "image", d.String(), "origin", o.String(), "err", err)
-		} else if !chunkstore.IsNotFound(err) {
-			c.stats.origin[i].errors.Add(1)
-		}
-		if !chunkstore.IsNotFound(err) {
-			allNotFound = false
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", o, err))
+	if _, err := c.local.PutManifest(ctx, m); err != nil {
+		return nil, fmt.Errorf("image %s: store manifest: %w", d.Short(), err)
 	}
-	err := fmt.Errorf("image %s: no origin has a good manifest: %w", d, errors.Join(errs...))
-	if allNotFound {
-		err = fmt.Errorf("image %s: unknown to the local state and every origin: %w", d, chunkstore.ErrNotFound)
-	}
-	return nil, err
+	c.stats.manifestFetches.Add(1)
+	c.wb.offerManifest(i, d, m) // to the shared tier, if m came from behind it
+	return m, nil
 }
 
 // Images lists the images whose manifests are in the local state.
@@ -341,12 +315,8 @@ func (c *Cache) noteUse(im *Image) {
 
 // originHas reports whether some origin holds chunk d (so it may be evicted though in use).
 func (c *Cache) originHas(ctx context.Context, d chunkstore.Digest) bool {
-	for _, o := range c.origins {
-		if ok, err := o.HasChunk(ctx, d); err == nil && ok {
-			return true
-		}
-	}
-	return false
+	ok, _ := c.tiers.HasChunk(ctx, d)
+	return ok
 }
 
 // readTimes records when each chunk was last read, in shards to keep the read path cheap.
@@ -453,39 +423,19 @@ func (c *Cache) readLocal(ctx context.Context, d chunkstore.Digest) (*chunkstore
 
 // fetchChunk asks the origins in order; the first good copy is stored locally and returned.
 func (c *Cache) fetchChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-	if len(c.origins) == 0 {
-		return nil, fmt.Errorf("chunk %s: not in the local state and no origin configured: %w", d.Short(), chunkstore.ErrNotFound)
-	}
 	c.stats.inFlight.Add(1)
 	defer c.stats.inFlight.Add(-1)
-	var errs []error
-	for i, o := range c.origins {
-		start := time.Now()
-		ch, err := o.GetChunk(ctx, d)
-		ost := &c.stats.origin[i]
-		if err != nil {
-			if chunkstore.IsCorrupt(err) {
-				ost.corrupt.Add(1)
-				c.log.Error("origin served a corrupt chunk", "chunk", d.String(), "origin", o.String(), "err", err)
-			} else if !chunkstore.IsNotFound(err) {
-				ost.errors.Add(1)
-				c.log.Warn("origin fetch failed", "chunk", d.String(), "origin", o.String(), "err", err)
-			} else {
-				ost.misses.Add(1) // for the tier's hit ratio
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", o, err))
-			continue
-		}
-		ost.fetches.Add(1)
-		ost.bytes.Add(int64(len(ch.Data())))
-		c.stats.observeFetch(time.Since(start))
-		c.mem.add(d, ch)
-		c.pending.Store(d, ch)
-		c.wb.offerChunk(i, ch) // to the shared tier, if ch came from behind it (never blocks)
-		c.enqueueWrite(ch)
-		return ch, nil
+	start := time.Now()
+	ch, i, err := c.tiers.GetChunkFrom(ctx, d)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("chunk %s: no origin gave good bytes: %w", d.Short(), errors.Join(errs...))
+	c.stats.observeFetch(time.Since(start))
+	c.mem.add(d, ch)
+	c.pending.Store(d, ch)
+	c.wb.offerChunk(i, ch) // to the shared tier, if ch came from behind it (never blocks)
+	c.enqueueWrite(ch)
+	return ch, nil
 }
 
 // Stats returns a snapshot of the counters.

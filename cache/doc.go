@@ -2,7 +2,7 @@
 //
 // Cache.Chunk returns a verified chunk: from a bounded in-memory cache of chunks verified since
 // they were last read from disk or network; else from the local state, hashed as it is read;
-// else fetched from the origins in order, once however many readers wait (singleflight keyed
+// else fetched from the origins in order (chunkstore/tier), once however many readers wait (singleflight keyed
 // by digest), verified, stored atomically, and served. A local chunk that fails verification
 // is moved to <state>/quarantine, counted and logged, then fetched again; if no origin gives
 // good bytes the read fails — wrong bytes are never returned. Wrong bytes from an origin are
@@ -74,7 +74,8 @@
 //
 // # Tiers and write-back
 //
-// Config.Origins are tiers asked in order after the local state: typically the shared tier
+// Config.Origins are tiers asked in order after the local state (chunkstore/tier.Tiered, the
+// one place that loop is written, with each origin's counters): typically the shared tier
 // (an s3:// bucket every host reads, S3Tier) and then the origins behind it (dir://, http://,
 // Glance, which is always last). A tier that answers not found, fails (an S3 tier in its
 // cooldown answers at once) or serves wrong bytes is counted — misses, errors, corrupt, per

@@ -11,6 +11,7 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/tier"
 )
 
 // ErrBadImage is wrapped by reads of a provisional image whose whole data failed Glance's
@@ -102,11 +103,11 @@ func (c *Cache) ensureGlance(ctx context.Context, id string) (*Image, error) {
 	res, _, err := glance.Import(ctx, client, c.local, id, importer.Options{})
 	if err != nil {
 		if errors.Is(err, glance.ErrHashMismatch) {
-			c.countGlance(func(o *originStats) { o.corrupt.Add(1) })
+			c.countGlance(func(o *tier.Counters) { o.Corrupt.Add(1) })
 		}
 		return nil, err
 	}
-	c.countGlance(func(o *originStats) { o.fetches.Add(1); o.bytes.Add(meta.Size) })
+	c.countGlance(func(o *tier.Counters) { o.Fetches.Add(1); o.Bytes.Add(meta.Size) })
 	c.log.Info("Glance image converted and imported", "glance_id", id, "format", meta.DiskFormat, "image", res.Digest.String())
 	im, err := c.Image(ctx, res.Digest)
 	if err != nil {
@@ -140,9 +141,9 @@ func (c *Cache) publishedImage(ctx context.Context, meta *glance.Image, prop str
 }
 
 // countGlance applies f to the Glance origin's counters.
-func (c *Cache) countGlance(f func(*originStats)) {
+func (c *Cache) countGlance(f func(*tier.Counters)) {
 	if c.glanceIdx >= 0 {
-		f(&c.stats.origin[c.glanceIdx])
+		f(c.tiers.Counters(c.glanceIdx))
 	}
 }
 
@@ -389,16 +390,16 @@ func (p *provisional) knownChunk(ctx context.Context, i int, d chunkstore.Digest
 	}
 	ch, verr := chunkstore.VerifyChunk(d, buf)
 	if verr != nil {
-		p.c.countGlance(func(o *originStats) { o.corrupt.Add(1) })
+		p.c.countGlance(func(o *tier.Counters) { o.Corrupt.Add(1) })
 		p.c.log.Error("Glance served bytes that differ from those first read", "glance_id", p.meta.ID, "chunk", i, "err", verr)
 		return nil, verr
 	}
-	p.c.countGlance(func(o *originStats) { o.fetches.Add(1); o.bytes.Add(int64(len(buf))) })
+	p.c.countGlance(func(o *tier.Counters) { o.Fetches.Add(1); o.Bytes.Add(int64(len(buf))) })
 	p.c.keep(ch)
 	return ch.Data(), nil
 }
 
-func (p *provisional) countErr() { p.c.countGlance(func(o *originStats) { o.errors.Add(1) }) }
+func (p *provisional) countErr() { p.c.countGlance(func(o *tier.Counters) { o.Errors.Add(1) }) }
 
 // fetch reads chunks [i, j) with one range request, hashes each as it arrives, keeps its
 // digest and stores it; it returns chunk i's bytes (nil for zeros).
@@ -416,7 +417,7 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 		return nil, err
 	}
 	p.c.stats.observeFetch(time.Since(start))
-	p.c.countGlance(func(o *originStats) { o.fetches.Add(int64(j - i)); o.bytes.Add(int64(len(buf))) })
+	p.c.countGlance(func(o *tier.Counters) { o.Fetches.Add(int64(j - i)); o.Bytes.Add(int64(len(buf))) })
 	var first []byte
 	for k := i; k < j; k++ {
 		b := buf[int64(k-i)*p.cs : int64(k-i)*p.cs+p.chunkLen(k)]
@@ -504,7 +505,7 @@ func (p *provisional) complete() {
 			return
 		}
 		if errors.Is(err, glance.ErrHashMismatch) || chunkstore.IsCorrupt(err) || attempt == 4 {
-			p.c.countGlance(func(o *originStats) { o.corrupt.Add(1) })
+			p.c.countGlance(func(o *tier.Counters) { o.Corrupt.Add(1) })
 			p.mu.Lock()
 			p.bad = fmt.Errorf("%w: Glance image %s: %v", ErrBadImage, p.meta.ID, err)
 			p.mu.Unlock()
@@ -609,7 +610,7 @@ func (c *Cache) indexedImage(ctx context.Context, meta *glance.Image) *Image {
 		}
 		if err != nil {
 			if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
-				c.stats.origin[i].corrupt.Add(1)
+				c.tiers.Counters(i).Corrupt.Add(1)
 			}
 			c.log.Warn("manifest named by the shared tier's Glance index not usable; the image goes provisional", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String(), "err", err)
 			continue

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/chunkstore/tier"
 )
 
 // PublishResult tells what Publish copied.
@@ -29,13 +29,14 @@ type PublishResult struct {
 // chunks are missing; an interrupted publish leaves only whole, verified objects.
 func Publish(ctx context.Context, src *local.Store, origins []chunkstore.Getter, dst chunkstore.Store, images []chunkstore.Digest, progress func(done, total int)) (*PublishResult, error) {
 	res := &PublishResult{}
+	from := tier.New(origins, nil)
 	var manifests []*chunkstore.Manifest
 	seen := make(map[chunkstore.Digest]bool)
 	var todo []chunkstore.Digest
 	for _, d := range images {
 		m, err := src.GetManifest(ctx, d)
-		for i := 0; chunkstore.IsNotFound(err) && i < len(origins); i++ {
-			m, err = origins[i].GetManifest(ctx, d)
+		if chunkstore.IsNotFound(err) {
+			m, err = from.GetManifest(ctx, d)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", d, err)
@@ -65,16 +66,8 @@ func Publish(ctx context.Context, src *local.Store, origins []chunkstore.Getter,
 			}
 			c, err := src.GetChunk(gctx, d)
 			if chunkstore.IsNotFound(err) {
-				var errs []error
-				for _, o := range origins {
-					if c, err = o.GetChunk(gctx, d); err == nil {
-						fetched.Add(1)
-						break
-					}
-					errs = append(errs, err)
-				}
-				if c == nil {
-					err = fmt.Errorf("not in the local state and no origin has it: %w", errors.Join(errs...))
+				if c, err = from.GetChunk(gctx, d); err == nil {
+					fetched.Add(1)
 				}
 			}
 			if err != nil {

@@ -3,6 +3,8 @@ package cache
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/basefs/basefs/chunkstore/tier"
 )
 
 // Stats are the cache's counters; they back `basefs status` and the Prometheus metrics.
@@ -13,21 +15,7 @@ type Stats struct {
 	localCorrupt, repairs, storeErrors      atomic.Int64
 	manifestFetches                         atomic.Int64
 	fetchNanos, fetchCount                  atomic.Int64
-	origin                                  []originStats
-}
-
-type originStats struct {
-	name                            string
-	fetches, bytes, corrupt, errors atomic.Int64
-	misses                          atomic.Int64 // asked for a chunk it does not hold
-}
-
-func newStats(origins []string) *Stats {
-	s := &Stats{origin: make([]originStats, len(origins))}
-	for i, n := range origins {
-		s.origin[i].name = n
-	}
-	return s
+	tiers                                   *tier.Tiered // the origins' own counters
 }
 
 func (s *Stats) observeFetch(d time.Duration) {
@@ -54,18 +42,8 @@ type StatsSnapshot struct {
 	WriteBack *WriteBackSnapshot `json:"write_back,omitempty"`
 }
 
-// OriginSnapshot holds one origin's counters.
-type OriginSnapshot struct {
-	Origin  string `json:"origin"`
-	Fetches int64  `json:"fetches"`
-	Bytes   int64  `json:"bytes"`
-	Corrupt int64  `json:"corrupt"`
-	Errors  int64  `json:"errors"`
-	Misses  int64  `json:"misses"` // chunks asked for that it does not hold
-	// HitRatio is the share of the chunks asked of this origin that it served:
-	// fetches / (fetches + misses + corrupt + errors); 0 when it was never asked.
-	HitRatio float64 `json:"hit_ratio"`
-}
+// OriginSnapshot holds one origin's counters (tier.Snapshot).
+type OriginSnapshot = tier.Snapshot
 
 // Fetches sums chunk fetches over all origins.
 func (s StatsSnapshot) Fetches() int64 {
@@ -93,14 +71,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		Repairs: s.repairs.Load(), StoreErrors: s.storeErrors.Load(),
 		ManifestFetches: s.manifestFetches.Load(),
 		FetchSeconds:    time.Duration(s.fetchNanos.Load()).Seconds(),
-		Origins:         make([]OriginSnapshot, len(s.origin)),
-	}
-	for i := range s.origin {
-		o := &s.origin[i]
-		out.Origins[i] = OriginSnapshot{Origin: o.name, Fetches: o.fetches.Load(), Bytes: o.bytes.Load(), Corrupt: o.corrupt.Load(), Errors: o.errors.Load(), Misses: o.misses.Load()}
-		if asked := out.Origins[i].Fetches + out.Origins[i].Misses + out.Origins[i].Corrupt + out.Origins[i].Errors; asked > 0 {
-			out.Origins[i].HitRatio = float64(out.Origins[i].Fetches) / float64(asked)
-		}
+		Origins:         s.tiers.Snapshots(),
 	}
 	return out
 }
