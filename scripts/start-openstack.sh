@@ -1155,9 +1155,29 @@ nova_daemon() { # NAME CONFIG-FILE...
 	MARKER[$name]="$STATE/bin/$name"
 	# Just before a (re)start (after the old process is gone) record the time (UTC, the database's
 	# clock): the health check is "registered or reported since".
-	CHECK_STARTED=$name PRELAUNCH="record_started $name" \
+	CHECK_STARTED=$name PRELAUNCH="prelaunch $name" \
 		ensure "$name" - "$hash" h_nova_svc_or_running 120 -- "$PY" "$STATE/bin/$name" "${args[@]}" \
 		--config-dir "$STATE/nova/conf.d"
+}
+prelaunch() { # NAME: before a nova daemon (re)starts
+	[ "$1" != nova-compute ] || remove_orphan_domains
+	record_started "$1"
+}
+# Libvirt domains nova made for this instances path whose servers this cloud does not know (its
+# state directory was removed while they ran, say): nova ignores them, and a fresh database
+# hands out their names (instance-00000001, …) again. Destroy and undefine them.
+remove_orphan_domains() {
+	local known d xml uuid
+	known=$("${MYSQL[@]}" -N -B -e "select uuid from nova.instances where deleted=0" 2>/dev/null) || return 0
+	for d in $(virsh -c qemu:///system list --all --name 2>/dev/null | grep '^instance-' || true); do
+		xml=$(virsh -c qemu:///system dumpxml "$d" 2>/dev/null) || continue
+		grep -qF "$INSTANCES/" <<<"$xml" || continue
+		uuid=$(sed -n 's:^ *<uuid>\(.*\)</uuid>.*:\1:p' <<<"$xml" | head -n1)
+		[ -n "$uuid" ] && ! grep -qxF "$uuid" <<<"$known" || continue
+		log "removing libvirt domain $d ($uuid): its files are under $INSTANCES but this cloud has no such server"
+		virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
+		virsh -c qemu:///system undefine "$d" >/dev/null 2>&1 || true
+	done
 }
 record_started() {
 	"${MYSQL[@]}" -N -B -e 'select utc_timestamp()' >"$STATE/run/$1.started"
