@@ -46,6 +46,10 @@ type Options struct {
 	ScaleSizes []int64       // scale image sizes (default 1, 4, 16 GiB)
 	DedupSize  int64         // dedup image (default 1 GiB; Quick: 256 MiB)
 
+	OSImageDir    string        // real-boot: the built OS image (default: scripts/build-os-image.sh into <repo>/.cache/os-image)
+	RealLinks     []Link        // real-boot: the shaped links (default DefaultRealLinks)
+	ProfileWindow time.Duration // real-boot: the previous host's --profile-window (default 30 s, the daemon's)
+
 	Progress io.Writer // progress lines (default os.Stderr)
 }
 
@@ -103,6 +107,12 @@ func (o *Options) Defaults() {
 	if o.DedupSize <= 0 {
 		o.DedupSize = pick(1*GiB, 256*MiB)
 	}
+	if len(o.RealLinks) == 0 {
+		o.RealLinks = slices.Clone(DefaultRealLinks)
+	}
+	if o.ProfileWindow <= 0 {
+		o.ProfileWindow = 30 * time.Second
+	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
 	}
@@ -120,6 +130,7 @@ var scenarios = []scenario{
 	{"read", "Warm reads: basefs vs go-fuse loopback vs the plain file", runRead},
 	{"verify-cost", "The cost of read-time verification", runVerifyCost},
 	{"cold-boot", "Cold boot: basefs lazy vs nova's eager _base vs a local base", runColdBoot},
+	{"real-boot", "A real OS to its login prompt: basefs lazy, with a boot profile, warm vs nova's eager _base vs a local raw file", runRealBoot},
 	{"concurrent-cold", "Concurrent readers of one cold image", runConcurrentCold},
 	{"scale", "Daemon memory and throughput against image size", runScale},
 	{"dedup", "Deduplication of similar images", runDedup},

@@ -33,6 +33,9 @@ type options struct {
 	dedupSize                       string
 	fioRuntime                      time.Duration
 	readers                         int
+	osImage                         string
+	realLinks                       []string
+	profileWindow                   time.Duration
 }
 
 func (o *options) AddFlags(f *pflag.FlagSet) {
@@ -47,6 +50,9 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.work, "work", "", "scratch `DIR` (default: a new temporary directory, removed afterwards)")
 	f.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
 	f.StringVar(&o.virtType, "virt-type", "", "libvirt domain `TYPE` for boots (default $BASEFS_VIRT_TYPE, else qemu)")
+	f.StringVar(&o.osImage, "os-image", "", "real-boot: `DIR` holding the built OS image (default: built by scripts/build-os-image.sh into .cache/os-image)")
+	f.StringSliceVar(&o.realLinks, "real-links", nil, "real-boot: the shaped `LINKS`, BANDWIDTH/LATENCY each (default 1G/1ms,100M/20ms)")
+	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
 	// Sizes for tests and experiments.
 	f.StringVar(&o.guestRead, "guest-read", "", "bytes the test guest reads and hashes (default 16M)")
 	f.StringVar(&o.readSize, "read-size", "", "read and verify-cost image size")
@@ -69,7 +75,19 @@ func (o *options) benchOptions(scenarios []string) (bench.Options, error) {
 	b := bench.Options{
 		Scenarios: scenarios, Out: o.out, Runs: o.runs, Quick: o.quick, BinDir: o.bin, GuestDir: o.guest,
 		WorkDir: o.work, Keep: o.keep, VirtType: o.virtType, Latency: o.latency, FioRuntime: o.fioRuntime,
-		Readers: o.readers,
+		Readers: o.readers, OSImageDir: o.osImage, ProfileWindow: o.profileWindow,
+	}
+	if o.profileWindow < 0 {
+		return b, usageError{"--profile-window: must not be negative"}
+	}
+	for _, l := range o.realLinks {
+		bwText, latText, ok := strings.Cut(l, "/")
+		bw, err := parseBits(bwText)
+		lat, lerr := time.ParseDuration(latText)
+		if !ok || err != nil || lerr != nil || lat < 0 {
+			return b, usageError{fmt.Sprintf("--real-links %q: want BANDWIDTH/LATENCY, e.g. 100M/20ms", l)}
+		}
+		b.RealLinks = append(b.RealLinks, bench.Link{Bandwidth: bw, Latency: lat})
 	}
 	if o.latency < 0 {
 		return b, usageError{"--latency: must not be negative"}
