@@ -80,9 +80,9 @@ type Cache struct {
 
 	wb *writeBack // nil: no write-back
 
-	mgr        atomic.Pointer[Manager] // the image cache manager, if one runs
-	fgInFlight atomic.Int64            // fetches guest reads wait on (background fill yields to them)
-	reads      readTimes               // when each chunk was last read (capacity eviction order)
+	mgr   atomic.Pointer[Manager] // the image cache manager, if one runs
+	fg    foreground              // fetches guest reads wait on (background fill yields to them)
+	reads readTimes               // when each chunk was last read (capacity eviction order)
 }
 
 // persistWorkers write fetched chunks to the local state in the background; persistQueue
@@ -282,8 +282,8 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 		c.stats.memHits.Add(1)
 		return ch, nil
 	}
-	c.fgInFlight.Add(1)
-	defer c.fgInFlight.Add(-1)
+	c.fg.enter()
+	defer c.fg.leave()
 	v, err, _ := c.chunkFlight.Do(string(d[:]), func() (any, error) {
 		// The flight outlives any one reader: a cancelled reader must not fail the others.
 		return c.loadChunk(context.WithoutCancel(ctx), d)

@@ -349,11 +349,11 @@ func (p *provisional) chunk(ctx context.Context, i, span int, guest bool) ([]byt
 		p.mu.Unlock()
 
 		if guest {
-			p.c.fgInFlight.Add(1)
+			p.c.fg.enter()
 		}
 		data, err := p.fetch(context.WithoutCancel(ctx), i, j)
 		if guest {
-			p.c.fgInFlight.Add(-1)
+			p.c.fg.leave()
 		}
 		fl.err = err
 		p.mu.Lock()
@@ -468,9 +468,7 @@ func (p *provisional) fill(ctx context.Context, rate int64, mgr *Manager) {
 		if skip {
 			continue
 		}
-		for p.c.fgInFlight.Load() > 0 {
-			time.Sleep(2 * time.Millisecond)
-		}
+		p.c.fg.waitIdle()
 		if _, err := p.chunk(ctx, i, maxChunks, false); err != nil {
 			p.c.log.Warn("background fill of Glance image: range not fetched; will be fetched on read", "glance_id", p.meta.ID, "chunk", i, "err", err)
 			continue

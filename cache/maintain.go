@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,7 +27,7 @@ var ErrNameMismatch = errors.New("content does not hash to the image name")
 // manifest's mtime; for a provisional image, its name's) and its last read in this process.
 func (im *Image) LastUse() time.Time {
 	t := time.Unix(0, im.lastUse.Load())
-	p := im.c.local.ManifestPath(im.digest)
+	p := im.c.Local().ManifestPath(im.digest)
 	if im.prov != nil {
 		p = im.c.aliasPath(im.prov.meta.ID)
 	}
@@ -40,10 +41,8 @@ func (im *Image) LastUse() time.Time {
 // how an operator, or a test, makes it eligible for cleanup now).
 func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) error {
 	c := m.c
-	c.mu.Lock()
-	im := c.images[d]
-	c.mu.Unlock()
-	p := c.local.ManifestPath(d)
+	im := c.loaded(d)
+	p := c.Local().ManifestPath(d)
 	if im != nil {
 		im.lastUse.Store(t.UnixNano())
 		if im.prov != nil {
@@ -67,42 +66,27 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 	if err != nil {
 		return err
 	}
+	// The kernel sends a file's RELEASE after close(2) has returned: an image whose only user
+	// is an open file that was just closed gets a moment for that release to arrive.
+	for wait := 0; wait < 20 && onlyOpenFiles(users[d]) && slices.Contains(m.c.openImages(), d); wait++ {
+		time.Sleep(25 * time.Millisecond)
+	}
+	if onlyOpenFiles(users[d]) && !slices.Contains(m.c.openImages(), d) {
+		delete(users, d)
+	}
 	if who := users[d]; len(who) > 0 {
 		m.removeRefused.Add(1)
 		return fmt.Errorf("image %s (%s): %w by %s", d.Short(), name, ErrInUse, strings.Join(who, ", "))
 	}
 	c := m.c
-	c.mu.Lock()
-	im := c.images[d]
-	if im != nil && im.prov != nil {
-		// A Glance image still read lazily: it has no manifest, only its name and chunks.
-		delete(c.images, d)
-	}
-	for id, p := range c.prov {
-		// The lazily read image d is, or that completed as d: a later lookup of its name
-		// starts from Glance again.
-		if p.digest == d || p.prov.finalDigest() == d {
-			delete(c.prov, id)
-		}
-	}
-	c.mu.Unlock()
-	var chunks []chunkstore.Digest
-	if im != nil && im.prov != nil {
-		im.prov.mu.Lock()
-		for i, st := range im.prov.state {
-			if st == chunkKnown {
-				chunks = append(chunks, im.prov.digests[i])
-			}
-		}
-		im.prov.mu.Unlock()
-	}
+	chunks := c.forgetLazy(d)
 	if err := m.removeLocked(ctx, []chunkstore.Digest{d}, chunks, false, &GCReport{}); err != nil {
 		return err
 	}
 	if err := c.removeAliases(d, name); err != nil {
 		return err
 	}
-	c.log.Info("image removed on unlink", "name", name, "image", d.String())
+	m.log.Info("image removed on unlink", "name", name, "image", d.String())
 	return nil
 }
 
@@ -110,7 +94,7 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 // `<sha1>` or a `<digest>`): chunked and deduplicated into the local state, its name recorded.
 func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Digest, error) {
 	c := m.c
-	res, err := importer.Import(ctx, c.local, path, importer.Options{Format: "raw"})
+	res, err := importer.Import(ctx, c.Local(), path, importer.Options{Format: "raw"})
 	if err != nil {
 		return chunkstore.Digest{}, err
 	}
@@ -119,15 +103,24 @@ func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Dige
 	case 2 * chunkstore.DigestSize:
 		if d.String() != name {
 			if res.ManifestAdded {
-				c.local.DeleteManifest(ctx, d)
+				c.Local().DeleteManifest(ctx, d)
 			}
 			return chunkstore.Digest{}, fmt.Errorf("adopt %s as %s: its digest is %s: %w", path, name, d, ErrNameMismatch)
 		}
 	default:
-		if err := writeNameAlias(c.local.Root(), name, d); err != nil {
+		if err := writeNameAlias(c.Local().Root(), name, d); err != nil {
 			return chunkstore.Digest{}, fmt.Errorf("adopt %s as %s: %w", path, name, err)
 		}
 	}
 	m.adopted.Add(1)
 	return d, nil
+}
+
+func onlyOpenFiles(who []string) bool {
+	for _, w := range who {
+		if w != "open file" {
+			return false
+		}
+	}
+	return len(who) > 0
 }

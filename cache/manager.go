@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -44,8 +45,9 @@ type ManagerConfig struct {
 // unused ones go after a minimum age) at chunk granularity, plus a capacity bound, scrub,
 // background fill and boot profiles. Every action is logged and counted.
 type Manager struct {
-	c   *Cache
+	c   *Cache // through its methods only
 	cfg ManagerConfig
+	log *slog.Logger
 
 	gcMu   sync.Mutex // one cleanup or capacity run at a time
 	fillMu sync.Mutex
@@ -61,7 +63,7 @@ type Manager struct {
 
 // NewManager attaches a manager to c.
 func NewManager(c *Cache, cfg ManagerConfig) *Manager {
-	m := &Manager{c: c, cfg: cfg, filled: make(map[chunkstore.Digest]bool)}
+	m := &Manager{c: c, cfg: cfg, log: c.log, filled: make(map[chunkstore.Digest]bool)}
 	c.mgr.Store(m)
 	return m
 }
@@ -105,7 +107,7 @@ func (m *Manager) Run(ctx context.Context) {
 		go func() {
 			for ctx.Err() == nil {
 				if _, err := m.Scrub(ctx, m.cfg.ScrubRate); err != nil && ctx.Err() == nil {
-					m.c.log.Error("scrub failed", "err", err)
+					m.log.Error("scrub failed", "err", err)
 				}
 				sleep(ctx, scrubPause)
 			}
@@ -116,7 +118,7 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 	for ctx.Err() == nil {
 		if _, err := m.GC(ctx, false); err != nil && ctx.Err() == nil {
-			m.c.log.Error("cleanup failed", "err", err)
+			m.log.Error("cleanup failed", "err", err)
 		}
 		sleep(ctx, m.cfg.Interval)
 	}
@@ -166,31 +168,25 @@ func (m *Manager) inUse(ctx context.Context) (map[chunkstore.Digest][]string, er
 			users[d] = append(users[d], who...)
 		}
 	}
-	m.c.mu.Lock()
-	for d, im := range m.c.images {
-		if im.Open() {
-			users[d] = append(users[d], "open file")
-		}
+	for _, d := range m.c.openImages() {
+		users[d] = append(users[d], "open file")
 	}
-	m.c.mu.Unlock()
 	return users, nil
 }
 
 // lastUse returns when image d was last used: the later of its manifest file's mtime (the
 // persisted record) and the in-memory time of its last read.
 func (m *Manager) lastUse(d chunkstore.Digest) (time.Time, error) {
-	fi, err := os.Stat(m.c.local.ManifestPath(d))
+	fi, err := os.Stat(m.c.Local().ManifestPath(d))
 	if err != nil {
 		return time.Time{}, err
 	}
 	t := fi.ModTime()
-	m.c.mu.Lock()
-	im := m.c.images[d]
-	m.c.mu.Unlock()
+	im := m.c.loaded(d)
 	if im != nil {
 		if u := time.Unix(0, im.lastUse.Load()); u.After(t) {
 			// Persist it, so a restarted daemon still knows.
-			os.Chtimes(m.c.local.ManifestPath(d), u, u)
+			os.Chtimes(m.c.Local().ManifestPath(d), u, u)
 			t = u
 		}
 	}
@@ -210,7 +206,7 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 	rep := &GCReport{DryRun: dry}
 	var remove []chunkstore.Digest
 	now := time.Now()
-	err = m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
+	err = m.c.Local().WalkManifests(ctx, func(d chunkstore.Digest) error {
 		t, err := m.lastUse(d)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -272,24 +268,24 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 	}
 	for _, d := range remove {
 		if !dry {
-			if err := m.c.local.DeleteManifest(ctx, d); err != nil {
+			if err := m.c.Local().DeleteManifest(ctx, d); err != nil {
 				return err
 			}
-			os.Remove(ProfilePath(m.c.local.Root(), d))
+			os.Remove(ProfilePath(m.c.Local().Root(), d))
 			m.c.Forget(d)
 			m.imagesRemoved.Add(1)
-			m.c.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)
+			m.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)
 		}
 	}
 	for _, c := range orphans {
-		n, err := m.c.local.ChunkStoredSize(c)
+		n, err := m.c.Local().ChunkStoredSize(c)
 		if err != nil {
 			continue // not present locally (lazy)
 		}
 		rep.ChunksRemoved++
 		rep.BytesFreed += n
 		if !dry {
-			if err := m.c.local.DeleteChunk(ctx, c); err != nil {
+			if err := m.c.Local().DeleteChunk(ctx, c); err != nil {
 				return err
 			}
 			m.c.dropChunk(c)
@@ -309,8 +305,8 @@ func (m *Manager) references(ctx context.Context, except []chunkstore.Digest) (m
 	}
 	refs := make(map[chunkstore.Digest]bool)
 	var removed []*chunkstore.Manifest
-	err := m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
-		man, err := m.c.local.GetManifest(ctx, d)
+	err := m.c.Local().WalkManifests(ctx, func(d chunkstore.Digest) error {
+		man, err := m.c.Local().GetManifest(ctx, d)
 		if err != nil {
 			if chunkstore.IsNotFound(err) {
 				return nil
@@ -341,8 +337,8 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 	}
 	inUseChunks := make(map[chunkstore.Digest]bool)
 	refs := make(map[chunkstore.Digest]bool)
-	err := m.c.local.WalkManifests(ctx, func(d chunkstore.Digest) error {
-		man, err := m.c.local.GetManifest(ctx, d)
+	err := m.c.Local().WalkManifests(ctx, func(d chunkstore.Digest) error {
+		man, err := m.c.Local().GetManifest(ctx, d)
 		if err != nil {
 			return nil // removed meanwhile
 		}
@@ -359,8 +355,8 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 	}
 	var cands []cand
 	var total int64
-	err = m.c.local.WalkChunks(ctx, func(d chunkstore.Digest) error {
-		fi, err := os.Stat(m.c.local.ChunkPath(d))
+	err = m.c.Local().WalkChunks(ctx, func(d chunkstore.Digest) error {
+		fi, err := os.Stat(m.c.Local().ChunkPath(d))
 		if err != nil {
 			return nil
 		}
@@ -401,7 +397,7 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 		rep.EvictedBytes += c.size
 		total -= c.size
 		if !dry {
-			if err := m.c.local.DeleteChunk(ctx, c.d); err != nil {
+			if err := m.c.Local().DeleteChunk(ctx, c.d); err != nil {
 				return err
 			}
 			m.c.dropChunk(c.d)
@@ -411,10 +407,10 @@ func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Dige
 	}
 	rep.StoredBytes = total
 	if !dry {
-		m.c.log.Info("capacity bound applied", "evicted_chunks", rep.Evicted, "evicted_bytes", rep.EvictedBytes, "stored_bytes", total, "cache_size", m.cfg.CacheSize)
+		m.log.Info("capacity bound applied", "evicted_chunks", rep.Evicted, "evicted_bytes", rep.EvictedBytes, "stored_bytes", total, "cache_size", m.cfg.CacheSize)
 	}
 	if total > m.cfg.CacheSize {
-		m.c.log.Warn("local chunks exceed --cache-size: the rest belong to images in use and no origin has them", "stored_bytes", total, "cache_size", m.cfg.CacheSize)
+		m.log.Warn("local chunks exceed --cache-size: the rest belong to images in use and no origin has them", "stored_bytes", total, "cache_size", m.cfg.CacheSize)
 	}
 	return nil
 }
@@ -432,16 +428,16 @@ type ScrubReport struct {
 // quarantining corrupt ones and repairing them from an origin.
 func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
 	var todo []chunkstore.Digest
-	if err := m.c.local.WalkChunks(ctx, func(d chunkstore.Digest) error { todo = append(todo, d); return nil }); err != nil {
+	if err := m.c.Local().WalkChunks(ctx, func(d chunkstore.Digest) error { todo = append(todo, d); return nil }); err != nil {
 		return nil, err
 	}
 	rep := &ScrubReport{}
 	lim := newLimiter(rate)
 	for _, d := range todo {
-		if _, busy := m.c.pending.Load(d); busy {
+		if m.c.isPending(d) {
 			continue
 		}
-		_, err := m.c.local.GetChunk(ctx, d)
+		_, err := m.c.Local().GetChunk(ctx, d)
 		switch {
 		case err == nil:
 		case chunkstore.IsNotFound(err):
@@ -449,21 +445,16 @@ func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
 		case chunkstore.IsCorrupt(err):
 			rep.Corrupt = append(rep.Corrupt, d)
 			m.scrubCorrupt.Add(1)
-			m.c.log.Error("scrub found a corrupt chunk", "chunk", d.String(), "err", err)
-			if qerr := m.c.quarantine(d, err); qerr != nil {
-				rep.Failed = append(rep.Failed, qerr.Error())
+			m.log.Error("scrub found a corrupt chunk", "chunk", d.String(), "err", err)
+			if rerr := m.c.repair(ctx, d, err); rerr != nil {
+				rep.Failed = append(rep.Failed, fmt.Sprintf("chunk %s: %v", d, rerr))
 				continue
 			}
-			if _, ferr := m.c.Chunk(ctx, d); ferr != nil {
-				rep.Failed = append(rep.Failed, fmt.Sprintf("chunk %s: %v", d, ferr))
-				continue
-			}
-			m.c.stats.repairs.Add(1)
 			rep.Repaired++
 		default:
 			return rep, err
 		}
-		n, _ := m.c.local.ChunkStoredSize(d)
+		n, _ := m.c.Local().ChunkStoredSize(d)
 		rep.Checked++
 		rep.Bytes += n
 		m.scrubbed.Add(1)
@@ -502,9 +493,9 @@ func (l *limiter) wait(ctx context.Context, n int64) error {
 // profile recorded.
 func (m *Manager) imageLoaded(im *Image) {
 	n := len(im.m.Chunks)
-	prof, err := readProfile(m.c.local.Root(), im.digest, n)
+	prof, err := readProfile(m.c.Local().Root(), im.digest, n)
 	if chunkstore.IsNotFound(err) {
-		for _, o := range m.c.origins {
+		for _, o := range m.c.Origins() {
 			switch o := o.(type) {
 			case *local.Store:
 				prof, err = readProfile(o.Root(), im.digest, n)
@@ -514,8 +505,8 @@ func (m *Manager) imageLoaded(im *Image) {
 				continue
 			}
 			if err == nil {
-				writeProfile(m.c.local.Root(), im.digest, prof)
-				m.c.log.Info("boot profile taken from origin", "image", im.digest.String(), "origin", o.String(), "chunks", len(prof))
+				writeProfile(m.c.Local().Root(), im.digest, prof)
+				m.log.Info("boot profile taken from origin", "image", im.digest.String(), "origin", o.String(), "chunks", len(prof))
 				break
 			}
 		}
@@ -530,12 +521,12 @@ func (m *Manager) imageLoaded(im *Image) {
 			if len(order) == 0 {
 				return
 			}
-			if err := writeProfile(m.c.local.Root(), im.digest, order); err != nil {
-				m.c.log.Error("cannot save boot profile", "image", im.digest.String(), "err", err)
+			if err := writeProfile(m.c.Local().Root(), im.digest, order); err != nil {
+				m.log.Error("cannot save boot profile", "image", im.digest.String(), "err", err)
 				return
 			}
 			m.profilesRecorded.Add(1)
-			m.c.log.Info("boot profile recorded", "image", im.digest.String(), "chunks", len(order), "window", m.cfg.ProfileWindow)
+			m.log.Info("boot profile recorded", "image", im.digest.String(), "chunks", len(order), "window", m.cfg.ProfileWindow)
 		}))
 	}
 }
@@ -552,14 +543,14 @@ func (m *Manager) prefetchProfile(im *Image, prof []int) {
 			continue
 		}
 		seen[d] = true
-		if ok, _ := m.c.local.HasChunk(ctx, d); !ok {
+		if ok, _ := m.c.Local().HasChunk(ctx, d); !ok {
 			missing = append(missing, d)
 		}
 	}
 	if len(missing) == 0 {
 		return
 	}
-	m.c.log.Info("prefetching boot profile", "image", im.digest.String(), "chunks", len(missing))
+	m.log.Info("prefetching boot profile", "image", im.digest.String(), "chunks", len(missing))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
@@ -608,18 +599,16 @@ func (m *Manager) fill(im *Image) {
 			continue
 		}
 		seen[d] = true
-		if ok, _ := m.c.local.HasChunk(ctx, d); ok {
+		if ok, _ := m.c.Local().HasChunk(ctx, d); ok {
 			continue
 		}
-		if _, busy := m.c.pending.Load(d); busy {
+		if m.c.isPending(d) {
 			continue
 		}
-		for m.c.fgInFlight.Load() > 0 {
-			time.Sleep(2 * time.Millisecond)
-		}
+		m.c.waitForeground()
 		ch, err := m.c.fetchForFill(ctx, d)
 		if err != nil {
-			m.c.log.Warn("background fill: chunk not fetched; will be fetched on read", "image", im.digest.String(), "chunk", i, "err", err)
+			m.log.Warn("background fill: chunk not fetched; will be fetched on read", "image", im.digest.String(), "chunk", i, "err", err)
 			continue
 		}
 		m.filledChunks.Add(1)
@@ -629,8 +618,8 @@ func (m *Manager) fill(im *Image) {
 		}
 	}
 	m.c.Flush()
-	if p, t, _ := Presence(m.c.local, im.m); p == t {
+	if p, t, _ := Presence(m.c.Local(), im.m); p == t {
 		m.imagesComplete.Add(1)
-		m.c.log.Info("background fill completed image", "image", im.digest.String())
+		m.log.Info("background fill completed image", "image", im.digest.String())
 	}
 }
