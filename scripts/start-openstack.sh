@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # start-openstack.sh — a small all-in-one OpenStack (Zed, Debian bookworm packages) on 127.0.0.1,
 # without systemd: Keystone, Glance (Keystone auth), Placement, Nova (api, conductor, scheduler,
-# compute with the libvirt driver, TCG), RabbitMQ and MariaDB. The real cloud behind basefs as
-# nova's instances/_base.
+# compute with the libvirt driver, TCG), a minimal Neutron, RabbitMQ and MariaDB. The real cloud
+# behind basefs as nova's instances/_base.
 #
 #   eval "$(scripts/start-openstack.sh)"   install what is missing, configure, start, wait; prints
 #                                          the admin's OS_* settings as export lines
@@ -27,9 +27,9 @@
 #                               for mounting basefs at $INSTANCES/_base with Keystone and Glance up,
 #                               then running this script again with 1.
 #   BASEFS_OPENSTACK_DEBUG      1: debug logging in every service (default 0)
-#   BASEFS_OPENSTACK_{KEYSTONE,GLANCE,PLACEMENT,NOVA,RABBIT,MYSQL,EPMD}_PORT   ports on 127.0.0.1
-#                               (defaults 5000, 9292, 8778, 8774, 5672, 3306, 24369; RabbitMQ's
-#                               Erlang distribution port is RABBIT_PORT+20000)
+#   BASEFS_OPENSTACK_{KEYSTONE,GLANCE,PLACEMENT,NOVA,NEUTRON,RABBIT,MYSQL,EPMD}_PORT   ports on
+#                               127.0.0.1 (defaults 5000, 9292, 8778, 8774, 9696, 5672, 3306,
+#                               24369; RabbitMQ's Erlang distribution port is RABBIT_PORT+20000)
 #
 # Output: stdout gets only `export OS_…=…` lines for the admin (project admin); progress and
 # timings go to stderr. Also written: $STATE/openrc (admin), $STATE/openrc-basefs (the basefs
@@ -54,12 +54,30 @@
 #   glance          glance-api 25 (its eventlet server, one process), file store $STATE/glance/images,
 #                   keystonemiddleware authtoken in the paste pipeline (flavor keystone)
 #   placement       placement-api under uWSGI (1 process × 4 threads)
+#   neutron         neutron-server 21 (eventlet; API in the main process, 1 RPC worker), see below
 #   nova-api        nova-api-wsgi under uWSGI (2 processes × 1 thread: nova is eventlet-patched)
 #   nova-conductor, nova-scheduler   1 worker each
 #   nova-compute    libvirt driver, virt_type=qemu (TCG), qemu:///system, runs as root
-# Debian's python3-nova ships no nova-* commands (they come with nova-common/nova-compute, which
-# pull in dbconfig, sudoers, rootwrap, open-iscsi, ovmf, every qemu-system-*): $STATE/bin/ holds
-# the same console-script entry points (nova.cmd.compute:main, …) run by Debian's /usr/bin/python3.
+# Debian's python3-nova and python3-neutron ship no nova-*/neutron-* commands (they come with
+# nova-common, nova-compute, neutron-server, …, which pull in dbconfig, sudoers, rootwrap,
+# open-iscsi, ovmf, every qemu-system-*, and init scripts): $STATE/bin/ holds the same
+# console-script entry points (nova.cmd.compute:main, …) run by Debian's /usr/bin/python3.
+#
+# nova (nova.conf for api, conductor, scheduler, nova-manage; nova-compute.conf, the same without
+# database credentials plus [libvirt] and [image_cache], then nova-compute-extra.conf):
+#   [DEFAULT] compute_driver = libvirt.LibvirtDriver, instances_path = $INSTANCES, use_cow_images
+#     and force_raw_images true (qcow2 overlays on raw bases in _base), my_ip 127.0.0.1
+#   [libvirt] virt_type = qemu, connection_uri = qemu:///system, cpu_mode = none, images_type qcow2
+#   [image_cache] manager_interval (above), remove_unused_base_images = true,
+#     remove_unused_original_minimum_age_seconds (above), subdirectory_name = _base
+#   [workarounds] disable_rootwrap = true: nova-compute runs as root; privileged helpers start as
+#     `sudo privsep-helper …` (no nova-rootwrap, which is in nova-common)
+#   [glance] no endpoint: Glance comes from the Keystone catalog (service type image, interfaces
+#     internal,public, RegionOne); nova downloads images with the user's token and sends its own
+#     service token ([service_user] send_service_user_token = true, user nova)
+#   [keystone_authtoken] (every API service): user <service> in project service, password auth at
+#     $KEYSTONE_URL, no memcached (each process caches tokens)
+#   [placement], [neutron], [service_user]: password auth as nova / neutron in project service
 #
 # Accounts: Keystone admin (project admin, role admin); service users glance, nova, placement and
 # basefs in project "service" with role admin — admin is what lets basefs list and download every
@@ -74,14 +92,19 @@
 # delete puts the server in ERROR). So a real neutron-server runs (eventlet, ML2 with no
 # mechanism drivers, no agents, no networks): the smallest Neutron that answers those queries.
 #
-# Measured on this machine (Debian 12, 2 cores, TCG, apt mirror on the LAN; one run each):
-#   apt install (--no-install-recommends) of what the other scripts do not already install:
-#     see the table at "--- install" below
-#   first start (empty state dir: db init, Keystone bootstrap, every service up, hypervisor
-#     mapped): see "--- timings" at the end of this header, rewritten as measured
-#   already running: ~1 s
-# --- timings
-#   (filled in below from the measured runs)
+# Measured on this machine (Debian 12, 2 cores, TCG, Debian mirror close by):
+#   apt-get install --no-install-recommends, after scripts/setup-host.sh: 316 packages, 566 MiB
+#     installed, ~75 s (python3-nova and its dependencies 49 s, glance-api 8 s, MariaDB, RabbitMQ,
+#     Keystone, Placement, libvirt binding, CLI 11 s, python3-neutron 8 s)
+#   first start, empty state directory: 46–58 s on an idle machine (68 s beside a test run),
+#     of which: RabbitMQ 5 s, MariaDB init + start 1 s, Keystone db_sync + keys + bootstrap 7–8 s,
+#     users and catalog 1.5 s, Glance db_sync + start 3 s, Placement 2 s, Neutron db upgrade +
+#     start 6 s, Nova databases (api_db sync, cells, db sync) 10–12 s, nova-api 2 s, conductor
+#     and scheduler 1.5 s each, nova-compute 2 s, host mapped and hypervisor up 2.5 s
+#   everything already running: ~0.5 s; restarting one nova daemon: ~8 s (it is healthy when it
+#     reports, every 10 s)
+#   disk: the state directory is ~170 MiB after a first start (MariaDB's data 166 MiB), plus
+#     images in Glance and bases in _base; memory: ~2.1 GiB RSS for all services
 set -euo pipefail
 
 SELF=start-openstack.sh
@@ -670,7 +693,8 @@ core_plugin = ml2
 service_plugins =
 auth_strategy = keystone
 transport_url = $RABBIT_URL
-api_workers = 1
+# 0: the API runs in neutron-server's main process (one RPC worker and a periodic worker remain)
+api_workers = 0
 rpc_workers = 1
 rpc_state_report_workers = 0
 api_paste_config = $STATE/neutron/api-paste.ini
