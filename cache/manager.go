@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/local"
 )
 
 // ManagerConfig configures the image cache manager.
@@ -496,15 +495,11 @@ func (m *Manager) imageLoaded(im *Image) {
 	prof, err := readProfile(m.c.Local().Root(), im.digest, n)
 	if chunkstore.IsNotFound(err) {
 		for _, o := range m.c.Origins() {
-			switch o := o.(type) {
-			case *local.Store:
-				prof, err = readProfile(o.Root(), im.digest, n)
-			case ProfileGetter:
-				prof, err = o.GetProfile(context.Background(), im.digest, n)
-			default:
+			ps, ok := Profiles(o)
+			if !ok {
 				continue
 			}
-			if err == nil {
+			if prof, err = ps.GetProfile(context.Background(), im.digest, n); err == nil {
 				writeProfile(m.c.Local().Root(), im.digest, prof)
 				m.log.Info("boot profile taken from origin", "image", im.digest.String(), "origin", o.String(), "chunks", len(prof))
 				break

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/local"
 )
 
 // A boot profile is the order in which an image's chunks were first read during the first
@@ -175,4 +176,33 @@ func (r *profileRecorder) finish() {
 // ProfileGetter is implemented by origins that can serve boot profiles.
 type ProfileGetter interface {
 	GetProfile(ctx context.Context, d chunkstore.Digest, nchunks int) ([]int, error)
+}
+
+// ProfileStore is where boot profiles are found and kept: a local state directory (the host's
+// or a dir:// origin's) or a shared tier (S3Tier). Profiles is the one place that routes them.
+type ProfileStore interface {
+	ProfileGetter
+	PutProfile(ctx context.Context, d chunkstore.Digest, idx []int) error
+}
+
+// dirProfiles keeps profiles in a state directory's profiles/.
+type dirProfiles struct{ root string }
+
+func (p dirProfiles) GetProfile(_ context.Context, d chunkstore.Digest, nchunks int) ([]int, error) {
+	return readProfile(p.root, d, nchunks)
+}
+
+func (p dirProfiles) PutProfile(_ context.Context, d chunkstore.Digest, idx []int) error {
+	return writeProfile(p.root, d, idx)
+}
+
+// Profiles returns the profile store of a store or origin, if it keeps profiles.
+func Profiles(s any) (ProfileStore, bool) {
+	switch s := s.(type) {
+	case *local.Store:
+		return dirProfiles{s.Root()}, true
+	case ProfileStore:
+		return s, true
+	}
+	return nil, false
 }

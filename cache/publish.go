@@ -100,15 +100,11 @@ func Publish(ctx context.Context, src *local.Store, origins []chunkstore.Getter,
 		}
 		// The boot profile travels with the manifest, to layouts that can hold it.
 		if prof, err := readProfile(src.Root(), images[i], len(m.Chunks)); err == nil {
-			switch dst := dst.(type) {
-			case *local.Store:
-				err = writeProfile(dst.Root(), images[i], prof)
-			case profilePutter: // an s3:// tier
-				err = dst.PutProfile(ctx, images[i], prof)
-			default:
+			ps, ok := Profiles(dst)
+			if !ok {
 				continue
 			}
-			if err != nil {
+			if err := ps.PutProfile(ctx, images[i], prof); err != nil {
 				return nil, fmt.Errorf("publish profile of %s: %w", images[i].Short(), err)
 			}
 			res.Profiles++

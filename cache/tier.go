@@ -24,7 +24,7 @@ type S3Tier struct{ *s3.Store }
 
 var (
 	_ chunkstore.Store = S3Tier{}
-	_ ProfileGetter    = S3Tier{}
+	_ ProfileStore     = S3Tier{}
 	_ sharedTier       = S3Tier{}
 	_ GlanceIndex      = S3Tier{}
 )
@@ -129,11 +129,6 @@ type sharedTier interface {
 }
 
 func (S3Tier) isSharedTier() {}
-
-// profilePutter is a publish target that keeps boot profiles besides a local directory.
-type profilePutter interface {
-	PutProfile(ctx context.Context, d chunkstore.Digest, idx []int) error
-}
 
 // OriginOptions configure OpenOriginWith and OpenTarget.
 type OriginOptions struct {

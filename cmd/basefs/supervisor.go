@@ -18,6 +18,7 @@ import (
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/fs"
+	"github.com/basefs/basefs/fs/relay"
 )
 
 // supervise is `basefs mount`: it owns the mount and the FUSE connection, and runs the
@@ -74,7 +75,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	if err != nil {
 		return err
 	}
-	r := newRelay(dev, log, func(sockEnd *os.File) (*exec.Cmd, error) {
+	r := relay.New(dev, log, func(sockEnd *os.File) (*exec.Cmd, error) {
 		cmd := exec.Command(self, append([]string{"serve", "--fuse-fd", "3", "--control-fd", "4"}, args...)...)
 		cmd.ExtraFiles = []*os.File{sockEnd, lf}
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -82,7 +83,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 		return cmd, cmd.Start()
 	})
 	served := make(chan error, 1)
-	go func() { served <- r.run() }()
+	go func() { served <- r.Run() }()
 	log.Info("mounted", "mountpoint", mnt, "state", st.Root())
 
 	var stopSignals context.CancelFunc = func() {}
@@ -98,7 +99,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 				log.Error("restart failed", "err", err)
 			}
 		case err := <-served:
-			r.stop()
+			r.Stop()
 			if err == nil {
 				err = fmt.Errorf("%s was unmounted from outside", mnt)
 			}
@@ -120,7 +121,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 				ctx, stopSignals = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				continue
 			}
-			r.stop()
+			r.Stop()
 			return nil
 		}
 	}

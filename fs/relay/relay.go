@@ -1,4 +1,4 @@
-package main
+package relay
 
 import (
 	"encoding/binary"
@@ -13,23 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// The relay lets the FUSE connection outlive any one serving process. The supervisor (basefs
-// mount) opens /dev/fuse and mounts; a worker (basefs serve) runs go-fuse on its end of a
-// SOCK_SEQPACKET socket pair, which keeps FUSE's one-message-per-read framing. The relay moves
-// requests from the kernel to the current worker and replies back, remembering every request
-// not yet answered. Because go-fuse must see INIT before anything else, the relay keeps the
-// kernel's INIT and replays it to every later worker (swallowing its reply).
-//
-//   - Graceful restart (SIGHUP, basefs restart): a new worker starts and answers INIT; new
-//     requests go to it; the old worker finishes what it holds, then is told to exit.
-//     No request is lost or failed.
-//   - Crash (the worker dies): a new worker starts at once; every request the dead one held
-//     is sent to the new one (all basefs requests are idempotent: lookups, attributes, reads).
-//     Readers see a pause, not an error.
-//
-// Node ids survive because they are deterministic and logged (fs.nodeTable); file handles
-// carry nothing.
 
 const (
 	inHeaderSize  = 40 // fuse_in_header
@@ -59,7 +42,9 @@ type pending struct {
 	w   *worker
 }
 
-type relay struct {
+// Relay moves a FUSE connection's requests to the current serving process and its replies
+// back (see the package doc).
+type Relay struct {
 	dev   *os.File
 	log   *slog.Logger
 	start func(sock *os.File) (*exec.Cmd, error) // starts a worker on its socket end
@@ -76,14 +61,16 @@ type relay struct {
 	crashes  int
 }
 
-func newRelay(dev *os.File, log *slog.Logger, start func(*os.File) (*exec.Cmd, error)) *relay {
-	r := &relay{dev: dev, log: log, start: start, inflight: make(map[uint64]*pending), restarts: make(chan chan error), gone: make(chan struct{})}
+// New returns a relay of the FUSE connection dev (an open, mounted /dev/fuse) to serving
+// processes that start runs, each on its end of a new SOCK_SEQPACKET pair.
+func New(dev *os.File, log *slog.Logger, start func(sock *os.File) (*exec.Cmd, error)) *Relay {
+	r := &Relay{dev: dev, log: log, start: start, inflight: make(map[uint64]*pending), restarts: make(chan chan error), gone: make(chan struct{})}
 	r.cond = sync.NewCond(&r.mu)
 	return r
 }
 
 // spawn starts a worker on a new socket pair.
-func (r *relay) spawn() (*worker, error) {
+func (r *Relay) spawn() (*worker, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -110,7 +97,7 @@ func (r *relay) spawn() (*worker, error) {
 }
 
 // replayInit sends the saved INIT to w and waits for its answer.
-func (r *relay) replayInit(w *worker) error {
+func (r *Relay) replayInit(w *worker) error {
 	msg := append([]byte(nil), r.initMsg...)
 	binary.LittleEndian.PutUint64(msg[8:], replayUnique)
 	if _, err := w.sock.Write(msg); err != nil {
@@ -126,8 +113,8 @@ func (r *relay) replayInit(w *worker) error {
 	}
 }
 
-// run serves until the file system is unmounted. The first worker answers the kernel's own INIT.
-func (r *relay) run() error {
+// Run serves until the file system is unmounted. The first worker answers the kernel's own INIT.
+func (r *Relay) Run() error {
 	w, err := r.spawn()
 	if err != nil {
 		return err
@@ -150,15 +137,15 @@ func (r *relay) run() error {
 }
 
 // fromKernel moves requests from /dev/fuse to the current worker.
-func (r *relay) fromKernel() {
+func (r *Relay) fromKernel() {
 	buf := make([]byte, msgMax)
 	for {
 		n, err := r.dev.Read(buf)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+		if err != nil || n == 0 {
+			if err != nil && (errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN)) {
 				continue
 			}
-			// ENODEV: unmounted.
+			// ENODEV: unmounted (EOF: the connection's other end is gone).
 			r.mu.Lock()
 			r.closing = true
 			r.cond.Broadcast()
@@ -195,7 +182,7 @@ func (r *relay) fromKernel() {
 }
 
 // fromWorker moves w's replies (and notifications) to /dev/fuse.
-func (r *relay) fromWorker(w *worker) {
+func (r *Relay) fromWorker(w *worker) {
 	buf := make([]byte, msgMax)
 	for {
 		n, err := w.sock.Read(buf)
@@ -242,7 +229,7 @@ func (r *relay) fromWorker(w *worker) {
 
 // write sends one message to the kernel with a plain write(2): os.File serializes its
 // writers, and a notification the kernel holds must not hold up the replies behind it.
-func (r *relay) write(msg []byte) error {
+func (r *Relay) write(msg []byte) error {
 	for {
 		_, err := unix.Write(int(r.dev.Fd()), msg)
 		if err != syscall.EINTR {
@@ -253,7 +240,7 @@ func (r *relay) write(msg []byte) error {
 
 // watch waits for w to exit; if it was not being replaced, it crashed: start another and hand
 // it everything w held.
-func (r *relay) watch(w *worker) {
+func (r *Relay) watch(w *worker) {
 	<-w.dead
 	r.mu.Lock()
 	if w.retiring || r.closing {
@@ -289,7 +276,7 @@ func (r *relay) watch(w *worker) {
 }
 
 // adopt makes nw current and resends to it every request old held.
-func (r *relay) adopt(old, nw *worker) {
+func (r *Relay) adopt(old, nw *worker) {
 	r.mu.Lock()
 	var resend [][]byte
 	for _, p := range r.inflight {
@@ -313,7 +300,7 @@ func (r *relay) adopt(old, nw *worker) {
 
 // restart replaces the current worker by a new one (the binary on disk now: an upgrade) with
 // no request lost: the new one answers INIT, takes new requests, then the old one drains.
-func (r *relay) restart() error {
+func (r *Relay) restart() error {
 	r.mu.Lock()
 	old := r.cur
 	r.mu.Unlock()
@@ -366,7 +353,7 @@ func (r *relay) restart() error {
 }
 
 // Restart asks the relay for a graceful restart and waits for it.
-func (r *relay) Restart() error {
+func (r *Relay) Restart() error {
 	reply := make(chan error, 1)
 	select {
 	case r.restarts <- reply:
@@ -376,8 +363,8 @@ func (r *relay) Restart() error {
 	}
 }
 
-// stop ends the current worker (after unmount).
-func (r *relay) stop() {
+// Stop ends the current worker (after unmount).
+func (r *Relay) Stop() {
 	r.mu.Lock()
 	r.closing = true
 	w := r.cur
@@ -396,8 +383,8 @@ func (r *relay) stop() {
 	}
 }
 
-// currentPID returns the serving process's pid.
-func (r *relay) currentPID() int {
+// CurrentPID returns the serving process's pid.
+func (r *Relay) CurrentPID() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cur == nil {
