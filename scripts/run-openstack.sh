@@ -37,16 +37,24 @@
 #                               Default 0: nova's own plain _base directory.
 #   BASEFS_OPENSTACK_BASEFS_STATE  basefs's --state (default $STATE/basefs)
 #   BASEFS_OPENSTACK_BASEFS_ARGS   extra flags for `basefs mount` (word-split)
+#   BASEFS_OPENSTACK_BASEFS_BIN    directory of the basefs binary (default <repo>/bin)
+#                               The mount stays after the demo (nova-compute uses it); to end it,
+#                               stop nova-compute first (scripts/stop-openstack.sh nova-compute),
+#                               then SIGTERM the pid in $work/basefs-mount.pid.
 #   BASEFS_OPENSTACK_DEMO_DIR   work files (default <repo>/.cache/openstack-demo)
 #   BASEFS_OPENSTACK_KEEP=1     leave the second server running at the end (default: deleted)
 #   BASEFS_OPENSTACK_GUEST_HOLD see above (default 1)
+#   BASEFS_OPENSTACK_AKI=0      upload kernel and ramdisk as disk_format raw, container_format bare
+#                               instead of aki/aki and ari/ari (nova does not care: it fetches both
+#                               with fetch_raw_image, no conversion, into _base/<sha1 of the id>;
+#                               a basefs that serves only bare containers needs this)
 #
 # Before booting, the demo deletes the servers and images a previous run left (names basefs-demo-*)
 # and uploads fresh images (new random disk data, so the first boot starts from a cold _base).
 # Exit status 0 only if both servers went ACTIVE and printed the disk's sha256.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=$top/bin
+bin=${BASEFS_OPENSTACK_BASEFS_BIN:-$top/bin}
 export BASEFS_OPENSTACK_DIR=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
 export BASEFS_OPENSTACK_INSTANCES=${BASEFS_OPENSTACK_INSTANCES:-$BASEFS_OPENSTACK_DIR/instances}
 STATE=$BASEFS_OPENSTACK_DIR
@@ -56,6 +64,7 @@ BASEFS_STATE=${BASEFS_OPENSTACK_BASEFS_STATE:-$STATE/basefs}
 work=${BASEFS_OPENSTACK_DEMO_DIR:-$top/.cache/openstack-demo}
 guest=$top/.cache/test-guest
 HOLD=${BASEFS_OPENSTACK_GUEST_HOLD:-1}
+AKI=${BASEFS_OPENSTACK_AKI:-1}
 PY=/usr/bin/python3
 # The openstack CLI is Debian's (/usr/bin/openstack, Debian's python); 2.37 allows --nic none.
 export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
@@ -124,6 +133,9 @@ if [ "$USE_BASEFS" = 1 ]; then
 	eval "$("$top/scripts/start-openstack.sh")"
 else
 	say "starting OpenStack (scripts/start-openstack.sh; state in $STATE)"
+	if mountpoint -q "$INSTANCES/_base"; then
+		echo "note: $INSTANCES/_base is a mount point (basefs from a BASEFS_OPENSTACK_BASEFS=1 run?): nova uses it"
+	fi
 	eval "$("$top/scripts/start-openstack.sh")"
 fi
 up_s=$(since "$t")
@@ -147,7 +159,7 @@ if [ -n "$old_images" ]; then
 fi
 
 # --- images ---------------------------------------------------------------------------------------
-say "uploading the guest to Glance: kernel (aki), ramdisk (ari), a 32 MiB raw disk"
+say "uploading the guest to Glance: kernel ($([ "$AKI" = 1 ] && echo aki || echo raw)), ramdisk ($([ "$AKI" = 1 ] && echo ari || echo raw)), a 32 MiB raw disk"
 ramdisk=$guest/initrd.gz
 if [ "$HOLD" = 1 ]; then
 	ramdisk=$work/initrd-hold.gz
@@ -205,10 +217,13 @@ size=$(stat -c %s "$work/disk.raw")
 want=$(sha256sum <"$work/disk.raw" | cut -d' ' -f1)
 echo "sha256 of the disk image: $want"
 t=$(now)
-kernel_id=$(os image create -f value -c id --disk-format aki --container-format aki \
-	--file "$guest/vmlinuz" basefs-demo-kernel)
-ramdisk_id=$(os image create -f value -c id --disk-format ari --container-format ari \
-	--file "$ramdisk" basefs-demo-ramdisk)
+if [ "$AKI" = 1 ]; then
+	kfmt=(--disk-format aki --container-format aki) rfmt=(--disk-format ari --container-format ari)
+else
+	kfmt=(--disk-format raw --container-format bare) rfmt=(--disk-format raw --container-format bare)
+fi
+kernel_id=$(os image create -f value -c id "${kfmt[@]}" --file "$guest/vmlinuz" basefs-demo-kernel)
+ramdisk_id=$(os image create -f value -c id "${rfmt[@]}" --file "$ramdisk" basefs-demo-ramdisk)
 cmdline="console=ttyS0 quiet panic=-1 basefs.readsize=$size"
 disk_id=$(os image create -f value -c id --disk-format raw --container-format bare \
 	--file "$work/disk.raw" --property kernel_id="$kernel_id" --property ramdisk_id="$ramdisk_id" \

@@ -1052,12 +1052,13 @@ ensure keystone "$KEYSTONE_PORT" "$(conf_hash "$STATE/keystone/keystone.conf" "$
 
 # Service project, users, roles, services, endpoints: get-or-create, so it can run again.
 k=$(printf '%s\n' "$KEYSTONE_URL $GLANCE_URL $PLACEMENT_URL $NOVA_URL $NEUTRON_URL" "$(sha256sum "$SECRETS")" | sha256sum | cut -c1-16)
-if ! stamp_ok keystone-catalog "$k"; then
+if ! stamp_ok keystone-catalog "$k" || [ ! -s "$STATE/project-ids" ]; then
 	t=$EPOCHREALTIME
 	echo "=== $(date -Is) catalog" >>"$STATE/log/keystone-catalog.log"
 	ADMIN_PASSWORD=$ADMIN_PASSWORD KEYSTONE_URL=$KEYSTONE_URL REGION=$REGION \
 		USERS="glance:$GLANCE_PASSWORD nova:$NOVA_PASSWORD placement:$PLACEMENT_PASSWORD neutron:$NEUTRON_PASSWORD basefs:$BASEFS_PASSWORD" \
 		SERVICES="glance:image:$GLANCE_URL placement:placement:$PLACEMENT_URL nova:compute:$NOVA_URL neutron:network:$NEUTRON_URL" \
+		PROJECT_IDS="$STATE/project-ids" \
 		"$PY" - >>"$STATE/log/keystone-catalog.log" 2>&1 <<'EOF' || fail_log keystone-catalog "creating users and the catalog failed"
 import os
 from keystoneauth1.identity import v3
@@ -1103,6 +1104,10 @@ for spec in env["SERVICES"].split():
         elif e.url != url:
             ks.endpoints.update(e, url=url)
             print("updated endpoint", name, iface, url)
+admin_project = one(ks.projects.list(name="admin", domain=domain), "admin project")
+with open(env["PROJECT_IDS"] + ".new", "w") as f:
+    f.write("ADMIN_PROJECT_ID=%s\nSERVICE_PROJECT_ID=%s\n" % (admin_project.id, project.id))
+os.rename(env["PROJECT_IDS"] + ".new", env["PROJECT_IDS"])
 print("catalog ok")
 EOF
 	stamp keystone-catalog "$k"
@@ -1235,7 +1240,13 @@ if [ "$WANT_COMPUTE" = 1 ]; then
 fi
 
 # --- credentials ----------------------------------------------------------------------------------
-openrc() { # USER PASSWORD PROJECT
+# shellcheck disable=SC1091
+. "$STATE/project-ids"
+# OS_DOMAIN_NAME and OS_PROJECT_ID besides the usual names: gophercloud's AuthOptionsFromEnv
+# (basefs) reads neither OS_USER_DOMAIN_NAME nor OS_PROJECT_DOMAIN_NAME, refuses a project name
+# without OS_PROJECT_ID or OS_DOMAIN_*, and Keystone refuses a user name without its domain. The
+# openstack CLI takes OS_DOMAIN_NAME given with a project as the user's and project's domain.
+openrc() { # USER PASSWORD PROJECT PROJECT-ID
 	cat <<EOF
 # Written by basefs scripts/start-openstack.sh: $1 in project $3.
 export OS_AUTH_URL=$KEYSTONE_URL/v3
@@ -1243,15 +1254,17 @@ export OS_IDENTITY_API_VERSION=3
 export OS_USERNAME=$1
 export OS_PASSWORD=$2
 export OS_PROJECT_NAME=$3
+export OS_PROJECT_ID=$4
 export OS_USER_DOMAIN_NAME=Default
 export OS_PROJECT_DOMAIN_NAME=Default
+export OS_DOMAIN_NAME=Default
 export OS_REGION_NAME=$REGION
 export OS_INTERFACE=public
 EOF
 }
-openrc admin "$ADMIN_PASSWORD" admin | write "$STATE/openrc"
-openrc basefs "$BASEFS_PASSWORD" service | write "$STATE/openrc-basefs"
-cloud() { # NAME USER PASSWORD PROJECT
+openrc admin "$ADMIN_PASSWORD" admin "$ADMIN_PROJECT_ID" | write "$STATE/openrc"
+openrc basefs "$BASEFS_PASSWORD" service "$SERVICE_PROJECT_ID" | write "$STATE/openrc-basefs"
+cloud() { # NAME USER PASSWORD PROJECT PROJECT-ID
 	cat <<EOF
   $1:
     auth:
@@ -1259,6 +1272,7 @@ cloud() { # NAME USER PASSWORD PROJECT
       username: $2
       password: $3
       project_name: $4
+      project_id: $5
       user_domain_name: Default
       project_domain_name: Default
     region_name: $REGION
@@ -1269,8 +1283,8 @@ EOF
 {
 	echo "# Written by basefs scripts/start-openstack.sh."
 	echo "clouds:"
-	cloud basefs-openstack-admin admin "$ADMIN_PASSWORD" admin
-	cloud basefs-openstack-basefs basefs "$BASEFS_PASSWORD" service
+	cloud basefs-openstack-admin admin "$ADMIN_PASSWORD" admin "$ADMIN_PROJECT_ID"
+	cloud basefs-openstack-basefs basefs "$BASEFS_PASSWORD" service "$SERVICE_PROJECT_ID"
 } | write "$STATE/clouds.yaml"
 
 if [ "${#STARTED[@]}" -gt 0 ]; then
