@@ -106,11 +106,29 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--bandwidth", "fast", "dedup"}, 2},
 		{[]string{"--sizes", "1K", "cold-boot"}, 2},
 		{[]string{"--dedup-size", "3", "dedup"}, 2},
+		{[]string{"--real-links", "1G", "real-boot"}, 2},
+		{[]string{"--real-links", "1G/1ms,slow/20ms", "real-boot"}, 2},
+		{[]string{"--real-links", "100M/-1ms", "real-boot"}, 2},
+		{[]string{"--profile-window", "-1s", "real-boot"}, 2},
 	} {
 		var stderr bytes.Buffer
 		if code := run(tc.args, &stderr); code != tc.code {
 			t.Errorf("basefs-bench %s: exit %d, want %d\n%s", strings.Join(tc.args, " "), code, tc.code, stderr.String())
 		}
+	}
+}
+
+func TestRealLinks(t *testing.T) {
+	var o options
+	o.bandwidth = "1G"
+	o.realLinks = []string{"1G/1ms", "100M/20ms"}
+	b, err := o.benchOptions([]string{"real-boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []bench.Link{{Bandwidth: 1e9, Latency: time.Millisecond}, {Bandwidth: 100e6, Latency: 20 * time.Millisecond}}
+	if len(b.RealLinks) != 2 || b.RealLinks[0] != want[0] || b.RealLinks[1] != want[1] {
+		t.Errorf("--real-links %v: got %+v, want %+v", o.realLinks, b.RealLinks, want)
 	}
 }
 
