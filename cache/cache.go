@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/basefs/basefs/chunkstore"
@@ -49,11 +50,13 @@ type Cache struct {
 	local   *local.Store
 	origins []chunkstore.Getter
 	tiers   *tier.Tiered // the origins, asked in order, with their counters
-	log     *slog.Logger
-	mem     *lru[*chunkstore.Chunk]   // chunks verified since last read from disk or network
-	subs    *lru[[]chunkstore.Digest] // sub-block digests of verified, raw-stored local chunks
-	fds     *fdCache                  // open object files of raw-stored chunks, for sub-block reads
-	stats   *Stats
+	// fetchLatency: chunk requests to each origin (metrics.go)
+	fetchLatency *prometheus.HistogramVec
+	log          *slog.Logger
+	mem          *lru[*chunkstore.Chunk]   // chunks verified since last read from disk or network
+	subs         *lru[[]chunkstore.Digest] // sub-block digests of verified, raw-stored local chunks
+	fds          *fdCache                  // open object files of raw-stored chunks, for sub-block reads
+	stats        *Stats
 
 	chunkFlight    singleflight.Group // keyed by chunk digest
 	manifestFlight singleflight.Group // keyed by image digest
@@ -123,6 +126,20 @@ func New(cfg Config) (*Cache, error) {
 		c.origins = append(append([]chunkstore.Getter(nil), c.origins...), cfg.Glance)
 	}
 	c.tiers = tier.New(c.origins, log)
+	c.fetchLatency = newFetchLatency()
+	c.tiers.Observe(func(i int, d time.Duration, err error) {
+		outcome := "ok"
+		switch {
+		case err == nil:
+		case chunkstore.IsNotFound(err):
+			outcome = "miss"
+		case chunkstore.IsCorrupt(err):
+			outcome = "corrupt"
+		default:
+			outcome = "error"
+		}
+		c.fetchLatency.WithLabelValues(c.origins[i].String(), outcome).Observe(d.Seconds())
+	})
 	c.stats = &Stats{tiers: c.tiers}
 	if cfg.WriteBack {
 		i := firstSharedTier(c.origins)

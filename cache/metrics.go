@@ -26,7 +26,20 @@ var (
 	descWriteBackB   = prometheus.NewDesc("basefs_write_back_bytes_total", "Chunk bytes (uncompressed) written back to the shared tier.", []string{"tier"}, nil)
 )
 
-func (collector) Describe(ch chan<- *prometheus.Desc) {
+// Manager counters (when a manager runs).
+var descManager = prometheus.NewDesc("basefs_manager_total", "The image cache manager's actions by kind (images_removed, chunks_removed, bytes_freed, evictions, evicted_bytes, chunks_scrubbed, scrub_corrupt, filled_chunks, filled_bytes, images_touched, unlinks_refused, images_adopted, profile_chunks).", []string{"what"}, nil)
+
+// fetchLatency is the latency of chunk requests to each origin, by outcome.
+func newFetchLatency() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "basefs_origin_fetch_seconds", Help: "Latency of chunk requests to an origin, by outcome (ok, miss, corrupt, error).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"origin", "outcome"})
+}
+
+func (k collector) Describe(ch chan<- *prometheus.Desc) {
+	k.c.fetchLatency.Describe(ch)
+	ch <- descManager
 	for _, d := range []*prometheus.Desc{descReads, descBytesRead, descReadErrors, descMemHits, descInFlight,
 		descLocalCorrupt, descRepairs, descFetchSeconds, descFetches, descFetchBytes, descOriginBad, descOriginErrors,
 		descOriginMisses, descWriteBack, descWriteBackB} {
@@ -62,5 +75,19 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descWriteBack, float64(r.v), w.Tier, r.name)
 		}
 		counter(descWriteBackB, float64(w.Bytes), w.Tier)
+	}
+	k.c.fetchLatency.Collect(ch)
+	if m := k.c.mgr.Load(); m != nil {
+		ms := m.Stats()
+		for _, r := range []struct {
+			what string
+			v    int64
+		}{{"images_removed", ms.ImagesRemoved}, {"chunks_removed", ms.ChunksRemoved}, {"bytes_freed", ms.BytesFreed},
+			{"evictions", ms.Evictions}, {"evicted_bytes", ms.EvictedBytes}, {"chunks_scrubbed", ms.Scrubbed},
+			{"scrub_corrupt", ms.ScrubCorrupt}, {"filled_chunks", ms.FilledChunks}, {"filled_bytes", ms.FilledBytes},
+			{"images_touched", ms.Touched}, {"unlinks_refused", ms.RemoveRefused}, {"images_adopted", ms.Adopted},
+			{"profile_chunks", ms.ProfileChunks}} {
+			counter(descManager, float64(r.v), r.what)
+		}
 	}
 }

@@ -51,8 +51,11 @@ type Config struct {
 	Maintainer Maintainer
 	// Owner owns the root directory and the images (nova-compute's user, so that its utime
 	// of an image is allowed); writable files belong to whoever created them.
-	Owner  fuse.Owner
-	Logger *slog.Logger
+	Owner fuse.Owner
+	// ObserveRequest, when set, is told each request's operation and how long it took
+	// (the daemon's latency histograms).
+	ObserveRequest func(op string, d time.Duration)
+	Logger         *slog.Logger
 }
 
 // SupervisorXattr is the mount root's extended attribute naming the supervisor's pid.
@@ -91,6 +94,12 @@ func New(cfg Config) (*FS, error) {
 		}
 	}
 	return f, nil
+}
+
+func (f *FS) observe(op string, start time.Time) {
+	if f.cfg.ObserveRequest != nil {
+		f.cfg.ObserveRequest(op, time.Since(start))
+	}
 }
 
 // Init keeps the server, to tell the kernel about names that change under it.
@@ -152,6 +161,7 @@ func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 // Lookup maps a name to a view: `<ref>` or `<ref>_<N>`. The image's manifest is fetched from
 // the origins if the host does not have it yet.
 func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	defer f.observe("lookup", time.Now())
 	if header.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -252,6 +262,7 @@ func inodeNumber(d chunkstore.Digest, viewGiB int64) uint64 {
 func (f *FS) Forget(nodeid, nlookup uint64) {}
 
 func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	defer f.observe("getattr", time.Now())
 	if input.NodeId == fuse.FUSE_ROOT_ID {
 		f.rootAttr(&out.Attr)
 		out.SetTimeout(attrTimeout)
@@ -270,6 +281,7 @@ func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.At
 }
 
 func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	defer f.observe("setattr", time.Now())
 	if f.isFileNode(input.NodeId) {
 		return f.setFileAttr(input, out)
 	}
@@ -280,6 +292,7 @@ func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.At
 }
 
 func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	defer f.observe("getxattr", time.Now())
 	if f.isFileNode(header.NodeId) {
 		return f.fileGetXAttr(header.NodeId, attr, dest)
 	}
@@ -307,6 +320,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string
 }
 
 func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	defer f.observe("statfs", time.Now())
 	out.Bsize = 4096
 	out.Frsize = 4096
 	out.NameLen = 255
@@ -325,6 +339,7 @@ func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.Stat
 // Open refuses writing. The kernel may keep the file's pages (images are immutable and only
 // verified bytes are ever served); an O_DIRECT open (qemu's cache='none') gets direct I/O.
 func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	defer f.observe("open", time.Now())
 	if f.isFileNode(input.NodeId) {
 		return f.openFile(input.NodeId, input, out)
 	}
@@ -346,6 +361,7 @@ func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
+	defer f.observe("release", time.Now())
 	if f.isFileNode(input.NodeId) {
 		f.files.released(input.NodeId)
 		return
@@ -357,6 +373,7 @@ func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
 
 // Read serves [off, off+len(buf)) of the view: the image's verified bytes, then zeros.
 func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	defer f.observe("read", time.Now())
 	if f.isFileNode(input.NodeId) {
 		return f.readFile(input.NodeId, input, buf)
 	}
@@ -394,6 +411,7 @@ func (f *FS) ReleaseDir(input *fuse.ReleaseIn) {}
 // ReadDir lists the images known locally (not their resized views, which are endless), and
 // the aliases of those that have them. Offsets are positions in that sorted list.
 func (f *FS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	defer f.observe("readdir", time.Now())
 	if input.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}

@@ -59,6 +59,7 @@ func (f *FS) setImageAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.
 }
 
 func (f *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	defer f.observe("unlink", time.Now())
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -121,6 +122,7 @@ func (f *FS) forgetImage(d chunkstore.Digest) {
 }
 
 func (f *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	defer f.observe("rename", time.Now())
 	if in.NodeId != fuse.FUSE_ROOT_ID || in.Newdir != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}

@@ -107,6 +107,7 @@ func (f *FS) writableName(parent uint64, name string) fuse.Status {
 }
 
 func (f *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	defer f.observe("create", time.Now())
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -153,6 +154,7 @@ func fileOpenFlags(flags uint32) uint32 {
 }
 
 func (f *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	defer f.observe("mknod", time.Now())
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -231,6 +233,7 @@ func (f *FS) readFile(n uint64, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, f
 }
 
 func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	defer f.observe("write", time.Now())
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return 0, fuse.Status(syscall.EROFS)
 	}
@@ -246,6 +249,7 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 }
 
 func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	defer f.observe("fsync", time.Now())
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.OK // images are immutable and durable
 	}
@@ -272,6 +276,7 @@ func (f *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.OK }
 
 func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	defer f.observe("fallocate", time.Now())
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.Status(syscall.EROFS)
 	}
@@ -283,6 +288,7 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 }
 
 func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	defer f.observe("lseek", time.Now())
 	if !f.isFileNode(in.NodeId) {
 		v, st := f.nodeView(cancel, in.NodeId)
 		if !st.Ok() {
@@ -393,6 +399,7 @@ func (f *FS) renameFiles(in *fuse.RenameIn, oldName, newName string) fuse.Status
 }
 
 func (f *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	defer f.observe("link", time.Now())
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -433,6 +440,7 @@ func (f *FS) fileGetXAttr(n uint64, attr string, dest []byte) (uint32, fuse.Stat
 }
 
 func (f *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	defer f.observe("listxattr", time.Now())
 	if f.files == nil || !f.isFileNode(h.NodeId) {
 		return 0, fuse.OK // images and the root: none listed
 	}
@@ -448,6 +456,7 @@ func (f *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (u
 }
 
 func (f *FS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	defer f.observe("setxattr", time.Now())
 	if f.files == nil || !f.isFileNode(in.NodeId) {
 		// Images carry no extended attributes; "not supported" is what libvirt's DAC driver
 		// expects of a file system that cannot remember labels.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/basefs/basefs/chunkstore"
 )
@@ -20,10 +21,15 @@ type Counters struct {
 
 // Tiered is an ordered list of origins; it is a chunkstore.Getter itself.
 type Tiered struct {
-	tiers []chunkstore.Getter
-	stats []Counters
-	log   *slog.Logger
+	tiers   []chunkstore.Getter
+	stats   []Counters
+	log     *slog.Logger
+	observe func(tier int, d time.Duration, err error) // each chunk request's latency
 }
+
+// Observe sets a function told of every chunk request to an origin: which, how long, and its
+// error (nil: served). Set it before use.
+func (t *Tiered) Observe(f func(tier int, d time.Duration, err error)) { t.observe = f }
 
 var _ chunkstore.Getter = (*Tiered)(nil)
 
@@ -70,7 +76,11 @@ func (t *Tiered) GetChunkFrom(ctx context.Context, d chunkstore.Digest) (*chunks
 	}
 	var errs []error
 	for i, o := range t.tiers {
+		start := time.Now()
 		ch, err := o.GetChunk(ctx, d)
+		if t.observe != nil {
+			t.observe(i, time.Since(start), err)
+		}
 		st := &t.stats[i]
 		if err == nil {
 			st.Fetches.Add(1)

@@ -173,6 +173,18 @@ func TestDaemonHTTPOriginNginx(t *testing.T) {
 	}
 }
 
+// readDirect reads n bytes at the start of p with O_DIRECT (the daemon answers, not the page cache).
+func readDirect(p string, n int) ([]byte, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := alignedBuf(n)
+	_, err = f.ReadAt(buf, 0)
+	return buf, err
+}
+
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -282,9 +294,30 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"basefs_origin_fetches_total{origin=\"dir://" + filepath.Join(dir, "a") + "\"} 3", "basefs_local_corrupt_total 0", "basefs_reads_total"} {
+	for _, want := range []string{"basefs_origin_fetches_total{origin=\"dir://" + filepath.Join(dir, "a") + "\"} 3", "basefs_local_corrupt_total 0", "basefs_reads_total",
+		`basefs_origin_fetch_seconds_count{origin="dir://` + filepath.Join(dir, "a") + `",outcome="ok"} 3`} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	// After a handover to a new serving process, the latency histograms (FUSE requests by
+	// operation, chunk requests by origin and outcome) and the manager's counters are there.
+	if _, stderr, code := basefs(t, "restart", d.mnt); code != 0 {
+		t.Fatalf("basefs restart: %s", stderr)
+	}
+	if _, err := readDirect(filepath.Join(d.mnt, digest), 4096); err != nil {
+		t.Fatalf("read after the restart: %v", err)
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`basefs_fuse_request_seconds_count{op="read"}`, `basefs_fuse_request_seconds_bucket{op="open"`,
+		`basefs_manager_total{what="images_removed"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics after a handover lack %q:\n%s", want, body)
 		}
 	}
 	// Publish from the daemon's (now complete) state; another host reads it as its origin.

@@ -235,7 +235,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	ctl.SetManager(mgr)
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(c.Collector())
+		reg.MustRegister(c.Collector(), requestLatency)
 		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
@@ -254,7 +254,8 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	}
 	owner, _ := parseOwner(o.owner) // validated by basefs mount
 	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid(),
-		NodeLog: filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
+		ObserveRequest: func(op string, d time.Duration) { requestLatency.WithLabelValues(op).Observe(d.Seconds()) },
+		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
 	// nova's names: Glance images (through the catalog) and adopted downloads.
 	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
 	fcfg.Aliases = c
@@ -275,6 +276,12 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	log.Info("stopping: the supervisor hands the connection on")
 	return nil
 }
+
+// requestLatency is the FUSE request latency by operation (basefs_fuse_request_seconds).
+var requestLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name: "basefs_fuse_request_seconds", Help: "Latency of FUSE requests served, by operation.",
+	Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
+}, []string{"op"})
 
 // inUseScanner finds the images backing instance overlays under the instance paths, as
 // nova's image cache manager does (nova.InUseImages). A path that does not exist holds none.
