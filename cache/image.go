@@ -20,6 +20,24 @@ type Image struct {
 	rec     atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
 
 	prov *provisional // set for a Glance image read lazily before it has a digest (then m has no chunks)
+
+	stored, storedAt atomic.Int64 // StoredBytes's last count, and when (unix ns)
+}
+
+// storedTTL bounds how stale StoredBytes may be: counting stats every chunk's object.
+const storedTTL = time.Second
+
+// StoredBytes returns the bytes the image's chunks take in the local state (st_blocks of its
+// file), counted at most once a second.
+func (im *Image) StoredBytes() int64 {
+	now := time.Now().UnixNano()
+	if at := im.storedAt.Load(); at != 0 && now-at < int64(storedTTL) {
+		return im.stored.Load()
+	}
+	_, _, n := im.Presence()
+	im.stored.Store(n)
+	im.storedAt.Store(now)
+	return n
 }
 
 // Acquire counts an open file handle on the image: an open image is in use and is never

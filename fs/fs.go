@@ -149,8 +149,7 @@ func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 	a.Ino = ino
 	a.Mode = fuse.S_IFREG | 0o444
 	a.Size = uint64(v.size)
-	_, _, stored := v.im.Presence()
-	a.Blocks = uint64((stored + 511) / 512)
+	a.Blocks = uint64((v.im.StoredBytes() + 511) / 512)
 	a.Blksize = 1 << 20
 	a.Nlink = 1
 	a.Owner = f.cfg.Owner
