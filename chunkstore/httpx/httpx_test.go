@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -117,11 +118,12 @@ func TestReadBody(t *testing.T) {
 
 func TestStall(t *testing.T) {
 	fired := make(chan struct{})
-	s := NewStall(50*time.Millisecond, func() { close(fired) })
+	var once sync.Once
+	s := NewStall(500*time.Millisecond, func() { once.Do(func() { close(fired) }) })
 	pr, pw := io.Pipe()
 	r := s.Reader(pr)
 	go func() {
-		for range 6 { // bytes every 20 ms: never stalled
+		for range 6 { // bytes every 20 ms: never stalled (500 ms of slack for a loaded machine)
 			pw.Write([]byte("x"))
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -136,7 +138,7 @@ func TestStall(t *testing.T) {
 	default:
 	}
 	select {
-	case <-fired: // nothing for 50 ms now
+	case <-fired: // nothing for 500 ms now
 	case <-time.After(5 * time.Second):
 		t.Fatal("no stall after the bytes stopped")
 	}
