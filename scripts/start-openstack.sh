@@ -96,13 +96,13 @@
 #   apt-get install --no-install-recommends, after scripts/setup-host.sh: 316 packages, 566 MiB
 #     installed, ~75 s (python3-nova and its dependencies 49 s, glance-api 8 s, MariaDB, RabbitMQ,
 #     Keystone, Placement, libvirt binding, CLI 11 s, python3-neutron 8 s)
-#   first start, empty state directory: 46–58 s on an idle machine (68 s beside a test run),
+#   first start, empty state directory: 46–58 s on an idle machine (68–96 s beside a test run),
 #     of which: RabbitMQ 5 s, MariaDB init + start 1 s, Keystone db_sync + keys + bootstrap 7–8 s,
 #     users and catalog 1.5 s, Glance db_sync + start 3 s, Placement 2 s, Neutron db upgrade +
 #     start 6 s, Nova databases (api_db sync, cells, db sync) 10–12 s, nova-api 2 s, conductor
 #     and scheduler 1.5 s each, nova-compute 2 s, host mapped and hypervisor up 2.5 s
-#   everything already running: ~0.5 s; restarting one nova daemon: ~8 s (it is healthy when it
-#     reports, every 10 s)
+#   everything already running: ~0.5 s; (re)starting one nova daemon over a running cloud: ~8 s
+#     (it counts as up when it reports, every 10 s); stop-openstack.sh: ~25 s
 #   disk: the state directory is ~170 MiB after a first start (MariaDB's data 166 MiB), plus
 #     images in Glance and bases in _base; memory: ~2.1 GiB RSS for all services
 set -euo pipefail
