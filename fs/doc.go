@@ -21,7 +21,9 @@
 // open lives in the orphan directory until its last release; requests that are not idempotent
 // (create, rename, unlink, link) are journaled by request id, so a request resent after a crash
 // is not applied twice (journal.go). Renaming a plain file to an image name adopts it (Adopt):
-// chunked, recorded under that name, served verified from then on.
+// chunked, recorded under that name, served verified from then on. A nova name no image has
+// may also be written directly (nova's fetch_raw_image of a kernel or ramdisk): it is then a
+// plain file under that name, and shadows an image of that name until removed.
 //
 // readdir lists the images whose manifests the host has (not views), their nova names and the
 // plain files. Image files are opened with FOPEN_KEEP_CACHE — images are immutable, and only

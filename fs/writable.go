@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -99,11 +101,36 @@ func (f *FS) writableName(parent uint64, name string) fuse.Status {
 	if parent != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if f.files == nil || IsImageName(name) {
-		// Image names are content: they come from origins or from adoption (rename).
+	if f.files == nil {
 		return fuse.Status(syscall.EROFS)
 	}
+	if IsImageName(name) {
+		// Image names are content: they come from origins or from adoption (rename). A nova
+		// name no image has may be written directly, as nova does for kernels and ramdisks
+		// (fetch_raw_image): it is then a plain file, as in nova's own _base.
+		n, _ := ParseName(name)
+		if !n.IsNova() || n.ViewGiB != 0 {
+			return fuse.Status(syscall.EROFS)
+		}
+		if _, ok, err := resolve(context.Background(), f.cfg.Resolver, n.Ref); ok || err != nil && !chunkstore.IsNotFound(err) {
+			return fuse.Status(syscall.EROFS)
+		}
+	}
 	return fuse.OK
+}
+
+// plainFile reports whether name, in the images' namespace, is a plain file of the writable
+// area (a nova name written directly; it takes precedence over an image of that name).
+func (f *FS) plainFile(name string) bool {
+	if f.files == nil {
+		return false
+	}
+	n, ok := ParseName(name)
+	if !ok || !n.IsNova() || n.ViewGiB != 0 {
+		return false
+	}
+	_, err := os.Lstat(filepath.Join(f.files.dir, name))
+	return err == nil
 }
 
 func (f *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
