@@ -23,18 +23,29 @@ var ErrInUse = errors.New("image in use")
 // ErrNameMismatch is wrapped by an adoption whose content does not hash to its digest name.
 var ErrNameMismatch = errors.New("content does not hash to the image name")
 
-// LastUse returns when the image was last used: the later of its persisted record (the
-// manifest's mtime; for a provisional image, its name's) and its last read in this process.
+// LastUse returns when the image was last used: the later of its recorded use (RecordedUse)
+// and its last read in this process.
 func (im *Image) LastUse() time.Time {
 	t := time.Unix(0, im.lastUse.Load())
+	if r := im.RecordedUse(); r.After(t) {
+		t = r
+	}
+	return t
+}
+
+// RecordedUse returns the image's persisted last use: the manifest's mtime (for a provisional
+// image, its name's), which Touch (nova's utime) and cleanup's bookkeeping set. It is the
+// file's mtime in the mount: it does not move with every read, so the kernel keeps the
+// image's pages cached (FUSE drops them when it sees an image's mtime change).
+func (im *Image) RecordedUse() time.Time {
 	p := im.c.Local().ManifestPath(im.digest)
 	if im.prov != nil {
 		p = im.c.aliasPath(im.prov.meta.ID)
 	}
-	if fi, err := os.Stat(p); err == nil && fi.ModTime().After(t) {
-		t = fi.ModTime()
+	if fi, err := os.Stat(p); err == nil {
+		return fi.ModTime()
 	}
-	return t
+	return time.Unix(0, im.lastUse.Load())
 }
 
 // Touch records t as the last use of image d, exactly (an older time ages the image: that is
@@ -52,6 +63,7 @@ func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) e
 	if err := os.Chtimes(p, t, t); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("image %s: record its use: %w", d.Short(), err)
 	}
+	os.Remove(usePath(c.Local().Root(), d)) // the use is what utime said, reads before it included
 	m.touched.Add(1)
 	return nil
 }

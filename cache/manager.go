@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -173,23 +174,39 @@ func (m *Manager) inUse(ctx context.Context) (map[chunkstore.Digest][]string, er
 	return users, nil
 }
 
-// lastUse returns when image d was last used: the later of its manifest file's mtime (the
-// persisted record) and the in-memory time of its last read.
+// lastUse returns when image d was last used: the latest of its recorded use (the manifest's
+// mtime: its arrival, nova's utime), its last read recorded by an earlier run (usePath), and
+// its last read in this process — which it records, so a restarted daemon still knows. Reads
+// are kept apart from the manifest's mtime, which is the image file's mtime in the mount: a
+// change of it makes the kernel drop the image's cached pages.
 func (m *Manager) lastUse(d chunkstore.Digest) (time.Time, error) {
 	fi, err := os.Stat(m.c.Local().ManifestPath(d))
 	if err != nil {
 		return time.Time{}, err
 	}
 	t := fi.ModTime()
-	im := m.c.loaded(d)
-	if im != nil {
+	up := usePath(m.c.Local().Root(), d)
+	if ui, err := os.Stat(up); err == nil && ui.ModTime().After(t) {
+		t = ui.ModTime()
+	}
+	if im := m.c.loaded(d); im != nil {
 		if u := time.Unix(0, im.lastUse.Load()); u.After(t) {
-			// Persist it, so a restarted daemon still knows.
-			os.Chtimes(m.c.Local().ManifestPath(d), u, u)
+			if err := os.Chtimes(up, u, u); err != nil {
+				os.MkdirAll(filepath.Dir(up), 0o755)
+				if f, err := os.Create(up); err == nil {
+					f.Close()
+					os.Chtimes(up, u, u)
+				}
+			}
 			t = u
 		}
 	}
 	return t, nil
+}
+
+// usePath records, by its mtime, the last read of image d that a daemon saw.
+func usePath(root string, d chunkstore.Digest) string {
+	return filepath.Join(root, "uses", d.String())
 }
 
 // GC removes images unused for longer than MinAge that no instance uses — their manifests
@@ -271,6 +288,7 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 				return err
 			}
 			os.Remove(ProfilePath(m.c.Local().Root(), d))
+			os.Remove(usePath(m.c.Local().Root(), d))
 			m.c.Forget(d)
 			m.imagesRemoved.Add(1)
 			m.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)

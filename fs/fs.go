@@ -143,7 +143,8 @@ func (f *FS) rootAttr(a *fuse.Attr) {
 }
 
 // viewAttr: a view is world-readable (qemu runs as another user); its mtime is the image's
-// last use (what nova's image cache manager ages) and its blocks the bytes of it held
+// recorded use (nova's utime; what nova's image cache manager ages — not every read, which
+// would make the kernel drop the image's cached pages) and its blocks the bytes of it held
 // locally (what nova's disk usage counts).
 func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 	a.Ino = ino
@@ -153,7 +154,7 @@ func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 	a.Blksize = 1 << 20
 	a.Nlink = 1
 	a.Owner = f.cfg.Owner
-	t := v.im.LastUse()
+	t := v.im.RecordedUse()
 	a.SetTimes(&t, &t, &t)
 }
 
