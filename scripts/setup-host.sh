@@ -18,6 +18,7 @@ pkgs=(
 	libvirt-daemon-system libvirt-clients libvirt-dev  # libvirtd, virsh, cgo headers
 	nginx-light      # the real static web server behind the http:// origin tests
 	fio              # benchmarks
+	dosfstools       # mkfs.vfat: nova's default ephemeral disk format when the image has no os_type
 	pkg-config
 )
 
