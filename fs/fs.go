@@ -374,12 +374,18 @@ func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
 // Read serves [off, off+len(buf)) of the view: the image's verified bytes, then zeros.
 func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	defer f.observe("read", time.Now())
-	if f.isFileNode(input.NodeId) {
-		return f.readFile(input.NodeId, input, buf)
+	// The hot path: one look in the node table for an image's view; a miss is a plain file.
+	nd, ok := f.nodes.get(input.NodeId)
+	if !ok {
+		if f.isFileNode(input.NodeId) {
+			return f.readFile(input.NodeId, input, buf)
+		}
+		f.cfg.Logger.Error("request for an unknown node id", "ino", input.NodeId)
+		return nil, fuse.ENOENT
 	}
-	v, st := f.nodeView(cancel, input.NodeId)
-	if !st.Ok() {
-		return nil, st
+	v, errno := f.view(ctxOf(cancel), nd)
+	if errno != 0 {
+		return nil, fuse.Status(errno)
 	}
 	off := int64(input.Offset)
 	if off >= v.size {
