@@ -441,13 +441,11 @@ func TestNovaFetchToRaw(t *testing.T) {
 	sameContent(t, c.Disk, path)
 }
 
-// Spawn time through Qcow2.cache() of a cold 2 GiB raw image with ~10% data, on the mount —
-// to compare with nova's plain-directory baseline (download of the whole image). Opt-in: the
-// upload alone takes ~10 s.
+// Spawn time through Qcow2.cache() of a cold 2 GiB raw image with ~10% data, on the mount,
+// against nova's plain-directory baseline in the same run (download of the whole image).
+// ~30 s; the figures are logged, the assertions are that nova never downloads on the mount
+// and downloads everything on the plain directory.
 func TestNovaQcow2Cold2GiB(t *testing.T) {
-	if os.Getenv("BASEFS_NOVA_BIG") != "1" {
-		t.Skip("set BASEFS_NOVA_BIG=1 to time a cold 2 GiB image")
-	}
 	e := newNovaEnv(t, 86400)
 	f, err := os.Create(filepath.Join(e.dir, "big.raw"))
 	if err != nil {
@@ -467,6 +465,9 @@ func TestNovaQcow2Cold2GiB(t *testing.T) {
 		r.Seconds, elapsed.Seconds(), r.FetchCalled, got)
 	if r.FetchCalled || !strings.HasPrefix(r.BackingFile, e.mnt+"/") {
 		t.Errorf("fetch_called=%v backing %q", r.FetchCalled, r.BackingFile)
+	}
+	if got > 256<<20 {
+		t.Errorf("Glance served %d bytes for nova's cache() of a 2 GiB image: not lazy", got)
 	}
 	// The baseline in the same run: nova's own _base, a plain directory (nova downloads).
 	plain := *e
