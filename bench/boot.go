@@ -261,25 +261,11 @@ func (p plainBoot) boot(ctx context.Context, name, backing, rawURL string, diskS
 		return fail(fmt.Errorf("libvirt: %w", err))
 	}
 	defer conn.Close()
-	doc, err := plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN)).Marshal()
+	_, stop, err := startDomain(ctx, conn, plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN)), name)
 	if err != nil {
 		return fail(err)
 	}
-	dom, err := conn.DomainDefineXMLFlags(doc, libvirt.DOMAIN_DEFINE_VALIDATE)
-	if err != nil {
-		return fail(fmt.Errorf("libvirt: define %s: %w", name, err))
-	}
-	defer func() {
-		dom.Destroy()
-		dom.Undefine()
-		dom.Free()
-	}()
-	if err := dom.Create(); err != nil {
-		return fail(fmt.Errorf("libvirt: start %s: %w", name, err))
-	}
-	if err := waitRunning(ctx, dom); err != nil {
-		return fail(fmt.Errorf("libvirt: start %s: %w", name, err))
-	}
+	defer stop()
 	bt.Running = time.Since(t0).Seconds()
 	wg.Wait()
 	if w.err != nil {
@@ -360,4 +346,58 @@ func plainDomain(name, virtType, disk, backing, console, kernel, initrd, cmdline
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
 	}
+}
+
+// startDomain defines and starts domain def (named name) and waits until libvirt reports it
+// running; stop destroys, undefines and frees it.
+func startDomain(ctx context.Context, conn *libvirt.Connect, def *libvirtxml.Domain, name string) (dom *libvirt.Domain, stop func(), err error) {
+	doc, err := def.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	dom, err = conn.DomainDefineXMLFlags(doc, libvirt.DOMAIN_DEFINE_VALIDATE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("libvirt: define %s: %w", name, err)
+	}
+	stop = func() {
+		dom.Destroy()
+		dom.Undefine()
+		dom.Free()
+	}
+	if err := dom.Create(); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("libvirt: start %s: %w", name, err)
+	}
+	if err := waitRunning(ctx, dom); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("libvirt: start %s: %w", name, err)
+	}
+	return dom, stop, nil
+}
+
+// bootDirs is a boot scenario's work layout: a web root with raw images and a published
+// layout, the origin's state, basefs's and nova's instance directories with their _base.
+type bootDirs struct {
+	www, raw, pub, originState           string
+	instances, mount, novaInst, novaBase string
+}
+
+func (e *env) bootDirs(scenario string) (bootDirs, error) {
+	var d bootDirs
+	for _, x := range []struct {
+		p    *string
+		elem []string
+	}{
+		{&d.www, []string{"www"}}, {&d.raw, []string{"www", "raw"}}, {&d.pub, []string{"www", "pub"}},
+		{&d.originState, []string{"origin-state"}}, {&d.instances, []string{"basefs", "instances"}},
+		{&d.mount, []string{"basefs", "instances", "_base"}}, {&d.novaInst, []string{"nova", "instances"}},
+		{&d.novaBase, []string{"nova", "instances", "_base"}},
+	} {
+		p, err := e.dir(append([]string{scenario}, x.elem...)...)
+		if err != nil {
+			return d, err
+		}
+		*x.p = p
+	}
+	return d, nil
 }

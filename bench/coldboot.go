@@ -70,17 +70,12 @@ func runColdBoot(ctx context.Context, e *env, r *Result) error {
 	}
 	var cl cleanups
 	defer cl.run()
-	www, err := e.dir("cold-boot", "www")
+	dirs, err := e.bootDirs("cold-boot")
 	if err != nil {
 		return err
 	}
-	rawDir, _ := e.dir("cold-boot", "www", "raw")
-	pub, _ := e.dir("cold-boot", "www", "pub")
-	originState, _ := e.dir("cold-boot", "origin-state")
-	instances, _ := e.dir("cold-boot", "basefs", "instances")
-	mount, _ := e.dir("cold-boot", "basefs", "instances", "_base")
-	novaInst, _ := e.dir("cold-boot", "nova", "instances")
-	novaBase, _ := e.dir("cold-boot", "nova", "instances", "_base")
+	www, rawDir, pub, originState := dirs.www, dirs.raw, dirs.pub, dirs.originState
+	instances, mount, novaInst, novaBase := dirs.instances, dirs.mount, dirs.novaInst, dirs.novaBase
 	org, err := startOrigin(www, o.Bandwidth, o.Latency)
 	if err != nil {
 		return err

@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"bufio"
+	"cmp"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/basefs/basefs/chunkstore"
+)
+
+// readTrace parses qemu's blk_co_preadv trace lines ("… offset N bytes M …") into extents.
+func readTrace(path string) ([]extent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var xs []extent
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 || !strings.HasSuffix(fields[0], "blk_co_preadv") {
+			continue
+		}
+		var x extent
+		ok := 0
+		for i := 1; i+1 < len(fields); i++ {
+			switch fields[i] {
+			case "offset":
+				if v, err := strconv.ParseInt(fields[i+1], 10, 64); err == nil {
+					x.Off, ok = v, ok+1
+				}
+			case "bytes":
+				if v, err := strconv.ParseInt(fields[i+1], 10, 64); err == nil {
+					x.Len, ok = v, ok+1
+				}
+			}
+		}
+		if ok == 2 && x.Len > 0 {
+			xs = append(xs, x)
+		}
+	}
+	return xs, sc.Err()
+}
+
+// granuleUse is what reading extents costs at a fetch granularity g (a chunk size): the
+// g-aligned blocks they touch, less those that are all zeros in the image (holes: basefs never
+// fetches them) and repeats of a block already counted (same content: one chunk).
+type granuleUse struct {
+	Granule int64
+	Blocks  int64 // distinct touched blocks with data: one request each, fetched whole
+	Bytes   int64 // their bytes (the last block clipped to the image)
+	Stored  int64 // their stored form, as basefs stores a chunk (header + zstd when it saves ≥ 1/16): the bytes on the wire
+}
+
+// granuleCosts computes granuleUse for each granularity, reading the image to tell zero and
+// repeated blocks and to encode each as a chunk object.
+func granuleCosts(image string, size int64, xs []extent, granules []int64) ([]granuleUse, error) {
+	f, err := os.Open(image)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []granuleUse
+	for _, g := range granules {
+		touched := map[int64]bool{}
+		for _, x := range xs {
+			for b := x.Off / g; b <= (x.Off+x.Len-1)/g; b++ {
+				touched[b] = true
+			}
+		}
+		u := granuleUse{Granule: g}
+		buf := make([]byte, g)
+		seen := map[[32]byte]bool{}
+		for b := range touched {
+			n := min(g, size-b*g)
+			if n <= 0 {
+				continue
+			}
+			if _, err := f.ReadAt(buf[:n], b*g); err != nil {
+				return nil, err
+			}
+			if allZero(buf[:n]) {
+				continue
+			}
+			h := sha256.Sum256(buf[:n])
+			if seen[h] {
+				continue
+			}
+			seen[h] = true
+			hdr, payload := chunkstore.EncodeObject(buf[:n])
+			u.Blocks++
+			u.Bytes += n
+			u.Stored += int64(len(hdr) + len(payload))
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// uniqueBytes is the size of the union of the extents.
+func uniqueBytes(xs []extent) int64 {
+	s := slices.Clone(xs)
+	slices.SortFunc(s, func(a, b extent) int { return cmp.Compare(a.Off, b.Off) })
+	var n, end int64
+	for _, x := range s {
+		if x.Off+x.Len <= end {
+			continue
+		}
+		start := max(x.Off, end)
+		n += x.Off + x.Len - start
+		end = x.Off + x.Len
+	}
+	return n
+}
+
+// readSizeHistogram summarises read sizes: the most common ones with their counts.
+func readSizeHistogram(xs []extent) string {
+	count := map[int64]int{}
+	for _, x := range xs {
+		count[x.Len]++
+	}
+	sizes := make([]int64, 0, len(count))
+	for k := range count {
+		sizes = append(sizes, k)
+	}
+	slices.SortFunc(sizes, func(a, b int64) int {
+		if count[a] != count[b] {
+			return count[b] - count[a]
+		}
+		return int(a - b)
+	})
+	var parts []string
+	for i, k := range sizes {
+		if i == 6 {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d", sizeText(k), count[k]))
+	}
+	return strings.Join(parts, ", ")
+}
