@@ -40,21 +40,29 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 	t.Helper()
 	testenv.NeedRoot(t)
 	testenv.NeedFUSE(t)
+	return startDaemonEnv(t, nil, state, mnt, extra...)
+}
+
+// startDaemonEnv is startDaemon with the daemon's environment given (nil: the test's; OS_*
+// for Keystone); it returns once the daemon answers on its control socket.
+func startDaemonEnv(t *testing.T, env []string, state, mnt string, extra ...string) *daemon {
+	t.Helper()
 	os.MkdirAll(mnt, 0o755)
-	args := append([]string{"mount", "--state", state}, extra...)
-	args = append(args, mnt)
+	args := append(append([]string{"mount", "--state", state}, extra...), mnt)
 	d := &daemon{t: t, state: state, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(basefsBin, args...)
+	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.cmd.Wait(); close(d.done) }()
 	t.Cleanup(d.stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := control.SocketFromMount(mnt); err == nil {
-			return d
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if sock, err := control.SocketFromMount(mnt); err == nil {
+			if _, err := control.NewClient(sock).Status(context.Background()); err == nil {
+				return d
+			}
 		}
 		select {
 		case <-d.done:
@@ -64,7 +72,6 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 		if time.Now().After(deadline) {
 			t.Fatalf("basefs mount did not come up:\n%s", d.log)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -687,37 +687,6 @@ func (c *osCloud) checkOverlay(id, wantBacking, mnt string) {
 	}
 }
 
-// startDaemonEnv is startDaemon with the daemon's environment given (OS_* for Keystone).
-func startDaemonEnv(t *testing.T, env []string, state, mnt string, extra ...string) *daemon {
-	t.Helper()
-	os.MkdirAll(mnt, 0o755)
-	args := append(append([]string{"mount", "--state", state}, extra...), mnt)
-	d := &daemon{t: t, state: state, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(basefsBin, args...)
-	d.cmd.Env = env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.stop)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if sock, err := control.SocketFromMount(mnt); err == nil {
-			if _, err := control.NewClient(sock).Status(context.Background()); err == nil {
-				return d
-			}
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("basefs mount exited early:\n%s", d.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("basefs mount did not come up:\n%s", d.log)
-		}
-	}
-}
-
 // osEnviron is the test's environment with its OS_* replaced by vars.
 func osEnviron(vars map[string]string) []string {
 	var env []string
