@@ -166,7 +166,7 @@ func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, 
 		return fuse.ENOTDIR
 	}
 	ctx := ctxOf(cancel)
-	if f.files != nil && (!IsImageName(name) || f.plainFile(name)) {
+	if f.plain(name) {
 		return f.lookupFile(name, out)
 	}
 	n, ok := ParseName(name)

@@ -63,11 +63,11 @@ func (f *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if !IsImageName(name) || f.plainFile(name) {
-		if f.files == nil {
-			return fuse.Status(syscall.EROFS)
-		}
+	if f.plain(name) {
 		return f.unlinkFile(h, name)
+	}
+	if !IsImageName(name) {
+		return fuse.Status(syscall.EROFS) // no writable area
 	}
 	if f.cfg.Maintainer == nil {
 		return fuse.Status(syscall.EROFS)
@@ -126,7 +126,7 @@ func (f *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName 
 	if in.NodeId != fuse.FUSE_ROOT_ID || in.Newdir != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
-	if f.files == nil || IsImageName(oldName) && !f.plainFile(oldName) {
+	if !f.plain(oldName) {
 		return fuse.Status(syscall.EROFS) // images keep their names
 	}
 	if !IsImageName(newName) {
@@ -187,7 +187,7 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 	if errno := f.files.unlink(oldName); errno != 0 && errno != syscall.ENOENT {
 		f.cfg.Logger.Error("adopted download left behind", "from", oldName, "err", errno)
 	}
-	if f.plainFile(newName) {
+	if IsImageName(newName) && f.plain(newName) {
 		// A plain file of that name (written directly) would hide the adopted image.
 		f.files.unlink(newName)
 	}

@@ -119,14 +119,18 @@ func (f *FS) writableName(parent uint64, name string) fuse.Status {
 	return fuse.OK
 }
 
-// plainFile reports whether name, in the images' namespace, is a plain file of the writable
-// area (a nova name written directly; it takes precedence over an image of that name).
-func (f *FS) plainFile(name string) bool {
+// plain reports whether name is a plain file's name in the writable area, the one place that
+// decides it: every name outside the images' namespace, and a nova name whose plain file exists
+// (written directly, as nova does for kernels; it takes precedence over an image of that name).
+func (f *FS) plain(name string) bool {
 	if f.files == nil {
 		return false
 	}
-	n, ok := ParseName(name)
-	if !ok || !n.IsNova() || n.ViewGiB != 0 {
+	if !IsImageName(name) {
+		return true
+	}
+	n, _ := ParseName(name)
+	if !n.IsNova() || n.ViewGiB != 0 {
 		return false
 	}
 	_, err := os.Lstat(filepath.Join(f.files.dir, name))
