@@ -7,7 +7,7 @@ import (
 
 	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -104,7 +104,7 @@ type ImageRef struct {
 // String returns the reference as given.
 func (r ImageRef) String() string {
 	if r.GlanceID != "" {
-		return glance.Scheme + r.GlanceID
+		return glanceref.Scheme + r.GlanceID
 	}
 	return r.Digest.String()
 }
@@ -112,8 +112,8 @@ func (r ImageRef) String() string {
 // ParseImageRef parses an image reference given to spawn: an image digest (64 lower-case hex
 // characters, as `basefs import` prints it) or glance://<image-id> (a lower-case UUID).
 func ParseImageRef(ref string) (ImageRef, error) {
-	if glance.IsRef(ref) {
-		id, err := glance.ParseRef(ref)
+	if glanceref.IsRef(ref) {
+		id, err := glanceref.ParseRef(ref)
 		if err != nil {
 			return ImageRef{}, err
 		}

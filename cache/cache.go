@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/chunkstore/tier"
 )
@@ -31,12 +30,12 @@ type Config struct {
 	// SubBlockBytes bounds the memory kept for sub-block digests (0: 32 MiB: 1 Mi sub-blocks,
 	// i.e. 64 GiB of local data), which let small reads verify only what they read.
 	SubBlockBytes int64
-	// Glance, when set, serves Glance images (EnsureGlance) and is the last origin: chunks of
-	// raw Glance images read by range and verified against their manifests.
-	Glance *glance.Origin
-	// Catalog, with Glance, makes every image Glance lists known under nova's name before
-	// the host has seen it (ResolveAlias).
-	Catalog *glance.Catalog
+	// Names keeps the names other than digests that images are known by (nova's): removal
+	// forgets them, adoption records one (nil: a table that refuses to record any).
+	Names Names
+	// OnManifest, when set, is told of every manifest the cache loads (an origin that reads
+	// chunks out of whole images, like Glance by range, learns where they are).
+	OnManifest func(*chunkstore.Manifest)
 	// Logger receives corruption, repair and fetch-failure events (nil: discard).
 	Logger *slog.Logger
 	// WriteBack writes chunks and manifests fetched from origins behind the first shared tier
@@ -62,12 +61,10 @@ type Cache struct {
 	manifestFlight singleflight.Group // keyed by image digest
 
 	mu     sync.Mutex
-	images map[chunkstore.Digest]*Image // by digest, or by ProvisionalKey for provisional images
-	prov   map[string]*Image            // provisional images by Glance id
+	images map[chunkstore.Digest]*Image // by digest, or by a ChunkSource's key
 
-	glance    *glance.Origin // nil: no Glance
-	catalog   *glance.Catalog
-	glanceIdx int // its index in origins and stats (-1: none)
+	names      Names
+	onManifest func(*chunkstore.Manifest)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
 	noVerify atomic.Bool
@@ -86,6 +83,8 @@ type Cache struct {
 	mgr   atomic.Pointer[Manager] // the image cache manager, if one runs
 	fg    foreground              // fetches guest reads wait on (background fill yields to them)
 	reads readTimes               // when each chunk was last read (capacity eviction order)
+
+	releases signal // broadcast when an image's file handle is released
 }
 
 // persistWorkers write fetched chunks to the local state in the background; persistQueue
@@ -109,21 +108,18 @@ func New(cfg Config) (*Cache, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cache{
-		local:     cfg.Local,
-		origins:   cfg.Origins,
-		log:       log,
-		mem:       newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
-		subs:      newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
-		fds:       newFDCache(256),
-		images:    make(map[chunkstore.Digest]*Image),
-		prov:      make(map[string]*Image),
-		glanceIdx: -1,
-		catalog:   cfg.Catalog,
+		local:      cfg.Local,
+		origins:    cfg.Origins,
+		log:        log,
+		mem:        newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
+		subs:       newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
+		fds:        newFDCache(256),
+		images:     make(map[chunkstore.Digest]*Image),
+		names:      cfg.Names,
+		onManifest: cfg.OnManifest,
 	}
-	if cfg.Glance != nil {
-		c.glance = cfg.Glance
-		c.glanceIdx = len(c.origins)
-		c.origins = append(append([]chunkstore.Getter(nil), c.origins...), cfg.Glance)
+	if c.names == nil {
+		c.names = noNames{}
 	}
 	c.tiers = tier.New(c.origins, log)
 	c.fetchLatency = newFetchLatency()
@@ -146,7 +142,7 @@ func New(cfg Config) (*Cache, error) {
 		if i < 0 {
 			return nil, errors.New("cache: write-back needs a shared tier (an s3:// origin) among the origins")
 		}
-		c.wb = newWriteBack(c.origins[i].(sharedTier), i, log)
+		c.wb = newWriteBack(c.origins[i].(chunkstore.SharedTier), i, log)
 	}
 	c.writes = make(chan *chunkstore.Chunk, persistQueue)
 	for range persistWorkers {
@@ -244,7 +240,9 @@ func (c *Cache) Image(ctx context.Context, d chunkstore.Digest) (*Image, error) 
 		if err != nil {
 			return nil, err
 		}
-		c.registerGlance(m)
+		if c.onManifest != nil {
+			c.onManifest(m)
+		}
 		im := &Image{c: c, digest: d, m: m} // last use: the manifest's mtime until read
 		c.mu.Lock()
 		old := c.images[d]
@@ -283,6 +281,16 @@ func (c *Cache) fetchManifest(ctx context.Context, d chunkstore.Digest) (*chunks
 	c.stats.manifestFetches.Add(1)
 	c.wb.offerManifest(i, d, m) // to the shared tier, if m came from behind it
 	return m, nil
+}
+
+// StoreManifest stores manifest m, which a layer above fetched from one of the origins by
+// its digest (so verified), in the local state, counted as a manifest fetch.
+func (c *Cache) StoreManifest(ctx context.Context, m *chunkstore.Manifest) (chunkstore.Digest, error) {
+	d, err := c.local.PutManifest(ctx, m)
+	if err == nil {
+		c.stats.manifestFetches.Add(1)
+	}
+	return d, err
 }
 
 // Images lists the images whose manifests are in the local state.

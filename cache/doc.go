@@ -34,70 +34,33 @@
 //
 // Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
 //
-// # Glance images
+// # Images without a manifest yet
 //
-// With a Glance origin (Config.Glance) EnsureGlance makes a Glance image usable by id: by the
-// manifest its basefs_manifest property names (accepted only if its source is that image);
-// else, for a raw image, as a provisional image; else (qcow2 and other formats) by streaming
-// it once, checking the stream against os_hash_value and checksum, converting it with
-// qemu-img and chunking it into the local state (nothing kept on any failure). The Glance
-// origin is the last origin: it serves chunks of raw Glance images by range, each verified
-// against the digest its manifest gives (wrong bytes are counted as origin corruption and
-// answered with an error, never served).
-//
-// Nova's names: the alias table <state>/aliases/<sha1 of image id> holds the Glance id and,
-// once the image's manifest is local, its digest (an adopted download: the digest alone);
-// ResolveAlias and Aliases serve package fs, so <sha1> and <sha1>_<N> read the same bytes as
-// <digest> and <digest>_<N>. A name not in the table is looked up in the Glance catalog
-// (Config.Catalog: Glance's listing, inverted) and the image ensured.
-//
-// A provisional image is a raw Glance image without a manifest, known by its Glance id and
-// kept in Cache.images under ProvisionalKey(id) (never a manifest's digest). Chunk i is the
-// byte range [i·1 MiB, (i+1)·1 MiB) of Glance's data, fetched with one Range request per run of
-// missing chunks (a read spanning several, or a sequential stream whose window doubles up to
-// 16 MiB; random reads fetch just their chunks), one fetch per chunk however many readers wait.
-// Each chunk is hashed as it arrives and its digest kept; later reads are verified against it
-// (memory, local state, or Glance again). Background fill fetches the rest in 16 MiB ranges.
-// When every chunk has been seen the whole image is hashed (from the verified chunks) and
-// compared with os_hash_value and checksum: on a match the manifest is written (after every
-// chunk is durable), then the alias's digest; on a mismatch the image is marked bad — every
-// later read fails (EIO at the FUSE boundary) and the Glance origin's corruption counter grows.
-//
-// What is guaranteed when, for a provisional image: bytes are trusted on first fetch (Glance
-// gives nothing finer than a whole-image hash to check a range against); from then on they
-// are exactly the bytes first fetched (each chunk verified against the digest kept). The
-// whole-image check against os_hash_value comes when the image is complete; only then does
-// it get a content-addressed name. Its files are opened with direct I/O, so a mark of bad
-// is not hidden by the kernel's page cache. Provisional state lives in memory: after a
-// restart the image is provisional again (its alias records the id) and chunks are fetched
-// again.
+// An image can be read through a ChunkSource instead of a manifest (AddSource): its size is
+// known, its chunks' digests only as they arrive. The cache reads it with the same ReadAt,
+// counts it, keeps it in use and removes it like any image; the chunks the source gets come
+// back through Admit (memory, local state, write-back). What the source trusts before its
+// image has a digest is the source's promise to state (package cache/glanceimg: a raw Glance
+// image read by range). Names other than digests (nova's) are kept by the layer above
+// (Config.Names): removal forgets them, adoption records one.
 //
 // # Tiers and write-back
 //
 // Config.Origins are tiers asked in order after the local state (chunkstore/tier.Tiered, the
 // one place that loop is written, with each origin's counters): typically the shared tier
-// (an s3:// bucket every host reads, S3Tier) and then the origins behind it (dir://, http://,
-// Glance, which is always last). A tier that answers not found, fails (an S3 tier in its
+// (an s3:// bucket every host reads, chunkstore.SharedTier) and then the origins behind it
+// (dir://, http://, and Glance by range, last). A tier that answers not found, fails (an S3 tier in its
 // cooldown answers at once) or serves wrong bytes is counted — misses, errors, corrupt, per
 // origin, with a hit ratio — and the next one is asked; wrong bytes are never served. With
 // Config.WriteBack, chunks and manifests fetched from behind the first shared tier are also
 // written to it, asynchronously and put-if-absent (writeback.go), so the next host finds them
 // there. Publish fills a tier (dir:// or s3://) ahead of time, manifest after chunks.
 //
-// Raw Glance images need no publish for that: a provisional image's chunks are offered to the
-// write-back tier as they arrive from Glance (keep; named by their own SHA-256, so safe there
-// before the whole-image check), and when it completes the host writes the chunks the tier
-// lacks, the manifest, then a Glance index entry glance/<id> → manifest digest and the
-// os_hash_value it was checked against (GlanceIndex, an optional interface of a shared tier;
-// S3Tier has it). EnsureGlance of a raw image without basefs_manifest asks each such tier for
-// the entry before going provisional (indexedImage) and uses the manifest it names only if
-// that manifest (fetched by digest) describes this Glance image and both it and the entry
-// carry Glance's current os_hash_algo and os_hash_value; chunks then come from the tier and,
-// behind it, from Glance by range, each verified against the manifest. An entry is thus a
-// hint: a wrong or stale one costs a lookup, never wrong bytes.
+// An image completed through a ChunkSource is written back whole (WriteBackImage): the chunks
+// the tier lacks, the manifest, then the entry the layer above adds (a Glance index entry).
 //
-// Lock order: Cache.mu, then an lru's mu, or Cache.mu then provisional.mu; no lock is held
-// across I/O.
+// Lock order: Cache.mu, then an lru's mu; no lock is held across I/O, nor while a
+// ChunkSource is called.
 //
 // List and Verify describe and re-hash what a local state holds (basefs ls, basefs verify).
 package cache

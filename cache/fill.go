@@ -97,8 +97,11 @@ func (m *Manager) imageUsed(im *Image) {
 	if queued {
 		return
 	}
-	if im.prov != nil {
-		go im.prov.fill(context.Background(), m.cfg.FillRate, m)
+	if im.src != nil {
+		go im.src.Fill(context.Background(), m.cfg.FillRate, func(bytes int64, chunks int) {
+			m.filledBytes.Add(bytes)
+			m.filledChunks.Add(int64(chunks))
+		})
 		return
 	}
 	go m.fill(im)
@@ -108,7 +111,7 @@ func (m *Manager) imageUsed(im *Image) {
 // on fetches (guest reads always go first).
 func (m *Manager) fill(im *Image) {
 	ctx := context.Background()
-	lim := newLimiter(m.cfg.FillRate)
+	lim := NewLimiter(m.cfg.FillRate)
 	seen := make(map[chunkstore.Digest]bool)
 	for i, d := range im.m.Chunks {
 		if d.IsZero() || seen[d] {
@@ -121,7 +124,7 @@ func (m *Manager) fill(im *Image) {
 		if m.c.isPending(d) {
 			continue
 		}
-		m.c.waitForeground()
+		m.c.WaitForeground()
 		ch, err := m.c.fetchForFill(ctx, d)
 		if err != nil {
 			m.log.Warn("background fill: chunk not fetched; will be fetched on read", "image", im.digest.String(), "chunk", i, "err", err)
@@ -129,7 +132,7 @@ func (m *Manager) fill(im *Image) {
 		}
 		m.filledChunks.Add(1)
 		m.filledBytes.Add(int64(len(ch.Data())))
-		if lim.wait(ctx, int64(len(ch.Data()))) != nil {
+		if lim.Wait(ctx, int64(len(ch.Data()))) != nil {
 			return
 		}
 	}

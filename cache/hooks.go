@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/basefs/basefs/chunkstore"
@@ -44,6 +45,31 @@ func (f *foreground) waitIdle() {
 	f.mu.Unlock()
 }
 
+// signal wakes every waiter at each broadcast (a channel closed and replaced).
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next broadcast.
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) broadcast() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
+}
+
 // openImages returns the images with an open file handle (they are in use).
 func (c *Cache) openImages() []chunkstore.Digest {
 	c.mu.Lock()
@@ -82,37 +108,41 @@ func (c *Cache) repair(ctx context.Context, d chunkstore.Digest, cause error) er
 	return nil
 }
 
-// forgetLazy drops image d from memory if it is a lazily read Glance image, and the lazy
-// state of any Glance image that was, or completed as, d; it returns the chunks of d's lazy
-// state that are known (so their local copies can go too).
+// forgetLazy drops image d from memory if it is read through a ChunkSource (it has no
+// manifest: only its name and chunks) and returns the chunks its source has seen (so their
+// local copies can go too).
 func (c *Cache) forgetLazy(d chunkstore.Digest) []chunkstore.Digest {
 	c.mu.Lock()
 	im := c.images[d]
-	if im != nil && im.prov != nil {
-		delete(c.images, d) // no manifest: only its name and chunks
-	}
-	for id, p := range c.prov {
-		if p.digest == d || p.prov.finalDigest() == d {
-			delete(c.prov, id)
-		}
+	if im != nil && im.src != nil {
+		delete(c.images, d)
 	}
 	c.mu.Unlock()
-	if im == nil || im.prov == nil {
+	if im == nil || im.src == nil {
 		return nil
 	}
-	var chunks []chunkstore.Digest
-	im.prov.mu.Lock()
-	for i, st := range im.prov.state {
-		if st == chunkKnown {
-			chunks = append(chunks, im.prov.digests[i])
-		}
-	}
-	im.prov.mu.Unlock()
-	return chunks
+	im.src.Removed()
+	known, _ := im.src.Known()
+	return known
 }
-
-// waitForeground returns when no fetch a guest read waits on is in flight.
-func (c *Cache) waitForeground() { c.fg.waitIdle() }
 
 // Origins returns the origins, in the order they are asked.
 func (c *Cache) Origins() []chunkstore.Getter { return c.origins }
+
+// Names is the table of names other than digests that images are known by, kept by the layer
+// above the cache (package cache/glanceimg keeps nova's).
+type Names interface {
+	// Record names image d name (an adopted download).
+	Record(name string, d chunkstore.Digest) error
+	// Forget removes name and every other name of image d (it was removed).
+	Forget(d chunkstore.Digest, name string) error
+}
+
+// noNames is the table of a cache configured without one.
+type noNames struct{}
+
+func (noNames) Record(name string, _ chunkstore.Digest) error {
+	return fmt.Errorf("cannot record the name %q: this cache keeps no name table", name)
+}
+
+func (noNames) Forget(chunkstore.Digest, string) error { return nil }

@@ -19,7 +19,7 @@ type Image struct {
 	opens   atomic.Int32                    // open file handles (an open image is in use)
 	rec     atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
 
-	prov *provisional // set for a Glance image read lazily before it has a digest (then m has no chunks)
+	src ChunkSource // set for an image read through a ChunkSource (then m has no chunks)
 
 	stored, storedAt atomic.Int64 // StoredBytes's last count, and when (unix ns)
 }
@@ -48,7 +48,10 @@ func (im *Image) Acquire() {
 }
 
 // Release undoes Acquire.
-func (im *Image) Release() { im.opens.Add(-1) }
+func (im *Image) Release() {
+	im.opens.Add(-1)
+	im.c.releases.broadcast()
+}
 
 // Open reports whether a file handle on the image is open.
 func (im *Image) Open() bool { return im.opens.Load() > 0 }
@@ -66,9 +69,6 @@ func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
 // (n < len(p)). Hole chunks read as zeros without I/O; every other byte comes from a chunk
 // verified since it was last read from disk or network. An error names the chunk and why.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if im.prov != nil {
-		return im.prov.readAt(ctx, im, p, off)
-	}
 	if off < 0 {
 		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
 	}
@@ -86,18 +86,15 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		i := int(pos / m.ChunkSize)
 		within := pos - int64(i)*m.ChunkSize
 		want := min(int64(len(p)-n), m.ChunkLen(i)-within)
-		d := m.Chunks[i]
-		if d.IsZero() {
-			clear(p[n : n+int(want)])
+		dst := p[n : n+int(want)]
+		hole, err := im.readChunk(ctx, i, within, dst, off+int64(len(p)))
+		if err != nil {
+			st.readErrors.Add(1)
+			return n, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), i, int64(i)*m.ChunkSize, err)
+		}
+		if hole {
+			clear(dst)
 			st.holeBytes.Add(want)
-		} else {
-			if rec := im.rec.Load(); rec != nil {
-				rec.record(i)
-			}
-			if err := im.c.readChunkAt(ctx, d, m.ChunkLen(i), within, p[n:n+int(want)]); err != nil {
-				st.readErrors.Add(1)
-				return n, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), i, int64(i)*m.ChunkSize, err)
-			}
 		}
 		n += int(want)
 	}
@@ -105,24 +102,41 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// readChunk fills dst with chunk i's bytes from within, verified; hole says the chunk is all
+// zeros (dst untouched). A read through a ChunkSource asks for the chunks up to end with it.
+func (im *Image) readChunk(ctx context.Context, i int, within int64, dst []byte, end int64) (hole bool, err error) {
+	m := im.m
+	if im.src != nil {
+		span := int((end-1-int64(i)*m.ChunkSize)/m.ChunkSize) + 1
+		data, err := im.src.Chunk(ctx, i, span)
+		if err != nil || data == nil {
+			return data == nil && err == nil, err
+		}
+		copy(dst, data[within:])
+		return false, nil
+	}
+	d := m.Chunks[i]
+	if d.IsZero() {
+		return true, nil
+	}
+	if rec := im.rec.Load(); rec != nil {
+		rec.record(i)
+	}
+	return false, im.c.readChunkAt(ctx, d, m.ChunkLen(i), within, dst)
+}
+
 // Presence counts the image's chunks: total non-hole chunks, how many are in the local
 // state, and the bytes their objects take on disk.
 func (im *Image) Presence() (present, total int, storedBytes int64) {
-	if p := im.prov; p != nil {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for i, st := range p.state {
-			if st == chunkKnown {
-				total++
-				if n, err := im.c.local.ChunkStoredSize(p.digests[i]); err == nil {
-					present++
-					storedBytes += n
-				}
-			} else if st == chunkUnknown {
-				total++
+	if im.src != nil {
+		known, unknown := im.src.Known()
+		for _, d := range known {
+			if n, err := im.c.local.ChunkStoredSize(d); err == nil {
+				present++
+				storedBytes += n
 			}
 		}
-		return present, total, storedBytes
+		return present, len(known) + unknown, storedBytes
 	}
 	return Presence(im.c.local, im.m)
 }

@@ -39,8 +39,8 @@ func (im *Image) LastUse() time.Time {
 // image's pages cached (FUSE drops them when it sees an image's mtime change).
 func (im *Image) RecordedUse() time.Time {
 	p := im.c.Local().ManifestPath(im.digest)
-	if im.prov != nil {
-		p = im.c.aliasPath(im.prov.meta.ID)
+	if im.src != nil {
+		p = im.src.UsePath()
 	}
 	if fi, err := os.Stat(p); err == nil {
 		return fi.ModTime()
@@ -56,8 +56,8 @@ func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) e
 	p := c.Local().ManifestPath(d)
 	if im != nil {
 		im.lastUse.Store(t.UnixNano())
-		if im.prov != nil {
-			p = c.aliasPath(im.prov.meta.ID)
+		if im.src != nil {
+			p = im.src.UsePath()
 		}
 	}
 	if err := os.Chtimes(p, t, t); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -69,8 +69,8 @@ func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) e
 }
 
 // Remove removes image d, known by name, now: unless it is in use (ErrInUse), its manifest,
-// its recorded names, its boot profile and every local chunk no other image references go.
-// A later lookup of a Glance image's name brings it back, lazily.
+// its names (Config.Names), its boot profile and every local chunk no other image references go.
+// A later lookup of a name the layer above resolves (a Glance image's) may bring it back.
 func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) error {
 	m.gcMu.Lock()
 	defer m.gcMu.Unlock()
@@ -80,8 +80,20 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 	}
 	// The kernel sends a file's RELEASE after close(2) has returned: an image whose only user
 	// is an open file that was just closed gets a moment for that release to arrive.
-	for wait := 0; wait < 20 && onlyOpenFiles(users[d]) && slices.Contains(m.c.openImages(), d); wait++ {
-		time.Sleep(25 * time.Millisecond)
+	if onlyOpenFiles(users[d]) {
+		deadline := time.After(releaseWait)
+	wait:
+		for {
+			released := m.c.releases.wait()
+			if !slices.Contains(m.c.openImages(), d) {
+				break
+			}
+			select {
+			case <-released:
+			case <-deadline:
+				break wait
+			}
+		}
 	}
 	if onlyOpenFiles(users[d]) && !slices.Contains(m.c.openImages(), d) {
 		delete(users, d)
@@ -95,7 +107,7 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 	if err := m.removeLocked(ctx, []chunkstore.Digest{d}, chunks, false, &GCReport{}); err != nil {
 		return err
 	}
-	if err := c.removeAliases(d, name); err != nil {
+	if err := c.names.Forget(d, name); err != nil {
 		return err
 	}
 	m.log.Info("image removed on unlink", "name", name, "image", d.String())
@@ -120,13 +132,16 @@ func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Dige
 			return chunkstore.Digest{}, fmt.Errorf("adopt %s as %s: its digest is %s: %w", path, name, d, ErrNameMismatch)
 		}
 	default:
-		if err := writeNameAlias(c.Local().Root(), name, d); err != nil {
+		if err := c.names.Record(name, d); err != nil {
 			return chunkstore.Digest{}, fmt.Errorf("adopt %s as %s: %w", path, name, err)
 		}
 	}
 	m.adopted.Add(1)
 	return d, nil
 }
+
+// releaseWait bounds how long a removal waits for the release of a file just closed.
+const releaseWait = 500 * time.Millisecond
 
 func onlyOpenFiles(who []string) bool {
 	for _, w := range who {

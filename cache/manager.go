@@ -449,7 +449,7 @@ func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
 		return nil, err
 	}
 	rep := &ScrubReport{}
-	lim := newLimiter(rate)
+	lim := NewLimiter(rate)
 	for _, d := range todo {
 		if m.c.isPending(d) {
 			continue
@@ -476,31 +476,10 @@ func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
 		rep.Bytes += n
 		m.scrubbed.Add(1)
 		m.scrubbedBytes.Add(n)
-		if err := lim.wait(ctx, n); err != nil {
+		if err := lim.Wait(ctx, n); err != nil {
 			return rep, err
 		}
 	}
 	m.c.Flush()
 	return rep, nil
-}
-
-// limiter paces work to a rate in bytes a second.
-type limiter struct {
-	rate  int64
-	start time.Time
-	done  int64
-}
-
-func newLimiter(rate int64) *limiter { return &limiter{rate: rate, start: time.Now()} }
-
-func (l *limiter) wait(ctx context.Context, n int64) error {
-	if l.rate <= 0 {
-		return ctx.Err()
-	}
-	l.done += n
-	due := l.start.Add(time.Duration(float64(l.done) / float64(l.rate) * float64(time.Second)))
-	if d := time.Until(due); d > 0 {
-		sleep(ctx, d)
-	}
-	return ctx.Err()
 }

@@ -22,7 +22,7 @@ var (
 	descOriginBad    = prometheus.NewDesc("basefs_origin_corrupt_total", "Wrong bytes served by an origin.", []string{"origin"}, nil)
 	descOriginErrors = prometheus.NewDesc("basefs_origin_errors_total", "Failed fetches from an origin.", []string{"origin"}, nil)
 	descOriginMisses = prometheus.NewDesc("basefs_origin_misses_total", "Chunks asked of an origin that it did not hold.", []string{"origin"}, nil)
-	descWriteBack    = prometheus.NewDesc("basefs_write_back_total", "Write-backs to the shared tier by result (chunk, manifest, present, failed, dropped, glance_index).", []string{"tier", "result"}, nil)
+	descWriteBack    = prometheus.NewDesc("basefs_write_back_total", "Write-backs to the shared tier by result (chunk, manifest, present, failed, dropped, entry).", []string{"tier", "result"}, nil)
 	descWriteBackB   = prometheus.NewDesc("basefs_write_back_bytes_total", "Chunk bytes (uncompressed) written back to the shared tier.", []string{"tier"}, nil)
 )
 
@@ -71,7 +71,7 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range []struct {
 			name string
 			v    int64
-		}{{"chunk", w.Chunks}, {"manifest", w.Manifests}, {"present", w.Present}, {"failed", w.Failed}, {"dropped", w.Dropped}, {"glance_index", w.GlanceIndex}} {
+		}{{"chunk", w.Chunks}, {"manifest", w.Manifests}, {"present", w.Present}, {"failed", w.Failed}, {"dropped", w.Dropped}, {"entry", w.Entries}} {
 			counter(descWriteBack, float64(r.v), w.Tier, r.name)
 		}
 		counter(descWriteBackB, float64(w.Bytes), w.Tier)

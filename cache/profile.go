@@ -179,7 +179,7 @@ type ProfileGetter interface {
 }
 
 // ProfileStore is where boot profiles are found and kept: a local state directory (the host's
-// or a dir:// origin's) or a shared tier (S3Tier). Profiles is the one place that routes them.
+// or a dir:// origin's) or a shared tier (an s3:// origin). Profiles is the one place that routes them.
 type ProfileStore interface {
 	ProfileGetter
 	PutProfile(ctx context.Context, d chunkstore.Digest, idx []int) error
@@ -203,6 +203,8 @@ func Profiles(s any) (ProfileStore, bool) {
 		return dirProfiles{s.Root()}, true
 	case ProfileStore:
 		return s, true
+	case profileBytes:
+		return tierProfiles{s}, true
 	}
 	return nil, false
 }

@@ -30,12 +30,12 @@ import (
 // them, and written back in turn). A tier that must hold whole images is filled with
 // `basefs publish --to s3://…`, which writes a manifest only after its chunks.
 //
-// Raw Glance images without a manifest (provisional, glance.go): each chunk read from Glance
-// by range is offered as it arrives (it is named by its own SHA-256, so it is safe in the tier
-// before the whole-image check; other hosts reach it only through a manifest). When the image
-// completes, offerGlanceImage writes, in order, every chunk the tier lacks (HEAD, then PUT
-// from the local state), the manifest, and the tier's Glance index entry (GlanceIndex): the
-// entry is written only after a manifest whose chunks are all in the tier.
+// Images read through a ChunkSource (a raw Glance image, cache/glanceimg): each chunk is
+// offered as it arrives (Admit; it is named by its own SHA-256, so it is safe in the tier
+// before the source's whole-image check; other hosts reach it only through a manifest). When
+// the image completes, WriteBackImage writes, in order, every chunk the tier lacks (HEAD, then
+// PUT from the local state), the manifest, and then what the layer above adds (an index
+// entry): that is written only after a manifest whose chunks are all in the tier.
 type writeBack struct {
 	dst chunkstore.Store // the shared tier
 	idx int              // its index in Cache.origins
@@ -49,7 +49,7 @@ type writeBack struct {
 
 	chunks, manifests, present, failed, dropped atomic.Int64
 	bytes                                       atomic.Int64
-	glanceIndex                                 atomic.Int64
+	entries                                     atomic.Int64
 }
 
 type wbKey struct {
@@ -84,7 +84,7 @@ func newWriteBack(dst chunkstore.Store, idx int, log *slog.Logger) *writeBack {
 // firstSharedTier returns the index of the first origin that is a shared tier, or -1.
 func firstSharedTier(origins []chunkstore.Getter) int {
 	for i, o := range origins {
-		if _, ok := o.(sharedTier); ok {
+		if _, ok := o.(chunkstore.SharedTier); ok {
 			return i
 		}
 	}
@@ -108,59 +108,75 @@ func (w *writeBack) offerManifest(i int, d chunkstore.Digest, m *chunkstore.Mani
 }
 
 func (w *writeBack) offer(it wbItem) {
-	key := wbKey{it.digest, it.manifest != nil}
-	if _, dup := w.queued.LoadOrStore(key, true); dup {
-		return
-	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
-		w.queued.Delete(key)
-		w.dropped.Add(1)
-		return
-	}
-	select {
-	case w.q <- it:
-	default:
-		w.queued.Delete(key)
-		w.dropped.Add(1)
-	}
-}
-
-// offerGlanceImage writes a completed provisional image to the tier in the background: the
-// chunks it lacks (read with load, from the local state), then manifest m (named d), then
-// Glance image id's index entry e. Nothing after a failed step is written.
-func (w *writeBack) offerGlanceImage(id string, d chunkstore.Digest, m *chunkstore.Manifest, e *GlanceIndexEntry, load func(context.Context, chunkstore.Digest) (*chunkstore.Chunk, error)) {
-	if w == nil {
-		return
-	}
-	gi, ok := w.dst.(GlanceIndex)
-	if !ok {
-		return
-	}
-	key := wbKey{d, true}
-	if _, dup := w.queued.LoadOrStore(key, true); dup {
-		return
-	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.closed {
-		w.queued.Delete(key)
-		w.dropped.Add(1)
-		return
-	}
-	w.wg.Go(func() {
-		defer w.queued.Delete(key)
-		if err := w.writeGlanceImage(gi, id, d, m, e, load); err != nil {
-			w.failed.Add(1)
-			w.log.Warn("write-back of a completed Glance image failed; the next host reads it from Glance", "glance_id", id, "image", d.String(), "tier", w.dst.String(), "err", err)
-			return
+	w.submit(wbKey{it.digest, it.manifest != nil}, func() bool {
+		select {
+		case w.q <- it:
+			return true
+		default:
+			return false
 		}
-		w.log.Info("completed Glance image written back with its index entry", "glance_id", id, "image", d.String(), "tier", w.dst.String())
 	})
 }
 
-func (w *writeBack) writeGlanceImage(gi GlanceIndex, id string, d chunkstore.Digest, m *chunkstore.Manifest, e *GlanceIndexEntry, load func(context.Context, chunkstore.Digest) (*chunkstore.Chunk, error)) error {
+// submit reserves key (a write already queued for it wins) and runs send under the read
+// lock; closed, or send declining (the queue full), drops the write, counted.
+func (w *writeBack) submit(key wbKey, send func() bool) {
+	if _, dup := w.queued.LoadOrStore(key, true); dup {
+		return
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed || !send() {
+		w.queued.Delete(key)
+		w.dropped.Add(1)
+	}
+}
+
+// Then is what WriteBackImage writes after an image's chunks and manifest: an entry of the
+// layer above in tier t (created is false if it was there already).
+type Then func(ctx context.Context, t chunkstore.Store) (created bool, err error)
+
+// WriteBackImage writes image d (manifest m, read through a ChunkSource and now complete) to
+// the write-back tier in the background: the chunks it lacks (from the local state), then m,
+// then then's entry. Nothing after a failed step is written. Without write-back it does
+// nothing.
+func (c *Cache) WriteBackImage(d chunkstore.Digest, m *chunkstore.Manifest, then Then) {
+	c.wb.offerImage(d, m, then, c.localChunk)
+}
+
+// localChunk returns chunk d, verified, from memory or the local state only.
+func (c *Cache) localChunk(_ context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	if ch, ok := c.mem.get(d); ok {
+		return ch, nil
+	}
+	if v, ok := c.pending.Load(d); ok {
+		return v, nil
+	}
+	return c.readLocal(context.Background(), d)
+}
+
+type loadFunc func(context.Context, chunkstore.Digest) (*chunkstore.Chunk, error)
+
+func (w *writeBack) offerImage(d chunkstore.Digest, m *chunkstore.Manifest, then Then, load loadFunc) {
+	if w == nil {
+		return
+	}
+	key := wbKey{d, true}
+	w.submit(key, func() bool {
+		w.wg.Go(func() {
+			defer w.queued.Delete(key)
+			if err := w.writeImage(d, m, then, load); err != nil {
+				w.failed.Add(1)
+				w.log.Warn("write-back of a completed image failed; the next host reads it from its origin", "image", d.String(), "tier", w.dst.String(), "err", err)
+				return
+			}
+			w.log.Info("completed image written back", "image", d.String(), "tier", w.dst.String())
+		})
+		return true
+	})
+}
+
+func (w *writeBack) writeImage(d chunkstore.Digest, m *chunkstore.Manifest, then Then, load loadFunc) error {
 	ctx := context.Background()
 	// Let the chunk write-backs already queued finish first (they would race the HEADs below
 	// and their bodies would be sent twice).
@@ -205,12 +221,15 @@ func (w *writeBack) writeGlanceImage(gi GlanceIndex, id string, d chunkstore.Dig
 	if !had {
 		w.manifests.Add(1)
 	}
-	created, err := gi.PutGlanceIndex(cctx, id, e)
+	if then == nil {
+		return nil
+	}
+	created, err := then(cctx, w.dst)
 	if err != nil {
-		return fmt.Errorf("index entry: %w", err)
+		return fmt.Errorf("entry after the manifest: %w", err)
 	}
 	if created {
-		w.glanceIndex.Add(1)
+		w.entries.Add(1)
 	} else {
 		w.present.Add(1)
 	}
@@ -282,8 +301,9 @@ type WriteBackSnapshot struct {
 	Present   int64  `json:"present"`   // offered but already there (put-if-absent)
 	Failed    int64  `json:"failed"`    // writes that failed (the tier down, refused, …)
 	Dropped   int64  `json:"dropped"`   // not queued: the queue was full
-	// GlanceIndex counts Glance index entries written (completed raw Glance images).
-	GlanceIndex int64 `json:"glance_index"`
+	// Entries counts the entries the layer above wrote after a completed image (a Glance
+	// index entry, cache/glanceimg).
+	Entries int64 `json:"entries"`
 }
 
 func (w *writeBack) snapshot() *WriteBackSnapshot {
@@ -292,5 +312,5 @@ func (w *writeBack) snapshot() *WriteBackSnapshot {
 	}
 	return &WriteBackSnapshot{Tier: w.dst.String(), Chunks: w.chunks.Load(), Bytes: w.bytes.Load(),
 		Manifests: w.manifests.Load(), Present: w.present.Load(), Failed: w.failed.Load(), Dropped: w.dropped.Load(),
-		GlanceIndex: w.glanceIndex.Load()}
+		Entries: w.entries.Load()}
 }

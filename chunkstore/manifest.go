@@ -196,6 +196,24 @@ func ParseManifestFor(want Digest, b []byte) (*Manifest, error) {
 	return ParseManifest(b)
 }
 
+// FetchedManifest parses the bytes a remote store returned for manifest d (found at where):
+// retry says whether fetching them again may help (wrong bytes: maybe damaged on the way);
+// bytes that are the ones named d but no manifest are the publisher's fault and would come
+// again.
+func FetchedManifest(d Digest, b []byte, where string) (m *Manifest, retry bool, err error) {
+	m, err = ParseManifestFor(d, b)
+	var ce *CorruptError
+	switch {
+	case err == nil:
+		return m, false, nil
+	case errors.As(err, &ce):
+		ce.Where = where
+		return nil, true, ce
+	default:
+		return nil, false, &CorruptError{Kind: "manifest", Digest: d, Where: where, Err: err}
+	}
+}
+
 func parseManifest(b []byte) (*Manifest, error) {
 	p := lineReader{b: b}
 	var m Manifest

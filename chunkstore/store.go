@@ -51,3 +51,10 @@ type Store interface {
 	ManifestPutter
 	Walker
 }
+
+// SharedTier is a store every host of a fleet reads (an S3 bucket): the only kind of origin
+// a host writes back to. SharedTier marks it.
+type SharedTier interface {
+	Store
+	SharedTier()
+}

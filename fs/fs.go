@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sort"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
@@ -35,9 +34,9 @@ type Config struct {
 	Aliases AliasLister
 	// ControlSocket is published as the root's names.ControlXattr (empty: none).
 	ControlSocket string
-	// Supervisor is the pid of the process holding the FUSE connection, published as the
-	// root's SupervisorXattr (0: none; the serving process is the only one).
-	Supervisor int
+	// Supervisor returns the pid of the supervisor holding the FUSE connection, published as
+	// the root's SupervisorXattr (nil or 0: none; the serving process is the only one).
+	Supervisor func() int
 	// NodeLog, when set, is a file recording every node id handed to the kernel, so a
 	// process taking over the connection can answer for them (empty: in memory only).
 	NodeLog string
@@ -73,6 +72,11 @@ type FS struct {
 	journal            *journal // of the writable area's requests that are not idempotent
 	srv                *fuse.Server
 	started            time.Time // the root's times
+
+	inflight atomic.Int64 // requests being answered (track)
+	draining atomic.Bool  // someone waits for idleness (Idle)
+	idleMu   sync.Mutex
+	idle     []chan struct{}
 }
 
 // New returns a basefs file system.
@@ -96,10 +100,53 @@ func New(cfg Config) (*FS, error) {
 	return f, nil
 }
 
-func (f *FS) observe(op string, start time.Time) {
-	if f.cfg.ObserveRequest != nil {
-		f.cfg.ObserveRequest(op, time.Since(start))
+// track counts a request in flight until the returned func is called, which also records its
+// latency (Config.ObserveRequest).
+func (f *FS) track(op string) func() {
+	start := time.Now()
+	f.inflight.Add(1)
+	return func() {
+		if f.inflight.Add(-1) == 0 && f.draining.Load() {
+			f.wakeIdle()
+		}
+		if f.cfg.ObserveRequest != nil {
+			f.cfg.ObserveRequest(op, time.Since(start))
+		}
 	}
+}
+
+// Idle returns a channel closed once no request is in flight (a serving process about to
+// hand over waits on it). From the first call on, each moment of idleness is signalled.
+func (f *FS) Idle() <-chan struct{} {
+	f.idleMu.Lock()
+	defer f.idleMu.Unlock()
+	f.draining.Store(true)
+	ch := make(chan struct{})
+	if f.inflight.Load() == 0 {
+		close(ch)
+		return ch
+	}
+	f.idle = append(f.idle, ch)
+	return ch
+}
+
+func (f *FS) wakeIdle() {
+	f.idleMu.Lock()
+	defer f.idleMu.Unlock()
+	if f.inflight.Load() != 0 {
+		return
+	}
+	for _, ch := range f.idle {
+		close(ch)
+	}
+	f.idle = nil
+}
+
+func (f *FS) supervisor() int {
+	if f.cfg.Supervisor == nil {
+		return 0
+	}
+	return f.cfg.Supervisor()
 }
 
 // Init keeps the server, to tell the kernel about names that change under it.
@@ -161,7 +208,7 @@ func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 // Lookup maps a name to a view: `<ref>` or `<ref>_<N>`. The image's manifest is fetched from
 // the origins if the host does not have it yet.
 func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	defer f.observe("lookup", time.Now())
+	defer f.track("lookup")()
 	if header.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -262,7 +309,7 @@ func inodeNumber(d chunkstore.Digest, viewGiB int64) uint64 {
 func (f *FS) Forget(nodeid, nlookup uint64) {}
 
 func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	defer f.observe("getattr", time.Now())
+	defer f.track("getattr")()
 	if input.NodeId == fuse.FUSE_ROOT_ID {
 		f.rootAttr(&out.Attr)
 		out.SetTimeout(attrTimeout)
@@ -281,7 +328,7 @@ func (f *FS) GetAttr(cancel <-chan struct{}, input *fuse.GetAttrIn, out *fuse.At
 }
 
 func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	defer f.observe("setattr", time.Now())
+	defer f.track("setattr")()
 	if f.isFileNode(input.NodeId) {
 		return f.setFileAttr(input, out)
 	}
@@ -292,7 +339,7 @@ func (f *FS) SetAttr(cancel <-chan struct{}, input *fuse.SetAttrIn, out *fuse.At
 }
 
 func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
-	defer f.observe("getxattr", time.Now())
+	defer f.track("getxattr")()
 	if f.isFileNode(header.NodeId) {
 		return f.fileGetXAttr(header.NodeId, attr, dest)
 	}
@@ -302,8 +349,8 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string
 		case names.ControlXattr:
 			v = f.cfg.ControlSocket
 		case SupervisorXattr:
-			if f.cfg.Supervisor > 0 {
-				v = strconv.Itoa(f.cfg.Supervisor)
+			if pid := f.supervisor(); pid > 0 {
+				v = strconv.Itoa(pid)
 			}
 		}
 	}
@@ -320,7 +367,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string
 }
 
 func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	defer f.observe("statfs", time.Now())
+	defer f.track("statfs")()
 	out.Bsize = 4096
 	out.Frsize = 4096
 	out.NameLen = 255
@@ -339,7 +386,7 @@ func (f *FS) StatFs(cancel <-chan struct{}, input *fuse.InHeader, out *fuse.Stat
 // Open refuses writing. The kernel may keep the file's pages (images are immutable and only
 // verified bytes are ever served); an O_DIRECT open (qemu's cache='none') gets direct I/O.
 func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	defer f.observe("open", time.Now())
+	defer f.track("open")()
 	if f.isFileNode(input.NodeId) {
 		return f.openFile(input.NodeId, input, out)
 	}
@@ -352,7 +399,7 @@ func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut)
 	}
 	v.im.Acquire() // an open image is in use until the file is released
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
-	if input.Flags&syscall.O_DIRECT != 0 || v.im.Provisional() {
+	if input.Flags&syscall.O_DIRECT != 0 || v.im.Lazy() {
 		// A provisional image (a Glance image before its whole-image check) may yet be marked
 		// bad: its bytes must not outlive that in the kernel's page cache.
 		out.OpenFlags = fuse.FOPEN_DIRECT_IO
@@ -361,7 +408,7 @@ func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
-	defer f.observe("release", time.Now())
+	defer f.track("release")()
 	if f.isFileNode(input.NodeId) {
 		f.files.released(input.NodeId)
 		return
@@ -373,7 +420,7 @@ func (f *FS) Release(cancel <-chan struct{}, input *fuse.ReleaseIn) {
 
 // Read serves [off, off+len(buf)) of the view: the image's verified bytes, then zeros.
 func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	defer f.observe("read", time.Now())
+	defer f.track("read")()
 	// The hot path: one look in the node table for an image's view; a miss is a plain file.
 	nd, ok := f.nodes.get(input.NodeId)
 	if !ok {
@@ -417,7 +464,7 @@ func (f *FS) ReleaseDir(input *fuse.ReleaseIn) {}
 // ReadDir lists the images known locally (not their resized views, which are endless), and
 // the aliases of those that have them. Offsets are positions in that sorted list.
 func (f *FS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	defer f.observe("readdir", time.Now())
+	defer f.track("readdir")()
 	if input.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -470,68 +517,4 @@ func (f *FS) entries(ctx context.Context) ([]fuse.DirEntry, error) {
 type view struct {
 	im   *cache.Image
 	size int64
-}
-
-// MountOptions are the FUSE options basefs mounts with: readable by qemu (which runs as
-// another user), permissions checked by the kernel, large reads. The mount is read-write for
-// the writable area; images refuse writes themselves (EROFS).
-func MountOptions(debug bool) *fuse.MountOptions {
-	return &fuse.MountOptions{
-		AllowOther:   true,
-		FsName:       "basefs",
-		Name:         "basefs",
-		Options:      []string{"default_permissions"},
-		MaxWrite:     1 << 20,
-		MaxReadAhead: 1 << 20,
-		DirectMount:  true,
-		// Read replies come from memory; splicing them buys nothing and 1 MiB replies
-		// exceed the pipe size.
-		DisableSplice: true,
-		// READDIRPLUS would hand the kernel node ids from readdir; lookups are enough.
-		DisableReadDirPlus: true,
-		Debug:              debug,
-	}
-}
-
-// CleanStaleMount detaches a mount left at dir by a daemon that died: its mount point then
-// answers ENOTCONN. A live mount or a plain directory is left alone.
-func CleanStaleMount(dir string) error {
-	// statfs always reaches the daemon (stat may be answered from the kernel's cache).
-	var st unix.Statfs_t
-	err := unix.Statfs(dir, &st)
-	if err == nil || !errors.Is(err, syscall.ENOTCONN) {
-		return nil
-	}
-	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("stale mount at %s (its daemon died): unmount: %w", dir, err)
-	}
-	return nil
-}
-
-// Mount mounts the tree at dir and returns the running server. Call Unmount and Wait on it.
-func Mount(dir string, cfg Config, debug bool) (*fuse.Server, error) {
-	if err := CleanStaleMount(dir); err != nil {
-		return nil, err
-	}
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("mount point %s: %w", dir, err)
-	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("mount point %s: not a directory", dir)
-	}
-	fsys, err := New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := fuse.NewServer(fsys, dir, MountOptions(debug))
-	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	go srv.Serve()
-	if err := srv.WaitMount(); err != nil {
-		srv.Unmount()
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	return srv, nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
@@ -84,7 +85,8 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 	if mem == 0 {
 		mem = 64 << 20
 	}
-	c, err := cache.New(cache.Config{Local: state, Origins: origins, MemoryBytes: mem})
+	names := glanceimg.NewNames(state.Root())
+	c, err := cache.New(cache.Config{Local: state, Origins: origins, MemoryBytes: mem, Names: names})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +98,9 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 		mgr = cache.NewManager(c, cache.ManagerConfig{CacheSize: -1})
 		cfg.Files = FilesDir(state.Root())
 		cfg.Maintainer = mgr
-		cfg.Resolver = Resolvers{DigestResolver{}, cache.AliasResolver{C: c}}
-		cfg.Aliases = c
+		gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names})
+		cfg.Resolver = Resolvers{DigestResolver{}, glanceimg.Resolver{L: gl}}
+		cfg.Aliases = gl
 	}
 	srv, err := Mount(mnt, cfg, false)
 	if err != nil {

@@ -59,7 +59,7 @@ func (f *FS) setImageAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.
 }
 
 func (f *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	defer f.observe("unlink", time.Now())
+	defer f.track("unlink")()
 	if h.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -122,7 +122,7 @@ func (f *FS) forgetImage(d chunkstore.Digest) {
 }
 
 func (f *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	defer f.observe("rename", time.Now())
+	defer f.track("rename")()
 	if in.NodeId != fuse.FUSE_ROOT_ID || in.Newdir != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
@@ -210,7 +210,7 @@ func (v *view) seek(off int64, whence uint32) (int64, syscall.Errno) {
 		return 0, syscall.ENXIO
 	}
 	m := v.im.Manifest()
-	prov := v.im.Provisional() || len(m.Chunks) == 0
+	prov := v.im.Lazy() || len(m.Chunks) == 0
 	data := func(pos int64) bool {
 		return pos < m.Size && (prov || !m.Chunks[pos/m.ChunkSize].IsZero())
 	}

@@ -138,7 +138,7 @@ func (f *FS) plain(name string) bool {
 }
 
 func (f *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	defer f.observe("create", time.Now())
+	defer f.track("create")()
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -185,7 +185,7 @@ func fileOpenFlags(flags uint32) uint32 {
 }
 
 func (f *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	defer f.observe("mknod", time.Now())
+	defer f.track("mknod")()
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -264,7 +264,7 @@ func (f *FS) readFile(n uint64, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, f
 }
 
 func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	defer f.observe("write", time.Now())
+	defer f.track("write")()
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return 0, fuse.Status(syscall.EROFS)
 	}
@@ -280,7 +280,7 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 }
 
 func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	defer f.observe("fsync", time.Now())
+	defer f.track("fsync")()
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.OK // images are immutable and durable
 	}
@@ -307,7 +307,7 @@ func (f *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.OK }
 
 func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	defer f.observe("fallocate", time.Now())
+	defer f.track("fallocate")()
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.Status(syscall.EROFS)
 	}
@@ -319,7 +319,7 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 }
 
 func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	defer f.observe("lseek", time.Now())
+	defer f.track("lseek")()
 	if !f.isFileNode(in.NodeId) {
 		v, st := f.nodeView(cancel, in.NodeId)
 		if !st.Ok() {
@@ -430,7 +430,7 @@ func (f *FS) renameFiles(in *fuse.RenameIn, oldName, newName string) fuse.Status
 }
 
 func (f *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
-	defer f.observe("link", time.Now())
+	defer f.track("link")()
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -454,61 +454,6 @@ func (f *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fus
 		return fuse.Status(errnoOf(err))
 	}
 	return f.fileEntry(n, np, out)
-}
-
-// fileXAttr serves getxattr, listxattr, setxattr and removexattr of writable files from
-// their backing files.
-func (f *FS) fileGetXAttr(n uint64, attr string, dest []byte) (uint32, fuse.Status) {
-	p, ok := f.files.path(n)
-	if !ok {
-		return 0, fuse.Status(syscall.ESTALE)
-	}
-	k, err := unix.Lgetxattr(p, attr, dest)
-	if err != nil {
-		return 0, fuse.Status(errnoOf(err))
-	}
-	return uint32(k), fuse.OK
-}
-
-func (f *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
-	defer f.observe("listxattr", time.Now())
-	if f.files == nil || !f.isFileNode(h.NodeId) {
-		return 0, fuse.OK // images and the root: none listed
-	}
-	p, ok := f.files.path(h.NodeId)
-	if !ok {
-		return 0, fuse.Status(syscall.ESTALE)
-	}
-	k, err := unix.Llistxattr(p, dest)
-	if err != nil {
-		return 0, fuse.Status(errnoOf(err))
-	}
-	return uint32(k), fuse.OK
-}
-
-func (f *FS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
-	defer f.observe("setxattr", time.Now())
-	if f.files == nil || !f.isFileNode(in.NodeId) {
-		// Images carry no extended attributes; "not supported" is what libvirt's DAC driver
-		// expects of a file system that cannot remember labels.
-		return fuse.ENOTSUP
-	}
-	p, ok := f.files.path(in.NodeId)
-	if !ok {
-		return fuse.Status(syscall.ESTALE)
-	}
-	return fuse.Status(errnoOrZero(unix.Lsetxattr(p, attr, data, int(in.Flags))))
-}
-
-func (f *FS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
-	if f.files == nil || !f.isFileNode(h.NodeId) {
-		return fuse.ENOTSUP
-	}
-	p, ok := f.files.path(h.NodeId)
-	if !ok {
-		return fuse.Status(syscall.ESTALE)
-	}
-	return fuse.Status(errnoOrZero(unix.Lremovexattr(p, attr)))
 }
 
 // fileEntries lists the writable area for readdir.

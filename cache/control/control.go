@@ -30,7 +30,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -57,8 +57,8 @@ type Status struct {
 // GlanceState tells how the daemon reaches Glance: the error that keeps it from doing so
 // (bad credentials, Keystone or Glance down), and the listing of nova's names.
 type GlanceState struct {
-	Error   string               `json:"error,omitempty"`
-	Catalog *glance.CatalogStats `json:"catalog,omitempty"`
+	Error   string                  `json:"error,omitempty"`
+	Catalog *glanceref.CatalogStats `json:"catalog,omitempty"`
 }
 
 // WritableState counts the writable area's plain files (nova's ephemeral, swap, downloads).
@@ -98,6 +98,8 @@ type Server struct {
 	Glance func() *GlanceState
 	// Writable counts the writable area (nil: none).
 	Writable func() (files int, bytes int64)
+	// EnsureGlance makes Glance image id usable (nil: no Glance integration).
+	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
 
 	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
 	manager atomic.Pointer[cache.Manager]
@@ -217,29 +219,32 @@ func (s *Server) ensure(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) ensureGlance(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := glance.ValidateID(id); err != nil {
+	if err := glanceref.ValidateID(id); err != nil {
 		reply(w, http.StatusBadRequest, apiError{err.Error()})
 		return
 	}
-	c := s.ready(w)
-	if c == nil {
+	if s.ready(w) == nil {
 		return
 	}
-	im, err := c.EnsureGlance(r.Context(), id)
+	if s.EnsureGlance == nil {
+		reply(w, http.StatusBadGateway, apiError{"no Glance configured for this daemon: start `basefs mount` with --glance-endpoint URL or OS_CLOUD / OS_* (Keystone)"})
+		return
+	}
+	im, err := s.EnsureGlance(r.Context(), id)
 	if err != nil {
 		code := http.StatusBadGateway
 		switch {
 		case chunkstore.IsNotFound(err):
 			code = http.StatusNotFound
-		case errors.Is(err, glance.ErrUnusable):
+		case errors.Is(err, glanceref.ErrUnusable):
 			code = http.StatusUnprocessableEntity
-		case errors.Is(err, glance.ErrHashMismatch), errors.Is(err, cache.ErrBadImage):
+		case errors.Is(err, glanceref.ErrHashMismatch), errors.Is(err, glanceref.ErrBadImage):
 			code = http.StatusConflict
 		}
 		reply(w, code, apiError{err.Error()})
 		return
 	}
-	st := GlanceStatus{GlanceID: id, Name: glance.NovaName(id), Size: im.Size(), Provisional: im.Provisional()}
+	st := GlanceStatus{GlanceID: id, Name: glanceref.NovaName(id), Size: im.Size(), Provisional: im.Lazy()}
 	if !st.Provisional {
 		if d, err := im.Complete(r.Context()); err == nil {
 			st.Digest = &d
@@ -258,28 +263,6 @@ func (s *Server) Serve(l net.Listener) (stop func()) {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}
-}
-
-// Listen binds the socket at path (replacing a stale one) and serves until ctx ends.
-func (s *Server) Listen(ctx context.Context, path string) (stop func(), err error) {
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s: another daemon is serving this state directory", path)
-	}
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	os.Chmod(path, 0o600)
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	return func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-		os.Remove(path)
-	}, nil
 }
 
 // Client talks to a daemon's control socket.

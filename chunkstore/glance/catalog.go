@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 	"golang.org/x/sync/singleflight"
 
@@ -99,7 +100,7 @@ func (c *Catalog) Refresh(ctx context.Context) error {
 		}
 		m := make(map[string]string, len(ids))
 		for _, id := range ids {
-			m[NovaName(id)] = id
+			m[glanceref.NovaName(id)] = id
 		}
 		c.byName = m
 		return nil, nil
@@ -124,13 +125,8 @@ func (c *Catalog) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// CatalogStats is what the catalog tells an operator.
-type CatalogStats struct {
-	Images    int       `json:"images"`               // names known from the last good listing
-	Listings  int64     `json:"listings"`             // listings asked of Glance
-	LastList  time.Time `json:"last_listing"`         // when the last listing ended
-	LastError string    `json:"last_error,omitempty"` // why it failed, if it did
-}
+// CatalogStats is what the catalog tells an operator (in glanceref: the control API carries it).
+type CatalogStats = glanceref.CatalogStats
 
 // Stats returns the catalog's counters.
 func (c *Catalog) Stats() CatalogStats {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
+
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
@@ -48,17 +50,17 @@ type Client struct {
 	name string
 }
 
-// ErrUnavailable is wrapped by errors that mean Glance could not be reached or answered with
-// a server error after every retry (transient: a later try may succeed).
-var ErrUnavailable = errors.New("glance unavailable")
+// The errors that classify a Glance failure (package glanceref holds them, so that packages
+// without a Glance client can tell them apart).
+var (
+	ErrUnavailable  = glanceref.ErrUnavailable
+	ErrUnusable     = glanceref.ErrUnusable
+	ErrHashMismatch = glanceref.ErrHashMismatch
+)
 
 // ErrAuth is wrapped by authentication and authorization failures (Keystone or Glance said
 // 401/403): retrying cannot help; fix the credentials.
 var ErrAuth = errors.New("glance authentication failed")
-
-// ErrUnusable is wrapped by errors about an image basefs cannot serve: not active, a
-// container format other than bare, no data.
-var ErrUnusable = errors.New("glance image not usable")
 
 // New connects to Glance. With opts.Endpoint it talks to that endpoint without Keystone;
 // otherwise it authenticates with Keystone from OS_CLOUD (clouds.yaml, as the openstack CLI
@@ -183,7 +185,7 @@ func (im *Image) Usable() error {
 
 // Image returns image id's metadata. An unknown id wraps chunkstore.ErrNotFound.
 func (c *Client) Image(ctx context.Context, id string) (*Image, error) {
-	if err := ValidateID(id); err != nil {
+	if err := glanceref.ValidateID(id); err != nil {
 		return nil, err
 	}
 	var gi *images.Image
@@ -220,7 +222,7 @@ func (c *Client) Image(ctx context.Context, id string) (*Image, error) {
 // SetProperty sets a custom string property on the image (a JSON-patch "add", which also
 // replaces an existing value).
 func (c *Client) SetProperty(ctx context.Context, id, name, value string) error {
-	if err := ValidateID(id); err != nil {
+	if err := glanceref.ValidateID(id); err != nil {
 		return err
 	}
 	return c.retry(ctx, "set property "+name+" on image "+id, func(ctx context.Context) error {

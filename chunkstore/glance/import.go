@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -17,10 +16,6 @@ import (
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
 )
-
-// ErrHashMismatch is wrapped when image data does not match Glance's os_hash_value or
-// checksum: Glance's stored file changed after upload (Glance itself does not check).
-var ErrHashMismatch = errors.New("image data does not match Glance's hash")
 
 // QemuFormat maps a Glance disk_format to the qemu-img format that reads it, or an error for
 // formats basefs cannot convert to a raw disk.

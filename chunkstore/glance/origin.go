@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 )
 
 // Origin serves chunks of raw Glance images by range, verified: it knows, from the manifests
@@ -36,7 +37,7 @@ func (o *Origin) Client() *Client { return o.c }
 // Register records where m's chunks live, if m describes a raw Glance image (a converted
 // image's Glance data is not its raw bytes, so it gives nothing to read by range).
 func (o *Origin) Register(m *chunkstore.Manifest) {
-	if m.Source.GlanceID == "" || m.Source.Format != "raw" || ValidateID(m.Source.GlanceID) != nil {
+	if m.Source.GlanceID == "" || m.Source.Format != "raw" || glanceref.ValidateID(m.Source.GlanceID) != nil {
 		return
 	}
 	o.mu.Lock()

@@ -183,20 +183,10 @@ func (s *Store) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunksto
 	u := s.ManifestURL(d)
 	var m *chunkstore.Manifest
 	err := s.do(ctx, http.MethodGet, "manifest", d, u, s.opts.MaxManifestSize, func(b []byte) (bool, error) {
+		var retry bool
 		var err error
-		m, err = chunkstore.ParseManifestFor(d, b)
-		var ce *chunkstore.CorruptError
-		switch {
-		case err == nil:
-			return false, nil
-		case errors.As(err, &ce):
-			ce.Where = u
-			return true, ce // wrong bytes: maybe damaged on the way
-		default:
-			// The bytes are the ones named d, but they are not a manifest: the publisher's
-			// fault, and the same bytes would come again.
-			return false, &chunkstore.CorruptError{Kind: "manifest", Digest: d, Where: u, Err: err}
-		}
+		m, retry, err = chunkstore.FetchedManifest(d, b, u)
+		return retry, err
 	})
 	if err != nil {
 		return nil, err

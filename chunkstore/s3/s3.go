@@ -174,18 +174,10 @@ func (s *Store) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunksto
 	key := s.ManifestKey(d)
 	var m *chunkstore.Manifest
 	err := s.getVerified(ctx, "manifest", d, key, s.cfg.MaxManifestSize, func(b []byte) (bool, error) {
+		var retry bool
 		var err error
-		m, err = chunkstore.ParseManifestFor(d, b)
-		var ce *chunkstore.CorruptError
-		switch {
-		case err == nil:
-			return false, nil
-		case errors.As(err, &ce):
-			ce.Where = s.where(key)
-			return true, ce
-		default: // the bytes named d, but not a manifest: fetching them again cannot help
-			return false, &chunkstore.CorruptError{Kind: "manifest", Digest: d, Where: s.where(key), Err: err}
-		}
+		m, retry, err = chunkstore.FetchedManifest(d, b, s.where(key))
+		return retry, err
 	})
 	return m, err
 }
@@ -205,6 +197,9 @@ func (s *Store) GetProfileBytes(ctx context.Context, d chunkstore.Digest) ([]byt
 	}
 	return out, nil
 }
+
+// SharedTier marks a bucket as a fleet's shared tier (chunkstore.SharedTier).
+func (s *Store) SharedTier() {}
 
 // PutProfileBytes stores image d's boot profile (put-if-absent, like every object).
 func (s *Store) PutProfileBytes(ctx context.Context, d chunkstore.Digest, b []byte) error {

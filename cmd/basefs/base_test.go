@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
@@ -174,7 +174,7 @@ func TestNovaNamesOfGlanceImagesCold(t *testing.T) {
 	}
 }
 
-func novaNameOf(id string) string { return glance.NovaName(id) }
+func novaNameOf(id string) string { return glanceref.NovaName(id) }
 
 // TestAdoptionAndUnlinkInUse: nova's own download (`<sha1>.part` renamed to `<sha1>`) on a
 // mount without Glance becomes an image served from chunks; an overlay under the instances

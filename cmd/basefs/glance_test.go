@@ -15,6 +15,7 @@ import (
 
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/storetest"
 )
@@ -94,7 +95,7 @@ func TestGlanceLazyRawThenVerifiedRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Provisional || st.Digest != nil || st.Name != glance.NovaName(id) || st.Size != int64(len(data)) {
+	if !st.Provisional || st.Digest != nil || st.Name != glanceref.NovaName(id) || st.Size != int64(len(data)) {
 		t.Fatalf("ensure: %+v", st)
 	}
 	nova := filepath.Join(d.mnt, st.Name)

@@ -7,9 +7,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
 )
@@ -54,8 +55,8 @@ func runImport(ctx context.Context, args []string) error {
 		return err
 	}
 	var id string
-	if glance.IsRef(fs.Arg(0)) {
-		if id, err = glance.ParseRef(fs.Arg(0)); err != nil {
+	if glanceref.IsRef(fs.Arg(0)) {
+		if id, err = glanceref.ParseRef(fs.Arg(0)); err != nil {
 			return usageError{err.Error()}
 		}
 	}
@@ -90,7 +91,7 @@ func importGlance(ctx context.Context, o *glanceOptions, s *local.Store, id stri
 	if err != nil {
 		return nil, err
 	}
-	if err := cache.WriteAlias(s.Root(), id, res.Digest); err != nil {
+	if err := glanceimg.WriteAlias(s.Root(), id, res.Digest); err != nil {
 		return nil, fmt.Errorf("image %s: record nova's name: %w", id, err)
 	}
 	return res, nil

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
@@ -211,10 +213,20 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 			return g
 		}
 	}
-	c, err := cache.New(cache.Config{Local: st, Origins: origins, Glance: gorigin, Catalog: catalog, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack})
+	// nova's names: Glance images (through the catalog) and adopted downloads.
+	names := glanceimg.NewNames(st.Root())
+	ccfg := cache.Config{Local: st, Origins: origins, Names: names, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack}
+	if gorigin != nil {
+		// Glance is the last origin: chunks of raw Glance images read by range, verified.
+		ccfg.Origins = append(slices.Clip(origins), gorigin)
+		ccfg.OnManifest = gorigin.Register
+	}
+	c, err := cache.New(ccfg)
 	if err != nil {
 		return err
 	}
+	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log})
+	ctl.EnsureGlance = gl.Ensure
 	defer c.Close() // every fetched chunk durable before exit
 	mgr := cache.NewManager(c, cache.ManagerConfig{
 		MinAge:        time.Duration(o.minAge) * time.Second,
@@ -223,7 +235,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		FillRate:      o.fillRate,
 		ProfileWindow: o.profileWindow,
 		Interval:      o.interval,
-		InUse:         inUseScanner(o.instancesPaths, c.AliasDigest),
+		InUse:         inUseScanner(o.instancesPaths, names.Digest),
 	})
 	mctx, stopMgr := context.WithCancel(ctx)
 	defer stopMgr()
@@ -253,12 +265,11 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		defer msrv.Close()
 	}
 	owner, _ := parseOwner(o.owner) // validated by basefs mount
-	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid(),
+	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid,
 		ObserveRequest: func(op string, d time.Duration) { requestLatency.WithLabelValues(op).Observe(d.Seconds()) },
 		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
-	// nova's names: Glance images (through the catalog) and adopted downloads.
-	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, cache.AliasResolver{C: c}}
-	fcfg.Aliases = c
+	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
+	fcfg.Aliases = gl
 	opts := fs.MountOptions(o.debug)
 	opts.DirectMount = false // the connection exists: /dev/fd/N
 	fsys, err := fs.New(fcfg)

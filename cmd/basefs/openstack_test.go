@@ -34,7 +34,7 @@ import (
 
 	"github.com/basefs/basefs/agent/agenttest"
 	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
@@ -161,7 +161,7 @@ func TestOpenStackNovaBootsOnBasefs(t *testing.T) {
 	})
 	t.Logf("uploaded kernel, ramdisk and a %d MiB raw disk in %.1f s", osImageSize>>20, time.Since(tUp).Seconds())
 	flavor := c.flavor()
-	diskName := glance.NovaName(diskID)
+	diskName := glanceref.NovaName(diskID)
 	diskBase := filepath.Join(base, diskName)
 
 	// Server 1: cold. nova finds the disk's base on the mount (never downloads it); the guest
@@ -332,7 +332,7 @@ func (c *osCloud) keystoneFailure(work string, rc map[string]string, glanceID st
 		t.Errorf("the log does not say Glance is unusable:\n%s", d.log)
 	}
 	// The nova name of a real Glance image: not served, and the daemon lives on.
-	_, err := os.Stat(filepath.Join(mnt, glance.NovaName(glanceID)))
+	_, err := os.Stat(filepath.Join(mnt, glanceref.NovaName(glanceID)))
 	if err == nil {
 		t.Errorf("a daemon Keystone refused serves the Glance image %s", glanceID)
 	}

@@ -9,10 +9,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/chunkstore/origin"
 )
 
 type publishOptions struct {
@@ -54,8 +57,8 @@ func runPublish(ctx context.Context, args []string) error {
 	var images []chunkstore.Digest
 	glanceIDs := map[int]string{} // index in images → Glance id
 	for _, a := range f.Args() {
-		if glance.IsRef(a) {
-			id, err := glance.ParseRef(a)
+		if glanceref.IsRef(a) {
+			id, err := glanceref.ParseRef(a)
 			if err != nil {
 				return usageError{err.Error()}
 			}
@@ -69,7 +72,7 @@ func runPublish(ctx context.Context, args []string) error {
 		}
 		images = append(images, d)
 	}
-	if u, err := url.Parse(o.to); err != nil || !(u.Scheme == "dir" && u.Host == "" && len(u.Path) >= 2 && u.Path[0] == '/' || cache.IsS3(o.to)) {
+	if u, err := url.Parse(o.to); err != nil || !(u.Scheme == "dir" && u.Host == "" && len(u.Path) >= 2 && u.Path[0] == '/' || origin.IsS3(o.to)) {
 		return usageError{fmt.Sprintf("--to %q: want dir:///absolute/path or s3://BUCKET[/PREFIX]", o.to)}
 	}
 	origins, err := o.s3.openOrigins(ctx, o.origins, nil)
@@ -85,7 +88,7 @@ func runPublish(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dst, err := cache.OpenTarget(ctx, o.to, o.s3.originOptions(nil))
+	dst, err := origin.OpenTarget(ctx, o.to, o.s3.originOptions(nil))
 	if err != nil {
 		return err
 	}
@@ -102,7 +105,7 @@ func runPublish(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			if err := cache.WriteAlias(src.Root(), id, res.Digest); err != nil {
+			if err := glanceimg.WriteAlias(src.Root(), id, res.Digest); err != nil {
 				return err
 			}
 			images[i] = res.Digest

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/origin"
 )
 
 // s3Options configure s3:// origins and publish targets. The rest comes from the environment,
@@ -23,15 +23,15 @@ func (o *s3Options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.region, "s3-region", "", "S3 region for s3:// URLs (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)")
 }
 
-func (o *s3Options) originOptions(log *slog.Logger) cache.OriginOptions {
-	return cache.OriginOptions{S3Endpoint: o.endpoint, S3Region: o.region, Logger: log}
+func (o *s3Options) originOptions(log *slog.Logger) origin.Options {
+	return origin.Options{S3Endpoint: o.endpoint, S3Region: o.region, Logger: log}
 }
 
 // openOrigins opens every origin URL in order; a bad URL is a usage error.
 func (o *s3Options) openOrigins(ctx context.Context, urls []string, log *slog.Logger) ([]chunkstore.Getter, error) {
 	var origins []chunkstore.Getter
 	for _, u := range urls {
-		g, err := cache.OpenOriginWith(ctx, u, o.originOptions(log))
+		g, err := origin.OpenWith(ctx, u, o.originOptions(log))
 		if err != nil {
 			return nil, usageError{"--origin: " + err.Error()}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3"
@@ -43,8 +44,8 @@ func s3Tier(t *testing.T) (string, *s3.Store) {
 	return url, st
 }
 
-// origin returns the counters of the origin whose name starts with prefix.
-func origin(t *testing.T, st *control.Status, prefix string) cache.OriginSnapshot {
+// originStats returns the counters of the origin whose name starts with prefix.
+func originStats(t *testing.T, st *control.Status, prefix string) cache.OriginSnapshot {
 	t.Helper()
 	for _, o := range st.Stats.Origins {
 		if strings.HasPrefix(o.Origin, prefix) {
@@ -98,7 +99,7 @@ func TestS3PublishFourHostsConcurrent(t *testing.T) {
 	var fromS3, fromDir int64
 	for _, h := range hosts {
 		st := h.status()
-		s, d := origin(t, st, "s3://"), origin(t, st, "dir://")
+		s, d := originStats(t, st, "s3://"), originStats(t, st, "dir://")
 		if s.Fetches != 17 || s.Corrupt != 0 || s.Errors != 0 || d.Fetches != 0 || st.Stats.ManifestFetches != 1 {
 			t.Errorf("host %s: s3 %+v, dir %+v, manifests %d; want 17 chunks from s3 (each once), none from dir, 1 manifest",
 				h.mnt, s, d, st.Stats.ManifestFetches)
@@ -145,7 +146,7 @@ func TestS3WriteBackHostsInTurn(t *testing.T) {
 				st = h.status()
 			}
 		}
-		s, d := origin(t, st, "s3://"), origin(t, st, "dir://")
+		s, d := originStats(t, st, "s3://"), originStats(t, st, "dir://")
 		switch {
 		case i == 0 && (s.Fetches != 0 || s.Misses != 12 || d.Fetches != 12):
 			t.Fatalf("host 0: s3 %+v, dir %+v; want 12 misses at s3 and 12 fetches from dir", s, d)
@@ -224,7 +225,7 @@ func TestS3OutageFailoverAndBack(t *testing.T) {
 	t.Logf("host B: EIO after %v", time.Since(start).Round(time.Millisecond))
 	sa := a.status()
 	// (Kernel readahead may have fetched a chunk past the first 2 MiB before the outage.)
-	if s, d := origin(t, sa, "s3://"), origin(t, sa, "dir://"); s.Errors == 0 || d.Fetches < 4 || s.Fetches+d.Fetches != 8 {
+	if s, d := originStats(t, sa, "s3://"), originStats(t, sa, "dir://"); s.Errors == 0 || d.Fetches < 4 || s.Fetches+d.Fetches != 8 {
 		t.Fatalf("host A: s3 %+v, dir %+v; want s3 errors counted and the chunks not local from dir", s, d)
 	}
 	s3test.StartRGW(t)
@@ -239,7 +240,7 @@ func TestS3OutageFailoverAndBack(t *testing.T) {
 	if err := check(b, 0, size); err != nil {
 		t.Fatalf("host B after RGW came back: %v", err)
 	}
-	if s := origin(t, b.status(), "s3://"); s.Fetches != 8 {
+	if s := originStats(t, b.status(), "s3://"); s.Fetches != 8 {
 		t.Fatalf("host B: s3 %+v; want all 8 chunks from s3 in the end", s)
 	}
 }
@@ -269,7 +270,7 @@ func TestS3CorruptObjectNextTier(t *testing.T) {
 		t.Fatal("wrong bytes served")
 	}
 	st := h.status()
-	if s, dd := origin(t, st, "s3://"), origin(t, st, "dir://"); s.Corrupt != 2 || s.Fetches != 4 || dd.Fetches != 2 {
+	if s, dd := originStats(t, st, "s3://"), originStats(t, st, "dir://"); s.Corrupt != 2 || s.Fetches != 4 || dd.Fetches != 2 {
 		t.Fatalf("s3 %+v, dir %+v; want 2 corrupt at s3, 4 chunks from s3, 2 from dir", s, dd)
 	}
 	h.stop()
@@ -316,7 +317,7 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 		if i == 0 {
 			digest = waitDigest(t, h, id)
 			deadline := time.Now().Add(30 * time.Second)
-			for wb := h.status().Stats.WriteBack; wb == nil || wb.GlanceIndex < 1; wb = h.status().Stats.WriteBack {
+			for wb := h.status().Stats.WriteBack; wb == nil || wb.Entries < 1; wb = h.status().Stats.WriteBack {
 				if time.Now().After(deadline) {
 					t.Fatalf("host 0 wrote back %+v; want the Glance index entry\n%s", wb, h.log)
 				}
@@ -325,13 +326,13 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 		}
 		stat := h.status()
 		_, g, gc := glanceOrigin(stat)
-		s, wb := origin(t, stat, "s3://"), stat.Stats.WriteBack
+		s, wb := originStats(t, stat, "s3://"), stat.Stats.WriteBack
 		switch {
 		case gc != 0 || s.Corrupt != 0:
 			t.Fatalf("host %d: corruption counted: Glance %d, s3 %+v", i, gc, s)
 		case i == 0 && (g != dataBytes+zeroBytes || s.Fetches != 0 || wb.Chunks != 20 || wb.Manifests != 1 || wb.Failed != 0 || wb.Dropped != 0):
 			t.Fatalf("host 0: %d bytes from Glance, s3 %+v, write-back %+v; want the image once from Glance, 20 chunks and 1 manifest written back", g, s, wb)
-		case i > 0 && (g != 0 || s.Fetches != 20 || s.Bytes != dataBytes || wb.Chunks != 0 || wb.GlanceIndex != 0):
+		case i > 0 && (g != 0 || s.Fetches != 20 || s.Bytes != dataBytes || wb.Chunks != 0 || wb.Entries != 0):
 			t.Fatalf("host %d: %d bytes from Glance, s3 %+v, write-back %+v; want every chunk from RGW once, nothing from Glance, nothing written back\n%s", i, g, s, wb, h.log)
 		}
 		fromGlance += g
@@ -359,8 +360,9 @@ func TestS3GlanceIndexStaleIgnored(t *testing.T) {
 	ep := glancetest.Start(t)
 	dir := t.TempDir()
 	id, data := glanceImage(t, dir, 46, 3<<20, 0)
-	other := &cache.GlanceIndexEntry{Manifest: chunkstore.Sum([]byte("x")), HashAlgo: "sha512", HashValue: strings.Repeat("0", 128)}
-	if _, err := (cache.S3Tier{Store: store}).PutGlanceIndex(context.Background(), id, other); err != nil {
+	other := &glanceimg.GlanceIndexEntry{Manifest: chunkstore.Sum([]byte("x")), HashAlgo: "sha512", HashValue: strings.Repeat("0", 128)}
+	index, _ := glanceimg.IndexOf(store)
+	if _, err := index.PutGlanceIndex(context.Background(), id, other); err != nil {
 		t.Fatal(err)
 	}
 	h := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), append([]string{"--origin", url, "--glance-endpoint", ep}, noFill...)...)

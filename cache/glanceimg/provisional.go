@@ -1,4 +1,4 @@
-package cache
+package glanceimg
 
 import (
 	"context"
@@ -7,15 +7,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/tier"
 )
 
-// provisional is a raw Glance image without a manifest, read lazily by range. Lock order:
-// Cache.mu, then provisional.mu; no lock is held across I/O.
+// provisional is a raw Glance image without a manifest, read lazily by range: the cache's
+// ChunkSource for it. No lock is held across I/O.
 type provisional struct {
-	c    *Cache
+	l    *Layer
+	c    *cache.Cache
+	im   *cache.Image
+	key  chunkstore.Digest // ProvisionalKey(meta.ID): the cache knows the image by it
 	meta *glance.Image
 	cs   int64
 	n    int
@@ -33,12 +38,29 @@ type provisional struct {
 	done     chan struct{}
 }
 
+var _ cache.ChunkSource = (*provisional)(nil)
+
+const (
+	chunkUnknown uint8 = iota
+	chunkKnown
+	chunkHole
+)
+
+// reader says who waits for a range: a guest read (it grows a sequential window and counts
+// as foreground) or the background fill.
+type reader uint8
+
+const (
+	guestRead reader = iota
+	backgroundFill
+)
+
 type rangeFlight struct {
 	done chan struct{}
 	err  error
 }
 
-func (c *Cache) newProvisional(meta *glance.Image) (*Image, error) {
+func (l *Layer) newProvisional(meta *glance.Image) (*cache.Image, error) {
 	if _, err := glance.NewVerifier(meta); err != nil {
 		return nil, err // no hash to check the whole against: it could never get a digest
 	}
@@ -48,26 +70,22 @@ func (c *Cache) newProvisional(meta *glance.Image) (*Image, error) {
 	cs := int64(chunkstore.DefaultChunkSize)
 	n := int(chunkstore.NumChunks(meta.Size, cs))
 	p := &provisional{
-		c: c, meta: meta, cs: cs, n: n,
+		l: l, c: l.c, key: ProvisionalKey(meta.ID), meta: meta, cs: cs, n: n,
 		state: make([]uint8, n), digests: make([]chunkstore.Digest, n),
 		flights: make(map[int]*rangeFlight), window: 1, seqEnd: -1, done: make(chan struct{}),
 	}
-	key := ProvisionalKey(meta.ID)
-	im := &Image{c: c, digest: key, m: &chunkstore.Manifest{Size: meta.Size, ChunkSize: cs, Source: meta.Source()}, prov: p}
-	im.lastUse.Store(time.Now().UnixNano())
-	if err := c.writeAlias(meta.ID, chunkstore.Digest{}); err != nil {
+	if err := l.names.Write(meta.ID, chunkstore.Digest{}); err != nil {
 		return nil, fmt.Errorf("image %s: record nova's name: %w", meta.ID, err)
 	}
-	c.mu.Lock()
-	if old := c.prov[meta.ID]; old != nil {
-		im = old
-	} else {
-		c.prov[meta.ID] = im
-		c.images[key] = im
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old := l.prov[meta.ID]; old != nil {
+		return old.im, nil
 	}
-	c.mu.Unlock()
-	c.log.Info("Glance raw image served lazily by range until complete", "glance_id", meta.ID, "size", meta.Size, "nova_name", glance.NovaName(meta.ID))
-	return im, nil
+	p.im = l.c.AddSource(p.key, meta.Size, cs, meta.Source(), p)
+	l.prov[meta.ID] = p
+	l.log.Info("Glance raw image served lazily by range until complete", "glance_id", meta.ID, "size", meta.Size, "nova_name", glanceref.NovaName(meta.ID))
+	return p.im, nil
 }
 
 func (p *provisional) finalDigest() chunkstore.Digest {
@@ -76,79 +94,57 @@ func (p *provisional) finalDigest() chunkstore.Digest {
 	return p.final
 }
 
-func (p *provisional) badErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bad
-}
-
-// Complete waits until the provisional image's completion ran (for tests and tools): the
-// final digest, or the error that marked it bad.
-func (im *Image) Complete(ctx context.Context) (chunkstore.Digest, error) {
-	p := im.prov
-	if p == nil {
-		return im.digest, nil
-	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return chunkstore.Digest{}, ctx.Err()
-	}
+// Result is cache.ChunkSource's: the digest the completed image got, or why it is bad.
+func (p *provisional) Result() (chunkstore.Digest, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.final, p.bad
 }
 
-// Provisional reports whether the image is a Glance image still without a digest of its own
-// (its Digest is then its ProvisionalKey).
-func (im *Image) Provisional() bool { return im.prov != nil && im.prov.finalDigest().IsZero() }
+// Done is closed when completion ran.
+func (p *provisional) Done() <-chan struct{} { return p.done }
 
-// GlanceID returns the Glance image id the image came from, if any.
-func (im *Image) GlanceID() string { return im.m.Source.GlanceID }
+// UsePath is the image's alias file: its mtime is the image's recorded use.
+func (p *provisional) UsePath() string { return p.l.names.Path(p.meta.ID) }
+
+// Removed forgets the lazy state (the cache removed the image).
+func (p *provisional) Removed() {
+	p.l.mu.Lock()
+	if p.l.prov[p.meta.ID] == p {
+		delete(p.l.prov, p.meta.ID)
+	}
+	p.l.mu.Unlock()
+}
+
+// Known returns the digests of the chunks seen and how many are unknown.
+func (p *provisional) Known() ([]chunkstore.Digest, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var known []chunkstore.Digest
+	unknown := 0
+	for i, st := range p.state {
+		switch st {
+		case chunkKnown:
+			known = append(known, p.digests[i])
+		case chunkUnknown:
+			unknown++
+		}
+	}
+	return known, unknown
+}
 
 func (p *provisional) chunkLen(i int) int64 { return min(p.cs, p.meta.Size-int64(i)*p.cs) }
 
-// readAt serves a provisional image's bytes: chunks already seen from local state or memory,
-// verified against the digest kept when they arrived; missing ones fetched by range.
-func (p *provisional) readAt(ctx context.Context, im *Image, dst []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, fmt.Errorf("image %s: negative offset %d", p.meta.ID, off)
-	}
-	if off >= p.meta.Size {
-		return 0, nil
-	}
-	dst = dst[:min(int64(len(dst)), p.meta.Size-off)]
-	st := p.c.stats
-	st.reads.Add(1)
-	im.lastUse.Store(time.Now().UnixNano())
-	n := 0
-	for n < len(dst) {
-		pos := off + int64(n)
-		i := int(pos / p.cs)
-		within := pos - int64(i)*p.cs
-		want := min(int64(len(dst)-n), p.chunkLen(i)-within)
-		span := int((off+int64(len(dst))-1-int64(i)*p.cs)/p.cs) + 1
-		data, err := p.chunk(ctx, i, span, true)
-		if err != nil {
-			st.readErrors.Add(1)
-			return n, fmt.Errorf("Glance image %s, chunk %d at offset %d: %w", p.meta.ID, i, int64(i)*p.cs, err)
-		}
-		if data == nil {
-			clear(dst[n : n+int(want)])
-			st.holeBytes.Add(want)
-		} else {
-			copy(dst[n:n+int(want)], data[within:within+want])
-		}
-		n += int(want)
-	}
-	st.bytesRead.Add(int64(n))
-	return n, nil
+// Chunk is cache.ChunkSource's: chunk i for a guest read, with the chunks up to span.
+func (p *provisional) Chunk(ctx context.Context, i, span int) ([]byte, error) {
+	return p.chunk(ctx, i, span, guestRead)
 }
 
 // chunk returns chunk i's bytes (nil for an all-zero chunk). An unknown chunk is fetched with
 // the chunks after it up to span (or, for guest reads that continue the previous fetch, a
 // window growing to 16 MiB), in one range request; concurrent readers wait on that fetch.
-func (p *provisional) chunk(ctx context.Context, i, span int, guest bool) ([]byte, error) {
+// A bad image's chunks fail with its error.
+func (p *provisional) chunk(ctx context.Context, i, span int, who reader) ([]byte, error) {
 	for {
 		p.mu.Lock()
 		if p.bad != nil {
@@ -178,6 +174,7 @@ func (p *provisional) chunk(ctx context.Context, i, span int, guest bool) ([]byt
 		}
 		maxChunks := int(max(1, maxRangeBytes/p.cs))
 		want := span
+		guest := who == guestRead
 		if guest {
 			if i == p.seqEnd {
 				p.window = min(p.window*2, maxChunks)
@@ -200,13 +197,12 @@ func (p *provisional) chunk(ctx context.Context, i, span int, guest bool) ([]byt
 		}
 		p.mu.Unlock()
 
+		leave := func() {}
 		if guest {
-			p.c.fg.enter()
+			leave = p.c.Foreground()
 		}
 		data, err := p.fetch(context.WithoutCancel(ctx), i, j)
-		if guest {
-			p.c.fg.leave()
-		}
+		leave()
 		fl.err = err
 		p.mu.Lock()
 		for k := i; k < j; k++ {
@@ -236,22 +232,27 @@ func (p *provisional) knownChunk(ctx context.Context, i int, d chunkstore.Digest
 		return ch.Data(), nil
 	}
 	buf := make([]byte, p.chunkLen(i))
-	if rerr := p.c.glance.Client().ReadRange(ctx, p.meta.ID, int64(i)*p.cs, buf); rerr != nil {
-		p.countErr()
+	if rerr := p.l.origin.Client().ReadRange(ctx, p.meta.ID, int64(i)*p.cs, buf); rerr != nil {
+		p.count(func(o *tier.Counters) { o.Errors.Add(1) })
 		return nil, fmt.Errorf("%v; and from Glance: %w", err, rerr)
 	}
 	ch, verr := chunkstore.VerifyChunk(d, buf)
 	if verr != nil {
-		p.c.countGlance(func(o *tier.Counters) { o.Corrupt.Add(1) })
-		p.c.log.Error("Glance served bytes that differ from those first read", "glance_id", p.meta.ID, "chunk", i, "err", verr)
+		p.count(func(o *tier.Counters) { o.Corrupt.Add(1) })
+		p.l.log.Error("Glance served bytes that differ from those first read", "glance_id", p.meta.ID, "chunk", i, "err", verr)
 		return nil, verr
 	}
-	p.c.countGlance(func(o *tier.Counters) { o.Fetches.Add(1); o.Bytes.Add(int64(len(buf))) })
-	p.c.keep(ch)
+	p.count(func(o *tier.Counters) { o.Fetches.Add(1); o.Bytes.Add(int64(len(buf))) })
+	p.c.Admit(ch, p.l.origin)
 	return ch.Data(), nil
 }
 
-func (p *provisional) countErr() { p.c.countGlance(func(o *tier.Counters) { o.Errors.Add(1) }) }
+// count applies f to the Glance origin's counters.
+func (p *provisional) count(f func(*tier.Counters)) {
+	if o := p.l.counters(); o != nil {
+		f(o)
+	}
+}
 
 // fetch reads chunks [i, j) with one range request, hashes each as it arrives, keeps its
 // digest and stores it; it returns chunk i's bytes (nil for zeros).
@@ -259,17 +260,15 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 	off := int64(i) * p.cs
 	end := min(int64(j)*p.cs, p.meta.Size)
 	buf := make([]byte, end-off)
-	start := time.Now()
-	p.c.stats.inFlight.Add(1)
-	err := p.c.glance.Client().ReadRange(ctx, p.meta.ID, off, buf)
-	p.c.stats.inFlight.Add(-1)
+	done := p.c.StartFetch()
+	err := p.l.origin.Client().ReadRange(ctx, p.meta.ID, off, buf)
+	done(err)
 	if err != nil {
-		p.countErr()
-		p.c.log.Warn("Glance range read failed", "glance_id", p.meta.ID, "offset", off, "bytes", len(buf), "err", err)
+		p.count(func(o *tier.Counters) { o.Errors.Add(1) })
+		p.l.log.Warn("Glance range read failed", "glance_id", p.meta.ID, "offset", off, "bytes", len(buf), "err", err)
 		return nil, err
 	}
-	p.c.stats.observeFetch(time.Since(start))
-	p.c.countGlance(func(o *tier.Counters) { o.Fetches.Add(int64(j - i)); o.Bytes.Add(int64(len(buf))) })
+	p.count(func(o *tier.Counters) { o.Fetches.Add(int64(j - i)); o.Bytes.Add(int64(len(buf))) })
 	var first []byte
 	for k := i; k < j; k++ {
 		b := buf[int64(k-i)*p.cs : int64(k-i)*p.cs+p.chunkLen(k)]
@@ -277,7 +276,7 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 		if !chunkstore.IsZeroes(b) {
 			ch := chunkstore.NewChunk(b)
 			d, state = ch.Digest(), chunkKnown
-			p.c.keep(ch)
+			p.c.Admit(ch, p.l.origin)
 		}
 		if k == i && state == chunkKnown {
 			first = b
@@ -292,22 +291,10 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 	return first, nil
 }
 
-// keep puts a chunk of a provisional image (read from Glance) in memory, queues it for the
-// local state and offers it to the write-back tier.
-func (c *Cache) keep(ch *chunkstore.Chunk) {
-	c.mem.add(ch.Digest(), ch)
-	c.wb.offerChunk(c.glanceIdx, ch) // never blocks; the tier is asked even if the chunk is local
-	if ok, _ := c.local.HasChunk(context.Background(), ch.Digest()); ok {
-		return
-	}
-	c.pending.Store(ch.Digest(), ch)
-	c.enqueueWrite(ch)
-}
-
-// fill fetches every chunk not yet seen, in 16 MiB ranges, at most rate bytes a second and
+// Fill fetches every chunk not yet seen, in 16 MiB ranges, at most rate bytes a second and
 // yielding to guest reads; the last fetch triggers completion.
-func (p *provisional) fill(ctx context.Context, rate int64, mgr *Manager) {
-	lim := newLimiter(rate)
+func (p *provisional) Fill(ctx context.Context, rate int64, progress func(bytes int64, chunks int)) {
+	lim := cache.NewLimiter(rate)
 	maxChunks := int(max(1, maxRangeBytes/p.cs))
 	for i := 0; i < p.n; i++ {
 		p.mu.Lock()
@@ -320,9 +307,9 @@ func (p *provisional) fill(ctx context.Context, rate int64, mgr *Manager) {
 		if skip {
 			continue
 		}
-		p.c.fg.waitIdle()
-		if _, err := p.chunk(ctx, i, maxChunks, false); err != nil {
-			p.c.log.Warn("background fill of Glance image: range not fetched; will be fetched on read", "glance_id", p.meta.ID, "chunk", i, "err", err)
+		p.c.WaitForeground()
+		if _, err := p.chunk(ctx, i, maxChunks, backgroundFill); err != nil {
+			p.l.log.Warn("background fill of Glance image: range not fetched; will be fetched on read", "glance_id", p.meta.ID, "chunk", i, "err", err)
 			continue
 		}
 		var got int64
@@ -333,11 +320,8 @@ func (p *provisional) fill(ctx context.Context, rate int64, mgr *Manager) {
 			}
 		}
 		p.mu.Unlock()
-		if mgr != nil {
-			mgr.filledBytes.Add(got)
-			mgr.filledChunks.Add(int64(min(p.n, i+maxChunks) - i))
-		}
-		if lim.wait(ctx, got) != nil {
+		progress(got, min(p.n, i+maxChunks)-i)
+		if lim.Wait(ctx, got) != nil {
 			return
 		}
 		i += maxChunks - 1
@@ -355,14 +339,14 @@ func (p *provisional) complete() {
 			return
 		}
 		if errors.Is(err, glance.ErrHashMismatch) || chunkstore.IsCorrupt(err) || attempt == 4 {
-			p.c.countGlance(func(o *tier.Counters) { o.Corrupt.Add(1) })
+			p.count(func(o *tier.Counters) { o.Corrupt.Add(1) })
 			p.mu.Lock()
-			p.bad = fmt.Errorf("%w: Glance image %s: %v", ErrBadImage, p.meta.ID, err)
+			p.bad = fmt.Errorf("%w: Glance image %s: %v", glanceref.ErrBadImage, p.meta.ID, err)
 			p.mu.Unlock()
-			p.c.log.Error("Glance image failed its whole-image check: marked bad, reads fail", "glance_id", p.meta.ID, "err", err)
+			p.l.log.Error("Glance image failed its whole-image check: marked bad, reads fail", "glance_id", p.meta.ID, "err", err)
 			return
 		}
-		p.c.log.Warn("Glance image: whole-image check could not run; trying again", "glance_id", p.meta.ID, "err", err)
+		p.l.log.Warn("Glance image: whole-image check could not run; trying again", "glance_id", p.meta.ID, "err", err)
 		time.Sleep(time.Duration(attempt+1) * time.Second)
 	}
 }
@@ -396,22 +380,28 @@ func (p *provisional) completeOnce() error {
 	p.mu.Lock()
 	m := &chunkstore.Manifest{Size: p.meta.Size, ChunkSize: p.cs, Chunks: append([]chunkstore.Digest(nil), p.digests...), Source: p.meta.Source()}
 	p.mu.Unlock()
-	d, err := c.local.PutManifest(ctx, m)
+	d, err := c.Local().PutManifest(ctx, m)
 	if err == nil {
-		err = c.writeAlias(p.meta.ID, d)
+		err = p.l.names.Write(p.meta.ID, d)
 	}
 	if err != nil {
 		return fmt.Errorf("record the completed image: %w", err)
 	}
-	c.registerGlance(m)
+	p.l.origin.Register(m)
 	p.mu.Lock()
 	p.final = d
 	p.mu.Unlock()
-	c.log.Info("Glance image complete and verified against os_hash_value: digest assigned", "glance_id", p.meta.ID, "image", d.String())
+	p.l.log.Info("Glance image complete and verified against os_hash_value: digest assigned", "glance_id", p.meta.ID, "image", d.String())
 	if p.meta.HashValue != "" && p.meta.HashAlgo != "" {
 		// Chunks, then the manifest, then the tier's index entry: the next host finds it.
 		e := &GlanceIndexEntry{Manifest: d, HashAlgo: p.meta.HashAlgo, HashValue: p.meta.HashValue}
-		c.wb.offerGlanceImage(p.meta.ID, d, m, e, c.localChunk)
+		c.WriteBackImage(d, m, func(ctx context.Context, t chunkstore.Store) (bool, error) {
+			x, ok := indexOf(t)
+			if !ok {
+				return false, nil
+			}
+			return x.PutGlanceIndex(ctx, p.meta.ID, e)
+		})
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package glance
+package glanceref
 
 import (
 	"strings"

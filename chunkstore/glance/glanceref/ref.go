@@ -1,10 +1,15 @@
-package glance
+// Package glanceref is the vocabulary of Glance images other packages share without linking a
+// Glance client: image references and ids, nova's names for them, and the errors that
+// classify what went wrong with one.
+package glanceref
 
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Scheme prefixes a Glance image reference: glance://<image-id>.
@@ -61,4 +66,28 @@ func trunc(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// ErrUnavailable is wrapped by errors that mean Glance could not be reached or answered with
+// a server error after every retry (transient: a later try may succeed).
+var ErrUnavailable = errors.New("glance unavailable")
+
+// ErrUnusable is wrapped by errors about an image basefs cannot serve: not active, a
+// container format other than bare, no data.
+var ErrUnusable = errors.New("glance image not usable")
+
+// ErrHashMismatch is wrapped when image data does not match Glance's os_hash_value or
+// checksum: Glance's stored file changed after upload (Glance itself does not check).
+var ErrHashMismatch = errors.New("image data does not match Glance's hash")
+
+// ErrBadImage is wrapped by reads of a lazily read image whose whole data failed Glance's
+// os_hash_value or checksum: the image is marked bad and never served again by the process.
+var ErrBadImage = errors.New("image marked bad: its data does not match Glance's hash")
+
+// CatalogStats is what the catalog tells an operator.
+type CatalogStats struct {
+	Images    int       `json:"images"`               // names known from the last good listing
+	Listings  int64     `json:"listings"`             // listings asked of Glance
+	LastList  time.Time `json:"last_listing"`         // when the last listing ended
+	LastError string    `json:"last_error,omitempty"` // why it failed, if it did
 }
