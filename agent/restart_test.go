@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -24,9 +25,10 @@ import (
 
 // TestRestartsInvisibleToGuests: a guest reads its whole disk in passes (cache mode none:
 // every read reaches the FUSE daemon) while the daemon is restarted gracefully 10 times,
-// upgraded once to a rebuilt binary, and its serving process killed with SIGKILL 3 times.
-// Every pass must print the right checksum and no I/O error; a reader on the host never sees
-// ENOTCONN and the mount point stays mounted throughout.
+// upgraded once to a rebuilt binary, its serving process killed with SIGKILL 3 times, its
+// supervisor killed with SIGKILL 2 times, then one of each in a row. Every pass must print
+// the right checksum and no I/O error; a reader on the host never sees an error and the mount
+// point stays mounted throughout. The longest host read in each phase is the pause it saw.
 func TestRestartsInvisibleToGuests(t *testing.T) {
 	e := agenttest.NewWith(t, "--fill-rate", "0", "--memory-cache", "1048576")
 	img := e.Import(41, 6<<20, 2<<20)
@@ -41,7 +43,7 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 
 	// A host reader: O_DIRECT reads of the image and statfs of the mount, all the time.
 	stop := make(chan struct{})
-	var hostReads, hostErrs atomic.Int64
+	var hostReads, hostErrs, slowest atomic.Int64 // slowest: the longest read (ns) this phase
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -59,10 +61,14 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 				err = errors.New("the mount point is not a FUSE mount")
 			}
 			if err == nil {
+				t0 := time.Now()
 				var f *os.File
-				if f, err = os.Open(p); err == nil {
-					_, err = f.ReadAt(buf[:1<<20], int64(hostReads.Load()%8)<<20)
+				if f, err = os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0); err == nil {
+					_, err = f.ReadAt(alignedBuf(buf, 1<<20), int64(hostReads.Load()%8)<<20)
 					f.Close()
+				}
+				if d := int64(time.Since(t0)); d > slowest.Load() {
+					slowest.Store(d)
 				}
 			}
 			hostReads.Add(1)
@@ -89,7 +95,10 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 		}
 		return time.Since(t0)
 	}
+	phase := func() time.Duration { return time.Duration(slowest.Swap(0)) }
+	pauses := map[string]time.Duration{}
 	var graceful []time.Duration
+	phase()
 	for range 10 {
 		graceful = append(graceful, restart())
 		time.Sleep(300 * time.Millisecond)
@@ -109,10 +118,11 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 	if v := status().Version; v != "upgraded" {
 		t.Fatalf("after the upgrade the serving binary is version %q; want upgraded", v)
 	}
+	time.Sleep(500 * time.Millisecond)
+	pauses["graceful restarts and upgrade"] = phase()
 	// Crashes: SIGKILL the serving process; a new one takes over.
-	var crashes []time.Duration
-	for range 3 {
-		time.Sleep(500 * time.Millisecond)
+	var crashes, supervisors []time.Duration
+	killServer := func() {
 		old := status().PID
 		t0 := time.Now()
 		syscall.Kill(old, syscall.SIGKILL)
@@ -120,7 +130,7 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 			st, err := control.NewClient(control.SocketFromState(e.State)).Status(context.Background())
 			if err == nil && st.PID != old {
 				crashes = append(crashes, time.Since(t0))
-				break
+				return
 			}
 			if time.Since(t0) > 5*time.Second {
 				t.Fatalf("no serving process took over within 5 s of killing %d", old)
@@ -128,7 +138,38 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// The supervisor: SIGKILL it; the serving process starts another.
+	killSupervisor := func() {
+		old := agenttest.SupervisorPID(t, e.Mount)
+		t0 := time.Now()
+		syscall.Kill(old, syscall.SIGKILL)
+		for {
+			if pid := agenttest.SupervisorPID(t, e.Mount); pid != old && syscall.Kill(pid, 0) == nil {
+				supervisors = append(supervisors, time.Since(t0))
+				return
+			}
+			if time.Since(t0) > 5*time.Second {
+				t.Fatalf("no supervisor replaced %d within 5 s", old)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for range 3 {
+		time.Sleep(500 * time.Millisecond)
+		killServer()
+	}
+	time.Sleep(500 * time.Millisecond)
+	pauses["serving process killed"] = phase()
+	for range 2 {
+		time.Sleep(500 * time.Millisecond)
+		killSupervisor()
+	}
+	time.Sleep(500 * time.Millisecond)
+	pauses["supervisor killed"] = phase()
+	killSupervisor()
+	killServer()
 	time.Sleep(time.Second)
+	pauses["supervisor, then serving process"] = phase()
 	close(stop)
 	wg.Wait()
 
@@ -144,9 +185,11 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 			t.Errorf("guest pass: %s", p[0])
 		}
 	}
-	t.Logf("guest passes %d (bad %d) across 10 graceful restarts, 1 upgrade, 3 SIGKILLs", len(passes), bad)
+	t.Logf("guest passes %d (bad %d) across 10 graceful restarts, 1 upgrade, 3+1 SIGKILLs of the serving process, 2+1 of the supervisor", len(passes), bad)
 	t.Logf("graceful restart (basefs restart, wall): %v", graceful)
 	t.Logf("crash takeover (kill -9 to a new serving process answering): %v", crashes)
+	t.Logf("supervisor replaced (kill -9 to a new supervisor): %v", supervisors)
+	t.Logf("longest host O_DIRECT 1 MiB read by phase: %v", pauses)
 	t.Logf("host reads %d, errors %d (first: %v)", hostReads.Load(), hostErrs.Load(), firstErr.Load())
 	if len(passes) < 5 {
 		t.Fatalf("the guest completed only %d passes", len(passes))
@@ -154,4 +197,10 @@ func TestRestartsInvisibleToGuests(t *testing.T) {
 	if hostErrs.Load() != 0 {
 		t.Fatalf("the host reader saw %d errors, first %v", hostErrs.Load(), firstErr.Load())
 	}
+}
+
+// alignedBuf returns n bytes of buf aligned for O_DIRECT (buf has 4 KiB to spare).
+func alignedBuf(buf []byte, n int) []byte {
+	off := int(-uintptr(unsafe.Pointer(&buf[0])) & 4095)
+	return buf[off : off+n]
 }

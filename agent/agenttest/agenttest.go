@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +32,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/fs/names"
 )
 
 // Connect is the libvirt URI the tests use.
@@ -248,6 +250,27 @@ func (e *Env) startDaemon() {
 	}
 }
 
+// SupervisorPID returns the pid of the supervisor of the basefs mount at mnt (its root's
+// supervisor attribute).
+func SupervisorPID(t testing.TB, mnt string) int {
+	t.Helper()
+	pid := supervisorPID(mnt)
+	if pid <= 0 {
+		t.Fatalf("%s: no supervisor pid", mnt)
+	}
+	return pid
+}
+
+func supervisorPID(mnt string) int {
+	buf := make([]byte, 32)
+	n, err := unix.Getxattr(mnt, names.SupervisorXattr, buf)
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(string(buf[:n]))
+	return pid
+}
+
 // DaemonLog returns the daemon's output so far.
 func (e *Env) DaemonLog() string {
 	b, _ := os.ReadFile(filepath.Join(e.Dir, "daemon.log"))
@@ -261,6 +284,13 @@ func (e *Env) cleanup() {
 	for id := range ids {
 		if _, err := e.Agent.Terminate(context.Background(), id); err != nil {
 			e.T.Errorf("cleanup: terminate %s: %v", id, err)
+		}
+	}
+	// A supervisor the serving process started (the first one was killed) unmounts too.
+	if pid := supervisorPID(e.Mount); pid > 0 && (e.daemon == nil || pid != e.daemon.Process.Pid) {
+		syscall.Kill(pid, syscall.SIGTERM)
+		for deadline := time.Now().Add(15 * time.Second); syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if e.daemon != nil {

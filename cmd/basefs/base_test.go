@@ -26,10 +26,17 @@ import (
 
 // TestWritableSurvivesRestartsAndCrashes writes, fsyncs and reads back 64 MiB of random data
 // in `_base/ephemeral_x` while the daemon is restarted gracefully 3 times and its serving
-// process is killed twice: every byte is right and no operation fails.
+// process is killed twice: every byte is right and no operation fails. It runs with the
+// serving process on the connection itself (handover) and through the relay (the fallback
+// on kernels without FUSE_NOTIFY_RESEND).
 func TestWritableSurvivesRestartsAndCrashes(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testWritableSurvives(t) })
+	t.Run("relay", func(t *testing.T) { testWritableSurvives(t, "--relay") })
+}
+
+func testWritableSurvives(t *testing.T, args ...string) {
 	dir := t.TempDir()
-	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--fill-rate", "0", "--scrub-rate", "0")
+	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), append([]string{"--fill-rate", "0", "--scrub-rate", "0"}, args...)...)
 	const size, block = 64 << 20, 256 << 10
 	want := storetest.Data(42, size)
 	p := filepath.Join(d.mnt, "ephemeral_x")

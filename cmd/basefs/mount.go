@@ -31,6 +31,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/fs"
+	"github.com/basefs/basefs/fs/handover"
 )
 
 type mountOptions struct {
@@ -53,6 +54,9 @@ type mountOptions struct {
 	// The shared S3 tier (cmd/basefs/s3.go).
 	s3        s3Options
 	writeBack bool
+
+	adopt bool // (hidden) a supervisor started by the serving process: fds 3–5 (handover.go)
+	relay bool // (hidden) relay requests even where the kernel can resend (tests the fallback)
 }
 
 func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
@@ -73,6 +77,10 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	// The shared S3 tier (cmd/basefs/s3.go).
 	o.s3.AddFlags(f)
 	f.BoolVar(&o.writeBack, "write-back", false, "also write chunks and manifests fetched from origins behind the first s3:// origin to it (asynchronously, put-if-absent)")
+	f.BoolVar(&o.adopt, adoptFlag, false, "(internal) supervise the serving process that started this one")
+	f.MarkHidden(adoptFlag)
+	f.BoolVar(&o.relay, "relay", false, "(internal) relay requests to the serving process, as on a kernel without FUSE_NOTIFY_RESEND")
+	f.MarkHidden("relay")
 }
 
 func init() {
@@ -137,14 +145,13 @@ func (o *mountOptions) validate() error {
 // hidden worker flags: what the supervisor hands the serving process.
 type serveOptions struct {
 	mountOptions
-	fuseFD, controlFD int
-	mountpoint        string
+	fuseFD, controlFD, linkFD int
 }
 
 func init() {
 	register("serve", command{
 		summary: "(internal) the serving process the mount supervisor starts",
-		usage:   "serve --fuse-fd N --control-fd N --mountpoint DIR [mount flags] MOUNTPOINT",
+		usage:   "serve --fuse-fd N --control-fd N [--link-fd N] [mount flags] MOUNTPOINT",
 		run:     runServe,
 		hidden:  true,
 	})
@@ -154,8 +161,9 @@ func runServe(ctx context.Context, args []string) error {
 	var o serveOptions
 	f := newFlags("serve")
 	o.AddFlags(f)
-	f.IntVar(&o.fuseFD, "fuse-fd", -1, "the FUSE connection (a socket the supervisor relays)")
+	f.IntVar(&o.fuseFD, "fuse-fd", -1, "the FUSE connection (/dev/fuse with --link-fd, else a socket the supervisor relays)")
 	f.IntVar(&o.controlFD, "control-fd", -1, "the control socket's listener")
+	f.IntVar(&o.linkFD, "link-fd", -1, "the link to the supervisor (package fs/handover)")
 	if err := parse(f, args); err != nil {
 		return err
 	}
@@ -166,16 +174,35 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	l, err := net.FileListener(os.NewFile(uintptr(o.controlFD), "control"))
+	// Kept open for the process's life (an unreferenced os.File closes its descriptor): a
+	// serving process hands it, and the connection, to the supervisor it starts if its own dies.
+	lf := os.NewFile(uintptr(o.controlFD), "control")
+	l, err := net.FileListener(lf)
 	if err != nil {
 		return fmt.Errorf("control listener: %w", err)
 	}
-	return serve(ctx, o.mountOptions, mnt, l, o.fuseFD)
+	var h *handover.Server
+	if o.linkFD >= 0 {
+		for _, fd := range []int{o.fuseFD, o.controlFD, o.linkFD} {
+			syscall.CloseOnExec(fd) // qemu-img and other children must not hold them
+		}
+		self, err := executable()
+		if err != nil {
+			return err
+		}
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+		h, err = handover.Join(o.linkFD, o.fuseFD, log, respawnSupervisor(self, mountArgs(args), os.NewFile(uintptr(o.fuseFD), "/dev/fuse"), lf))
+		if err != nil {
+			return err
+		}
+	}
+	return serve(ctx, o.mountOptions, mnt, l, o.fuseFD, h)
 }
 
 // serve is the serving process: the cache, the cache manager, the control API on l and the
-// file system on the FUSE connection fuseFD, until SIGTERM.
-func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int) error {
+// file system on the FUSE connection fuseFD (with h, the connection itself; else a socket
+// the supervisor relays), until SIGTERM, the end of the connection, or a handover.
+func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int, h *handover.Server) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	origins, err := o.s3.openOrigins(ctx, o.origins, log) // dir://, http(s)://, s3://
 	if err != nil {
@@ -268,6 +295,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid,
 		ObserveRequest: func(op string, d time.Duration) { requestLatency.WithLabelValues(op).Observe(d.Seconds()) },
 		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
+	if h != nil {
+		fcfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
+	}
 	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
 	fcfg.Aliases = gl
 	opts := fs.MountOptions(o.debug)
@@ -277,6 +307,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		return err
 	}
 	ctl.Writable = fsys.WritableUsage
+	if h != nil {
+		return serveDirect(ctx, log, h, fsys, opts, c)
+	}
 	srv, err := fuse.NewServer(fsys, fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
 	if err != nil {
 		return fmt.Errorf("serve the FUSE connection: %w", err)

@@ -18,14 +18,19 @@ import (
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/fs"
+	"github.com/basefs/basefs/fs/handover"
 	"github.com/basefs/basefs/fs/relay"
 )
 
-// supervise is `basefs mount`: it owns the mount and the FUSE connection, and runs the
-// serving process (`basefs serve`) on it through the relay, restarting it gracefully on
-// SIGHUP (the binary on disk then: an upgrade) and at once if it dies. It unmounts on
-// SIGINT/SIGTERM.
+// supervise is `basefs mount`: it mounts, holds the FUSE connection and keeps a serving
+// process (`basefs serve`) on it, which reads and answers the connection itself (package
+// fs/handover; on a kernel without FUSE_NOTIFY_RESEND through the relay, fs/relay). It
+// restarts it gracefully on SIGHUP (the binary on disk then: an upgrade) and at once if it
+// dies, and unmounts on SIGINT/SIGTERM.
 func supervise(ctx context.Context, o mountOptions, mnt string, args []string) error {
+	if o.adopt {
+		return superviseAdopted(ctx, o, mnt, args)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("supervisor", os.Getpid())
 	self, err := executable()
 	if err != nil {
@@ -75,17 +80,57 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	if err != nil {
 		return err
 	}
-	r := relay.New(dev, log, func(sockEnd *os.File) (*exec.Cmd, error) {
-		cmd := exec.Command(self, append([]string{"serve", "--fuse-fd", "3", "--control-fd", "4"}, args...)...)
-		cmd.ExtraFiles = []*os.File{sockEnd, lf}
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		return cmd, cmd.Start()
-	})
-	served := make(chan error, 1)
-	go func() { served <- r.Run() }()
 	log.Info("mounted", "mountpoint", mnt, "state", st.Root())
+	perr := handover.Probe(dev)
+	if perr == nil && o.relay {
+		perr = errors.New("--relay given")
+	}
+	if perr != nil {
+		// No resend: a request the serving process read when it died could not be asked
+		// of the next one; the relay keeps every unanswered request itself.
+		log.Warn("kernel without FUSE_NOTIFY_RESEND: requests are relayed to the serving process", "err", perr)
+		r := relay.New(dev, log, func(sockEnd *os.File) (*exec.Cmd, error) {
+			cmd := exec.Command(self, append([]string{"serve", "--fuse-fd", "3", "--control-fd", "4"}, args...)...)
+			cmd.ExtraFiles = []*os.File{sockEnd, lf}
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+			return cmd, cmd.Start()
+		})
+		return superviseLoop(ctx, log, mnt, r.Run, r.Restart, r.Stop)
+	}
+	init, err := handover.ReadInit(dev)
+	if err != nil {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		return err
+	}
+	sv := handover.NewSupervisor(dev, init, log, startServing(self, args, dev, lf))
+	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(nil) }, sv.Restart, sv.Stop)
+}
 
+// superviseAdopted is `basefs mount --adopt`: the supervisor a serving process starts when
+// its supervisor died, on the connection (fd 3), the control listener (fd 4) and a link to
+// that serving process (fd 5) it hands over.
+func superviseAdopted(ctx context.Context, o mountOptions, mnt string, args []string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("supervisor", os.Getpid())
+	self, err := executable()
+	if err != nil {
+		return err
+	}
+	for fd := 3; fd <= 5; fd++ {
+		syscall.CloseOnExec(fd) // nothing this process starts keeps them but serving processes
+	}
+	dev, lf, link := os.NewFile(3, "/dev/fuse"), os.NewFile(4, "control"), os.NewFile(5, "link")
+	defer os.Remove(control.SocketFromState(o.state))
+	sv := handover.NewSupervisor(dev, nil, log, startServing(self, args, dev, lf))
+	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(link) }, sv.Restart, sv.Stop)
+}
+
+// superviseLoop runs the connection's supervision (run) until the file system is unmounted:
+// SIGHUP restarts the serving process (the binary on disk then: an upgrade), SIGINT/SIGTERM
+// unmount.
+func superviseLoop(ctx context.Context, log *slog.Logger, mnt string, run, restart func() error, stop func()) error {
+	served := make(chan error, 1)
+	go func() { served <- run() }()
 	var stopSignals context.CancelFunc = func() {}
 	defer func() { stopSignals() }()
 	hup := make(chan os.Signal, 1)
@@ -94,12 +139,12 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	for {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: restarting the serving process", "binary", self)
-			if err := r.Restart(); err != nil {
+			log.Info("SIGHUP: restarting the serving process")
+			if err := restart(); err != nil {
 				log.Error("restart failed", "err", err)
 			}
 		case err := <-served:
-			r.Stop()
+			stop()
 			if err == nil {
 				err = fmt.Errorf("%s was unmounted from outside", mnt)
 			}
@@ -112,7 +157,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 					uerr = nil
 					break
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // EBUSY: give its users a moment
 			}
 			if uerr != nil {
 				// Exiting now would cut the connection under whoever uses the mount (guests):
@@ -121,7 +166,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 				ctx, stopSignals = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				continue
 			}
-			r.Stop()
+			stop()
 			return nil
 		}
 	}
