@@ -51,8 +51,8 @@ type Options struct {
 	ProfileWindow time.Duration // real-boot: the previous host's --profile-window (default 30 s, the daemon's)
 
 	// ProfileDir, when set, receives the basefs daemon's CPU profile while the read
-	// scenario's patterns run (one per pattern and one of all, each with `go tool pprof
-	// -top`); empty: no profile.
+	// scenario's patterns run (read-<pattern>.pprof and read-all.pprof, each with `go tool
+	// pprof -top` beside it as .top.txt, and every run's own in runs/); empty: no profile.
 	ProfileDir string
 
 	Progress io.Writer // progress lines (default os.Stderr)

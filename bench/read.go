@@ -262,8 +262,12 @@ func (m *readMeter) report(ctx context.Context, e *env, r *Result) error {
 		}
 		for _, t := range []string{tBasefs, tLoopback} {
 			k := key(t, j.label())
-			r.note("%s through %s: its FUSE server served %.1f%% of the %s MB fio read (the rest came from the kernel's page cache).",
-				j.label(), t, 100*float64(m.served[k])/float64(m.asked[k]), fmtNum(float64(m.asked[k])/1e6))
+			how := "the daemon's count of bytes served"
+			if t == tLoopback {
+				how = "the server process's read bytes (rchar), its FUSE request headers included"
+			}
+			r.note("%s through %s: its FUSE server read %.1f%% of the %s MB fio read (%s; what it did not read came from the kernel's page cache, more than 100%% is readahead).",
+				j.label(), t, 100*float64(m.served[k])/float64(m.asked[k]), fmtNum(float64(m.asked[k])/1e6), how)
 		}
 	}
 	r.note("CPU per read is the user and system time of the FUSE server's processes during the run ÷ fio's reads " +
