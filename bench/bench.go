@@ -50,6 +50,11 @@ type Options struct {
 	RealLinks     []Link        // real-boot: the shaped links (default DefaultRealLinks)
 	ProfileWindow time.Duration // real-boot: the previous host's --profile-window (default 30 s, the daemon's)
 
+	// ProfileDir, when set, receives the basefs daemon's CPU profile while the read
+	// scenario's patterns run (read-<pattern>.pprof and read-all.pprof, each with `go tool
+	// pprof -top` beside it as .top.txt, and every run's own in runs/); empty: no profile.
+	ProfileDir string
+
 	Progress io.Writer // progress lines (default os.Stderr)
 }
 
@@ -158,7 +163,9 @@ type env struct {
 
 // Run runs the chosen scenarios in the canonical order and writes results.json, report.md
 // and the plots to opts.Out. A failed scenario is reported and the others still run; the
-// error then names it. The report is written whatever happened.
+// error then names it. The report is written whatever happened. The read scenario runs the
+// executable that calls Run again as its loopback baseline's server (LoopbackCommand): that
+// program must hand such an invocation to ServeLoopback.
 func Run(ctx context.Context, opts Options, command []string) (*Report, error) {
 	opts.Defaults()
 	for _, n := range opts.Scenarios {

@@ -94,18 +94,25 @@ func (d *daemon) PID() int { return d.cmd.Process.Pid }
 // Stop asks the daemon to unmount and exit (SIGTERM), kills it after 20 s, and detaches the
 // mount if it is still there.
 func (d *daemon) Stop() {
-	select {
-	case <-d.done:
-	default:
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(20 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-	}
+	stopProcess(d.cmd.Process, d.done, 20*time.Second)
 	unix.Unmount(d.Mount, unix.MNT_DETACH) // only if the daemon could not
+}
+
+// stopProcess asks p to exit (SIGTERM) unless it has, kills it if it has not within grace,
+// and returns once it has exited: when done is closed.
+func stopProcess(p *os.Process, done <-chan struct{}, grace time.Duration) {
+	select {
+	case <-done:
+		return
+	default:
+	}
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		p.Kill()
+		<-done
+	}
 }
 
 // Status asks the daemon for its status.

@@ -19,9 +19,14 @@
 //     cost is not hidden by loopback. Origin bytes are counted at the shaper, the same way
 //     for basefs and for the baselines.
 //   - The verify-cost scenario is the only one that mounts in-process (it needs
-//     (*cache.Cache).SetVerify, which no binary exposes); the read scenario's go-fuse
-//     loopback baseline is in-process too. Their readers (fio, dd) are always other
-//     processes.
+//     (*cache.Cache).SetVerify, which no binary exposes). The read scenario's go-fuse
+//     loopback baseline is a process of its own, as basefs's daemon is: the running
+//     executable again (LoopbackCommand, ServeLoopback), with basefs's mount options, no
+//     passthrough, and its backing file read through the page cache, so that it costs what
+//     FUSE costs and not what the disk does. Readers (fio, dd) are always other processes.
+//   - With Options.ProfileDir the read scenario records the basefs serving process's CPU
+//     profile (the control socket's /debug/pprof) during each of its runs and leaves the
+//     profiles and their `go tool pprof -top` there.
 //
 // Locks: Shaper.mu guards the link's schedule only and is never held while sleeping or doing
 // I/O. Nothing else in the package is shared between goroutines except through channels and

@@ -99,6 +99,16 @@ func (e *env) importImage(ctx context.Context, state, file string) (*importResul
 	return &r, nil
 }
 
+// denseImage writes the read scenarios' image at raw (Options.ReadSize of pseudo-random data
+// from seed, no holes) and imports it into state.
+func (e *env) denseImage(ctx context.Context, raw, state string, seed uint64) (*importResult, error) {
+	e.logf("writing a %s image", sizeText(e.opts.ReadSize))
+	if err := writeImage(raw, e.opts.ReadSize, seed, []extent{{0, e.opts.ReadSize}}); err != nil {
+		return nil, err
+	}
+	return e.importImage(ctx, state, raw)
+}
+
 // publish copies images from state into a published layout at dir with `basefs publish`.
 func (e *env) publish(ctx context.Context, state, dir string, digests ...string) error {
 	args := append([]string{"publish", "--state", state, "--to", "dir://" + dir}, digests...)

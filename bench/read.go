@@ -6,13 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
-	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/chunkstore/local"
-	"github.com/basefs/basefs/fs"
+	"github.com/basefs/basefs/cache/control"
 )
 
 // needTools fails unless each program is on PATH.
@@ -35,29 +31,17 @@ func needFUSE() error {
 	return needTools("fusermount3")
 }
 
-// mountLoopback mounts go-fuse's loopback file system (no passthrough) over dir at mnt, in
-// this process, with basefs's mount options less default_permissions (as
-// fs/read_bench_test.go does): the cost of FUSE alone, without basefs's read path.
-func mountLoopback(dir, mnt string) (*fuse.Server, error) {
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		return nil, err
-	}
-	root, err := gofs.NewLoopbackRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	mo := fs.MountOptions(false)
-	mo.Options = []string{"ro"}
-	mo.FsName, mo.Name = "loopback", "loopback"
-	srv, err := gofs.Mount(mnt, root, &gofs.Options{MountOptions: *mo})
-	if err != nil {
-		return nil, fmt.Errorf("go-fuse loopback mount at %s: %w", mnt, err)
-	}
-	return srv, nil
-}
+// The read scenario's targets: the same bytes read three ways.
+const (
+	tBasefs   = "basefs"
+	tLoopback = "go-fuse loopback"
+	tPlain    = "plain file"
+)
+
+var readTargets = []string{tBasefs, tLoopback, tPlain}
 
 // runRead: warm reads through the basefs daemon vs go-fuse's loopback over the same bytes in
-// a plain file vs the plain file.
+// a plain file, read through the page cache (FUSE alone) vs the plain file.
 func runRead(ctx context.Context, e *env, r *Result) error {
 	if err := needFUSE(); err != nil {
 		return err
@@ -66,19 +50,20 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 		return err
 	}
 	o := e.opts
-	r.Measures = "fio (psync, queue depth 1, one job, time-based) reads one data-dense image three ways, " +
-		"alternating run by run: through a `basefs mount` daemon whose local state holds every chunk " +
-		"(warm; every byte verified against its chunk digest, from the daemon's memory cache or from the " +
-		"local chunk objects by 64 KiB sub-block); through go-fuse's loopback file system without " +
-		"passthrough (mounted in-process with basefs's mount options less default_permissions) over the " +
-		"same bytes in a plain raw file; and from that plain file directly. Patterns: sequential 1 MiB, " +
-		"random 4 KiB and random 64 KiB, each with O_DIRECT and buffered. Everything is warm: before the runs " +
-		"each path is read once with O_DIRECT and once buffered, and fio does not drop page caches " +
-		"(invalidate=0). So buffered reads of basefs come from the kernel's page cache (basefs keeps it across " +
-		"opens of its immutable images), go-fuse's loopback drops it at each open (its reads cross FUSE to the " +
-		"page-cached plain file), and the plain file reads from the page cache. With O_DIRECT the loopback " +
-		"opens the plain file with O_DIRECT too (it and the plain file then read the disk device), while basefs " +
-		"serves its chunk objects through the host's page cache — each as it really behaves."
+	r.Measures = "fio (one job, time-based; psync at queue depth 1, and libaio at queue depth 16 for random O_DIRECT " +
+		"reads, as qemu issues them) reads one data-dense image three ways, alternating run by run: through a " +
+		"`basefs mount` daemon whose local state holds every chunk (warm; every byte verified against its chunk " +
+		"digest, from the daemon's memory cache or from the local chunk objects by sub-block); through go-fuse's " +
+		"loopback file system over the same bytes in a plain raw file, served by its own process " +
+		"(`basefs-bench serve-loopback`) with basefs's mount options, without passthrough (every read crosses FUSE " +
+		"to that process) and opening the plain file without O_DIRECT (its reads come from the host's page cache, " +
+		"as basefs's chunk objects do) — what FUSE alone costs; and from that plain file directly (with O_DIRECT " +
+		"that reads the disk, buffered the page cache). Patterns: sequential 1 MiB, random 4 KiB and random 64 KiB, " +
+		"each with O_DIRECT and buffered, and random 4 KiB and 64 KiB at QD16 with O_DIRECT. Everything is warm: " +
+		"before the runs each path is read once with O_DIRECT and once buffered, and fio does not drop page caches " +
+		"(invalidate=0). Buffered reads of basefs come from the kernel's page cache (basefs keeps it across opens " +
+		"of its immutable images); go-fuse's loopback drops it at each open, so its buffered reads cross FUSE. " +
+		"Ratios are basefs ÷ baseline; the per-run table pairs the samples of one run, where the three alternated."
 	r.set("image", "%s of pseudo-random data (no holes), 1 MiB chunks", sizeText(o.ReadSize))
 	r.set("fio run", "%s per pattern and target", o.FioRuntime)
 	r.set("runs", "%d, target order rotated each run and pattern", o.Runs)
@@ -94,13 +79,8 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 	if err != nil {
 		return err
 	}
-	raw := filepath.Join(plainDir, "image.raw")
-	e.logf("writing a %s image", sizeText(o.ReadSize))
-	if err := writeImage(raw, o.ReadSize, 101, []extent{{0, o.ReadSize}}); err != nil {
-		return err
-	}
-	state := filepath.Join(dir, "state")
-	imp, err := e.importImage(ctx, state, raw)
+	raw, state := filepath.Join(plainDir, "image.raw"), filepath.Join(dir, "state")
+	imp, err := e.denseImage(ctx, raw, state, 101)
 	if err != nil {
 		return err
 	}
@@ -109,55 +89,62 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 		return err
 	}
 	cl.add(d.Stop)
-	img := filepath.Join(d.Mount, imp.Digest)
-	lsrv, err := mountLoopback(plainDir, filepath.Join(dir, "loop"))
+	st, err := d.Status(ctx)
 	if err != nil {
 		return err
 	}
-	cl.add(func() { lsrv.Unmount() })
-	loop := filepath.Join(dir, "loop", "image.raw")
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	l, err := startLoopback(ctx, self, plainDir, filepath.Join(dir, "loop"))
+	if err != nil {
+		return err
+	}
+	cl.add(l.Stop)
+	m := &readMeter{
+		daemon: d, relayPID: d.PID(), serverPID: st.PID, loop: l, runtime: o.FioRuntime,
+		paths: map[string]string{tBasefs: filepath.Join(d.Mount, imp.Digest), tLoopback: filepath.Join(l.mnt, "image.raw"), tPlain: raw},
+		got:   series{}, cpu: series{}, served: map[string]int64{}, asked: map[string]int64{},
+	}
+	bm, berr := mountOptionsOf(d.Mount)
+	lm, lerr := mountOptionsOf(l.mnt)
+	if err := errJoin(berr, lerr); err != nil {
+		return err
+	}
+	r.set("mount options", "basefs `%s`; go-fuse loopback `%s`", bm, lm)
+	if bm != lm {
+		r.note("The loopback's mount options differ from basefs's (see the settings): its baseline is not like for like.")
+	}
+	if o.ProfileDir != "" {
+		if m.prof, err = newCPUProfiler(o.ProfileDir, control.NewClient(control.SocketFromState(d.State))); err != nil {
+			return err
+		}
+		r.set("profile", "the serving process's CPU profile during every basefs run, into %s (pprof samples at 100 Hz; basefs's figures include that cost)", o.ProfileDir)
+	}
 
 	// Warm: every chunk read (and verified whole) once, the page caches filled.
 	e.logf("warming: reading the image once through each path, with O_DIRECT and buffered")
-	for _, p := range []string{img, loop, raw} {
+	for _, t := range readTargets {
 		for _, direct := range []bool{true, false} {
-			if _, err := ddRead(ctx, p, 0, 0, direct); err != nil {
+			if _, err := ddRead(ctx, m.paths[t], 0, 0, direct); err != nil {
 				return err
 			}
 		}
 	}
-
-	targets := []string{"basefs", "go-fuse loopback", "plain file"}
-	paths := map[string]string{"basefs": img, "go-fuse loopback": loop, "plain file": raw}
-	got := series{}
-	served, asked := map[string]int64{}, map[string]int64{} // bytes the daemon served, bytes fio read
 	for run := range o.Runs {
 		for ji, j := range readJobs {
-			for k := range targets {
-				t := targets[(k+run+ji)%len(targets)]
-				st0, err := d.Status(ctx)
-				if err != nil {
-					return err
-				}
-				mbs, n, err := fio(ctx, paths[t], j, o.FioRuntime)
+			for k := range readTargets {
+				t := readTargets[(k+run+ji)%len(readTargets)]
+				mbs, err := m.measure(ctx, t, j)
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", t, j.label(), err)
 				}
-				got.add(key(t, j.label()), mbs)
-				if t == "basefs" {
-					st1, err := d.Status(ctx)
-					if err != nil {
-						return err
-					}
-					served[j.label()] += st1.Stats.BytesRead - st0.Stats.BytesRead
-					asked[j.label()] += n
-				}
-				e.logf("run %d/%d %-24s %-17s %8.1f MB/s", run+1, o.Runs, j.label(), t, mbs)
+				e.logf("run %d/%d %-28s %-17s %8.1f MB/s", run+1, o.Runs, j.label(), t, mbs)
 			}
 		}
 	}
-	st, err := d.Status(ctx)
-	if err != nil {
+	if st, err = d.Status(ctx); err != nil {
 		return err
 	}
 	if st.Stats.ReadErrors != 0 || st.Stats.LocalCorrupt != 0 || st.Stats.Fetches() != 0 {
@@ -165,148 +152,182 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 	}
 	r.note("The daemon served %d reads (%d memory-cache hits, %d sub-block reads) with no read error and no corrupt chunk.",
 		st.Stats.Reads, st.Stats.MemoryHits, st.Stats.SubBlockReads)
-	for _, j := range readJobs {
-		if !j.Direct {
-			r.note("%s through basefs: the daemon served %.1f%% of the %s MB fio read (the rest came from the kernel's page cache).",
-				j.label(), 100*float64(served[j.label()])/float64(asked[j.label()]), fmtNum(float64(asked[j.label()])/1e6))
+	if err := m.report(ctx, e, r); err != nil {
+		return err
+	}
+	for _, row := range r.Rows {
+		if row.Ratio != nil {
+			e.logf("%-50s ÷ %-17s %s (median of runs %s)", row.Metric, row.BaselineName, fmtNum(*row.Ratio), fmtNum(Summarize(row.RunRatios).Median))
 		}
 	}
+	return nil
+}
 
-	for _, base := range targets[1:] {
-		for _, j := range readJobs {
-			row := r.add(j.label(), "MB/s", "higher", "basefs (warm, verified)", got[key("basefs", j.label())], base, got[key(base, j.label())])
-			if base == "go-fuse loopback" && (j.Name == "seq 1 MiB" || j.Name == "rand 4 KiB") {
-				r.highlight("warm %s: basefs %s MB/s vs go-fuse loopback %s MB/s (ratio %s; the plain file: %s MB/s)",
-					j.label(), fmtNum(row.Basefs.Median), fmtNum(row.Baseline.Median), fmtNum(*row.Ratio),
-					fmtNum(Summarize(got[key("plain file", j.label())]).Median))
+// readMeter measures the read scenario's fio runs and keeps their samples.
+type readMeter struct {
+	daemon    *daemon
+	relayPID  int // basefs's supervisor: it relays the FUSE connection to the serving process
+	serverPID int // basefs's serving process
+	loop      *loopback
+	paths     map[string]string // by target
+	runtime   time.Duration
+	prof      *cpuProfiler  // nil: no profile
+	serverCPU time.Duration // the serving process's CPU during all basefs runs
+
+	got    series           // MB/s by target and pattern, in run order
+	cpu    series           // CPU µs per read by target and pattern (O_DIRECT, FUSE servers)
+	served map[string]int64 // bytes the FUSE server served, by target and pattern
+	asked  map[string]int64 // bytes fio read, by target and pattern
+}
+
+// measure runs pattern j on target t once and returns its throughput.
+func (m *readMeter) measure(ctx context.Context, t string, j fioJob) (float64, error) {
+	var pids []int
+	switch t {
+	case tBasefs:
+		pids = []int{m.serverPID, m.relayPID}
+	case tLoopback:
+		pids = []int{m.loop.PID()}
+	}
+	served0, err := m.servedBytes(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	cpu0, err := processCPUs(pids)
+	if err != nil {
+		return 0, err
+	}
+	var res fioResult
+	read := func() (err error) {
+		res, err = fio(ctx, m.paths[t], j, m.runtime)
+		return err
+	}
+	if t == tBasefs {
+		err = m.prof.during(ctx, j.label(), m.runtime, read)
+	} else {
+		err = read()
+	}
+	if err != nil {
+		return 0, err
+	}
+	cpu1, err := processCPUs(pids)
+	if err != nil {
+		return 0, err
+	}
+	served1, err := m.servedBytes(ctx, t)
+	if err != nil {
+		return 0, err
+	}
+	k := key(t, j.label())
+	m.got.add(k, res.MBs)
+	m.served[k] += served1 - served0
+	m.asked[k] += res.Bytes
+	var used time.Duration
+	for i := range pids {
+		used += cpu1[i] - cpu0[i]
+	}
+	if pids != nil && j.Direct && res.IOs > 0 {
+		m.cpu.add(k, float64(used)/float64(time.Microsecond)/float64(res.IOs))
+	}
+	if t == tBasefs {
+		m.serverCPU += cpu1[0] - cpu0[0]
+	}
+	if t == tLoopback && j.Direct && served1-served0 < res.Bytes {
+		return 0, fmt.Errorf("the loopback server read %d bytes for the %d fio read with O_DIRECT: reads did not cross FUSE (passthrough?)", served1-served0, res.Bytes)
+	}
+	return res.MBs, nil
+}
+
+// servedBytes is the bytes target t's FUSE server has served so far (the daemon's count, the
+// loopback server's reads); 0 for the plain file.
+func (m *readMeter) servedBytes(ctx context.Context, t string) (int64, error) {
+	switch t {
+	case tBasefs:
+		st, err := m.daemon.Status(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return st.Stats.BytesRead, nil
+	case tLoopback:
+		return processReadBytes(m.loop.PID())
+	}
+	return 0, nil
+}
+
+// report adds the rows, key figures, notes, figures and profiles of what m measured.
+func (m *readMeter) report(ctx context.Context, e *env, r *Result) error {
+	for _, j := range readJobs {
+		if j.Direct {
+			continue
+		}
+		for _, t := range []string{tBasefs, tLoopback} {
+			k := key(t, j.label())
+			how := "the daemon's count of bytes served"
+			if t == tLoopback {
+				how = "the server process's read bytes (rchar), its FUSE request headers included"
 			}
+			r.note("%s through %s: its FUSE server read %.1f%% of the %s MB fio read (%s; what it did not read came from the kernel's page cache, more than 100%% is readahead).",
+				j.label(), t, 100*float64(m.served[k])/float64(m.asked[k]), fmtNum(float64(m.asked[k])/1e6), how)
+		}
+	}
+	r.note("CPU per read is the user and system time of the FUSE server's processes during the run ÷ fio's reads " +
+		"(with O_DIRECT each read is one FUSE request): for basefs the serving process and the supervisor that " +
+		"relays the connection to it, for the loopback its one process; from /proc/PID/stat, 10 ms resolution.")
+	for _, base := range readTargets[1:] {
+		for _, j := range readJobs {
+			r.addPaired(j.label(), "MB/s", "higher", "basefs (warm, verified)", m.got[key(tBasefs, j.label())], base, m.got[key(base, j.label())])
+		}
+	}
+	for _, j := range readJobs {
+		if j.Direct {
+			r.addPaired(j.label()+": CPU per read", "µs", "lower", "basefs (server + relay)", m.cpu[key(tBasefs, j.label())], tLoopback, m.cpu[key(tLoopback, j.label())])
+		}
+	}
+	for _, j := range readJobs {
+		if j.Direct || j.Name == "seq 1 MiB" {
+			b := Summarize(m.got[key(tBasefs, j.label())]).Median
+			lo := Summarize(m.got[key(tLoopback, j.label())]).Median
+			pl := Summarize(m.got[key(tPlain, j.label())]).Median
+			r.highlight("warm %s: basefs %s MB/s, %s go-fuse loopback (%s MB/s), %s the plain file (%s MB/s)",
+				j.label(), fmtNum(b), ratioText(b/lo), fmtNum(lo), ratioText(b/pl), fmtNum(pl))
 		}
 	}
 	for _, direct := range []bool{true, false} {
-		f := Figure{Kind: "bar", YLabel: "MB/s (median, min–max)"}
+		f := Figure{File: "read-buffered", Title: "Warm buffered reads (fio, psync, QD1)", Kind: "bar", YLabel: "MB/s (median, min–max)"}
 		if direct {
-			f.File, f.Title = "read-direct", "Warm reads with O_DIRECT (fio, psync, QD1)"
-		} else {
-			f.File, f.Title = "read-buffered", "Warm buffered reads (fio, psync, QD1)"
+			f.File, f.Title = "read-direct", "Warm reads with O_DIRECT (fio: psync QD1, libaio QD16)"
 		}
-		for _, t := range targets {
-			f.Series = append(f.Series, Series{Name: t})
-		}
-		for _, j := range readJobs {
-			if j.Direct != direct {
-				continue
-			}
-			f.Labels = append(f.Labels, j.Name)
-			for i, t := range targets {
-				f.Series[i].Points = append(f.Series[i].Points, Summarize(got[key(t, j.label())]))
-			}
-		}
-		r.Figures = append(r.Figures, f)
+		r.Figures = append(r.Figures, readFigure(f, readTargets, m.got, func(j fioJob) bool { return j.Direct == direct }))
+	}
+	r.Figures = append(r.Figures, readFigure(Figure{File: "read-cpu", Title: "FUSE server CPU per read, O_DIRECT", Kind: "bar",
+		YLabel: "µs per read (median, min–max)"}, readTargets[:2], m.cpu, func(j fioJob) bool { return j.Direct }))
+
+	prof, err := m.prof.finish(ctx, "read")
+	if err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	if prof != nil {
+		r.note("The serving process's CPU profile of every basefs run is in %s (`go tool pprof -top` in %s; one per pattern beside it). "+
+			"Its samples hold %s of CPU where /proc counted %s for the serving process over the same runs: read it for where "+
+			"the time goes rather than how much.", prof.Profile, prof.Top, prof.Sampled.Round(time.Millisecond), m.serverCPU.Round(time.Millisecond))
+		e.logf("CPU profile of the daemon: %s; top entries: %s", prof.Profile, prof.Top)
 	}
 	return nil
 }
 
-// verifyJobs are the verify-cost scenario's patterns (O_DIRECT: buffered reads of a warm
-// image are served by the page cache, where verification plays no part).
-var verifyJobs = []fioJob{
-	{"seq 1 MiB", "read", "1m", true},
-	{"rand 4 KiB", "randread", "4k", true},
-	{"rand 64 KiB", "randread", "64k", true},
-}
-
-// runVerifyCost: warm O_DIRECT reads with read-time verification on and off, in-process.
-func runVerifyCost(ctx context.Context, e *env, r *Result) error {
-	if err := needFUSE(); err != nil {
-		return err
+// readFigure fills f with one bar group per pattern that keep selects, one bar per target.
+func readFigure(f Figure, targets []string, s series, keep func(fioJob) bool) Figure {
+	for _, t := range targets {
+		f.Series = append(f.Series, Series{Name: t})
 	}
-	if err := needTools("fio", "dd"); err != nil {
-		return err
-	}
-	o := e.opts
-	r.Measures = "The same warm image read with fio (O_DIRECT, psync, queue depth 1) through a basefs mount " +
-		"served in this process (cache.New + fs.Mount over a local state holding every chunk), " +
-		"alternately with read-time verification on (the product) and off through the bench-only switch " +
-		"`(*cache.Cache).SetVerify(false)`. The switch empties the memory cache of verified chunks, so " +
-		"after each switch the whole image is read once (not measured) before fio runs. With verification " +
-		"off, local chunks are served without hashing but whole (no sub-block path); with it on, partial " +
-		"reads of chunks not in memory hash only the 64 KiB sub-blocks they touch."
-	r.set("image", "%s of pseudo-random data (no holes), 1 MiB chunks", sizeText(o.ReadSize))
-	r.set("memory cache", "256 MiB (the daemon's default)")
-	r.set("fio run", "%s per pattern and setting", o.FioRuntime)
-	r.set("runs", "%d, on/off order alternated", o.Runs)
-
-	var cl cleanups
-	defer cl.run()
-	dir, err := e.dir("verify-cost")
-	if err != nil {
-		return err
-	}
-	raw := filepath.Join(dir, "image.raw")
-	e.logf("writing a %s image", sizeText(o.ReadSize))
-	if err := writeImage(raw, o.ReadSize, 201, []extent{{0, o.ReadSize}}); err != nil {
-		return err
-	}
-	stateDir := filepath.Join(dir, "state")
-	imp, err := e.importImage(ctx, stateDir, raw)
-	if err != nil {
-		return err
-	}
-	os.Remove(raw)
-	st, err := local.Open(stateDir, local.Options{})
-	if err != nil {
-		return err
-	}
-	c, err := cache.New(cache.Config{Local: st, MemoryBytes: 256 << 20})
-	if err != nil {
-		return err
-	}
-	cl.add(c.Close)
-	mnt, err := e.dir("verify-cost", "mnt")
-	if err != nil {
-		return err
-	}
-	srv, err := fs.Mount(mnt, fs.Config{Images: c}, false)
-	if err != nil {
-		return err
-	}
-	cl.add(func() { srv.Unmount() })
-	img := filepath.Join(mnt, imp.Digest)
-
-	got := series{}
-	name := map[bool]string{true: "verified", false: "unverified"}
-	for run := range o.Runs {
-		for ji, j := range verifyJobs {
-			order := []bool{true, false}
-			if (run+ji)%2 == 1 {
-				order = []bool{false, true}
-			}
-			for _, v := range order {
-				c.SetVerify(v)
-				if _, err := ddRead(ctx, img, 0, 0, true); err != nil {
-					return err
-				}
-				mbs, _, err := fio(ctx, img, j, o.FioRuntime)
-				if err != nil {
-					return fmt.Errorf("%s, %s: %w", name[v], j.label(), err)
-				}
-				got.add(key(name[v], j.label()), mbs)
-				e.logf("run %d/%d %-24s %-10s %8.1f MB/s", run+1, o.Runs, j.label(), name[v], mbs)
-			}
+	for _, j := range readJobs {
+		if !keep(j) {
+			continue
+		}
+		f.Labels = append(f.Labels, j.short())
+		for i, t := range targets {
+			f.Series[i].Points = append(f.Series[i].Points, Summarize(s[key(t, j.label())]))
 		}
 	}
-	c.SetVerify(true)
-	if s := c.Stats(); s.ReadErrors != 0 || s.LocalCorrupt != 0 {
-		return fmt.Errorf("%d read errors, %d corrupt chunks (want none)", s.ReadErrors, s.LocalCorrupt)
-	}
-	f := Figure{File: "verify-cost", Kind: "bar", Title: "Warm O_DIRECT reads, verification on vs off",
-		YLabel: "MB/s (median, min–max)", Series: []Series{{Name: "verified"}, {Name: "unverified (SetVerify(false))"}}}
-	for _, j := range verifyJobs {
-		row := r.add(j.label(), "MB/s", "higher", "verified", got[key("verified", j.label())], "unverified (SetVerify(false))", got[key("unverified", j.label())])
-		r.highlight("%s: verified %s MB/s vs unverified %s MB/s (ratio %s)", j.label(), fmtNum(row.Basefs.Median), fmtNum(row.Baseline.Median), fmtNum(*row.Ratio))
-		f.Labels = append(f.Labels, j.Name)
-		f.Series[0].Points = append(f.Series[0].Points, row.Basefs)
-		f.Series[1].Points = append(f.Series[1].Points, *row.Baseline)
-	}
-	r.Figures = append(r.Figures, f)
-	return nil
+	return f
 }

@@ -107,6 +107,7 @@ func markdown(rep *Report) string {
 					row.BasefsName, fmtNum(row.Basefs.Median), base, baseMed, ratio, spread(row.Basefs), baseSpread)
 			}
 			p("\n")
+			b.WriteString(runRatioTable(r.Rows))
 		}
 		for _, f := range r.Figures {
 			p("![%s](%s.svg)\n\n", f.Title, f.File)
@@ -119,6 +120,40 @@ func markdown(rep *Report) string {
 		}
 		p("_Scenario time: %.0f s; host load average (1, 5, 15 min) %s at its start, %s at its end._\n\n", r.Seconds, r.Load[0], r.Load[1])
 	}
+	return b.String()
+}
+
+// runRatioTable is the table of the rows' ratios run by run (Row.RunRatios) and their
+// median; empty when no row has them.
+func runRatioTable(rows []Row) string {
+	runs := 0
+	for _, row := range rows {
+		runs = max(runs, len(row.RunRatios))
+	}
+	if runs == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Ratio basefs ÷ baseline within each run (they alternated in it), and the median of those:\n\n| metric | baseline |")
+	for i := range runs {
+		fmt.Fprintf(&b, " run %d |", i+1)
+	}
+	b.WriteString(" median |\n| --- | --- |" + strings.Repeat(" ---: |", runs+1) + "\n")
+	for _, row := range rows {
+		if len(row.RunRatios) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s |", row.Metric, row.BaselineName)
+		for i := range runs {
+			v := "—"
+			if i < len(row.RunRatios) {
+				v = fmtNum(row.RunRatios[i])
+			}
+			fmt.Fprintf(&b, " %s |", v)
+		}
+		fmt.Fprintf(&b, " %s |\n", fmtNum(Summarize(row.RunRatios).Median))
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 

@@ -37,16 +37,19 @@ func Summarize(xs []float64) Summary {
 
 // Row is one line of a scenario's table: a metric measured for basefs (in one of its ways,
 // BasefsName) and, when there is one, for a baseline. Ratio is basefs's median ÷ the
-// baseline's median.
+// baseline's median. RunRatios, when the scenario measured basefs and the baseline in the
+// same runs (addPaired), is basefs ÷ baseline within each run, in run order: on a noisy
+// host their median is steadier than the ratio of medians.
 type Row struct {
-	Metric       string   `json:"metric"`
-	Unit         string   `json:"unit"`
-	Better       string   `json:"better"` // "lower" or "higher"
-	BasefsName   string   `json:"basefs_name"`
-	Basefs       Summary  `json:"basefs"`
-	BaselineName string   `json:"baseline_name,omitempty"`
-	Baseline     *Summary `json:"baseline,omitempty"`
-	Ratio        *float64 `json:"ratio,omitempty"`
+	Metric       string    `json:"metric"`
+	Unit         string    `json:"unit"`
+	Better       string    `json:"better"` // "lower" or "higher"
+	BasefsName   string    `json:"basefs_name"`
+	Basefs       Summary   `json:"basefs"`
+	BaselineName string    `json:"baseline_name,omitempty"`
+	Baseline     *Summary  `json:"baseline,omitempty"`
+	Ratio        *float64  `json:"ratio,omitempty"`
+	RunRatios    []float64 `json:"run_ratios,omitempty"`
 }
 
 // Setting is one stated condition of a scenario (sizes, shaping, runs…).
@@ -117,6 +120,33 @@ func (r *Result) add(metric, unit, better, basefsName string, basefs []float64, 
 	}
 	r.Rows = append(r.Rows, row)
 	return row
+}
+
+// addPaired is add for samples taken in the same runs: basefs[i] and base[i] were measured
+// in run i. It also records the ratio of each run; it adds none when the counts differ or a
+// baseline sample is zero.
+func (r *Result) addPaired(metric, unit, better, basefsName string, basefs []float64, baseName string, base []float64) Row {
+	row := r.add(metric, unit, better, basefsName, basefs, baseName, base)
+	ratios := runRatios(basefs, base)
+	r.Rows[len(r.Rows)-1].RunRatios = ratios
+	row.RunRatios = ratios
+	return row
+}
+
+// runRatios returns a[i] ÷ b[i] for each i, or nil unless a and b have the same length and no
+// b[i] is zero.
+func runRatios(a, b []float64) []float64 {
+	if len(a) != len(b) || len(a) == 0 {
+		return nil
+	}
+	out := make([]float64, len(a))
+	for i := range a {
+		if b[i] == 0 {
+			return nil
+		}
+		out[i] = a[i] / b[i]
+	}
+	return out
 }
 
 // Machine describes the host the run was made on.

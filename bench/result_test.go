@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,12 +41,12 @@ func TestRowsAndMarkdown(t *testing.T) {
 }
 
 func TestParseFio(t *testing.T) {
-	out := []byte("fio: some warning\n{\"jobs\": [{\"error\": 0, \"read\": {\"bw_bytes\": 123456789, \"io_bytes\": 1000}}]}")
-	if got, n, err := parseFio(out); err != nil || got != 123.456789 || n != 1000 {
-		t.Errorf("parseFio = %v, %v, %v; want 123.456789, 1000", got, n, err)
+	out := []byte("fio: some warning\n{\"jobs\": [{\"error\": 0, \"read\": {\"bw_bytes\": 123456789, \"io_bytes\": 1000, \"total_ios\": 7}}]}")
+	if got, err := parseFio(out); err != nil || got != (fioResult{MBs: 123.456789, Bytes: 1000, IOs: 7}) {
+		t.Errorf("parseFio = %+v, %v; want 123.456789 MB/s, 1000 bytes, 7 reads", got, err)
 	}
 	for _, bad := range []string{"", "{}", `{"jobs": [{"error": 5, "read": {"bw_bytes": 1, "io_bytes": 1}}]}`, `{"jobs": [{"read": {"bw_bytes": 0, "io_bytes": 0}}]}`} {
-		if _, _, err := parseFio([]byte(bad)); err == nil {
+		if _, err := parseFio([]byte(bad)); err == nil {
 			t.Errorf("parseFio(%q): no error", bad)
 		}
 	}
@@ -76,5 +77,50 @@ func TestColdBootExtents(t *testing.T) {
 	}
 	if got := dataBytes(scaleExtents(16 * GiB)); got != 32*MiB {
 		t.Errorf("scale image holds %d bytes of data, want 32 MiB at every size", got)
+	}
+}
+
+func TestRunRatios(t *testing.T) {
+	for _, tc := range []struct {
+		a, b, want []float64
+	}{
+		{[]float64{2, 3, 8}, []float64{4, 3, 2}, []float64{0.5, 1, 4}},
+		{[]float64{1, 2}, []float64{1}, nil},    // not paired
+		{[]float64{1, 2}, []float64{1, 0}, nil}, // no ratio to zero
+		{nil, nil, nil},
+	} {
+		got := runRatios(tc.a, tc.b)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("runRatios(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestPairedRowsMarkdown: a paired row keeps each run's ratio; the report shows them run by
+// run with their median, which differs from the ratio of the medians.
+func TestPairedRowsMarkdown(t *testing.T) {
+	r := &Result{Name: "read", Title: "Read"}
+	row := r.addPaired("rand 4 KiB, O_DIRECT", "MB/s", "higher", "basefs", []float64{10, 30, 20}, "go-fuse loopback", []float64{40, 30, 10})
+	if !slices.Equal(row.RunRatios, []float64{0.25, 1, 2}) || !slices.Equal(r.Rows[0].RunRatios, row.RunRatios) {
+		t.Errorf("run ratios %v (in the result %v), want [0.25 1 2]", row.RunRatios, r.Rows[0].RunRatios)
+	}
+	if *row.Ratio != 20.0/30 || Summarize(row.RunRatios).Median != 1 {
+		t.Errorf("ratio of medians %v, median of run ratios %v; want 0.667, 1", *row.Ratio, Summarize(row.RunRatios).Median)
+	}
+	r.add("rss", "MiB", "lower", "basefs", []float64{64}, "", nil)
+	md := markdown(&Report{Runs: 3, Results: []*Result{r}})
+	for _, want := range []string{
+		"| metric | baseline | run 1 | run 2 | run 3 | median |",
+		"| rand 4 KiB, O_DIRECT | go-fuse loopback | 0.250 | 1.00 | 2.00 | 1.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "| rss | |") || strings.Count(md, "| rss |") != 1 {
+		t.Errorf("an unpaired row is in the run table:\n%s", md)
+	}
+	if none := markdown(&Report{Runs: 1, Results: []*Result{{Name: "x", Rows: []Row{{Metric: "m"}}}}}); strings.Contains(none, "within each run") {
+		t.Errorf("a result without paired rows has a run table:\n%s", none)
 	}
 }

@@ -8,6 +8,7 @@
 //	POST /v1/glance/<id>/ensure      → GlanceStatus (the daemon makes Glance image <id> usable)
 //	POST /v1/gc[?dry_run=1]          → cache.GCReport (cleanup after the minimum age, capacity)
 //	POST /v1/scrub                   → cache.ScrubReport (re-verify every local chunk now, repair)
+//	GET  /debug/pprof/…              → Go's runtime profiles of the serving process (pprof.go)
 package control
 
 import (
@@ -155,6 +156,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/glance/{id}/ensure", s.ensureGlance)
 	mux.HandleFunc("POST /v1/gc", s.gc)
 	mux.HandleFunc("POST /v1/scrub", s.scrub)
+	handleProfiles(mux)
 	return mux
 }
 
@@ -304,32 +306,47 @@ func SocketFromState(state string) string { return filepath.Join(state, SocketNa
 func (c *Client) Socket() string { return c.socket }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://basefs"+path, nil)
+	resp, err := c.send(ctx, method, path)
 	if err != nil {
 		return err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("basefs daemon at %s: %w (is `basefs mount` running?)", c.socket, unwrapDial(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("basefs daemon at %s: %w", c.socket, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var ae apiError
-		json.Unmarshal(body, &ae)
-		msg := ae.Error
-		if msg == "" {
-			msg = strings.TrimSpace(string(bytes.TrimSpace(body)))
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return &notFoundError{msg}
-		}
-		return errors.New(msg)
-	}
 	return json.Unmarshal(body, out)
+}
+
+// send makes a request and returns the daemon's answer when it is 200 OK (the caller closes
+// its body); any other answer is returned as the daemon's error.
+func (c *Client) send(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://basefs"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("basefs daemon at %s: %w (is `basefs mount` running?)", c.socket, unwrapDial(err))
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("basefs daemon at %s: %w", c.socket, err)
+	}
+	var ae apiError
+	json.Unmarshal(body, &ae)
+	msg := ae.Error
+	if msg == "" {
+		msg = strings.TrimSpace(string(bytes.TrimSpace(body)))
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, &notFoundError{msg}
+	}
+	return nil, errors.New(msg)
 }
 
 // notFoundError carries the daemon's message and matches chunkstore.ErrNotFound.

@@ -36,11 +36,12 @@ type options struct {
 	osImage                         string
 	realLinks                       []string
 	profileWindow                   time.Duration
+	profileDir                      string
 }
 
 func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.out, "out", "bench-out", "write results.json, report.md and the plots into `DIR`")
-	f.IntVar(&o.runs, "runs", 0, "`N` runs of every measurement (default 3; 1 with --quick)")
+	f.IntVar(&o.runs, "runs", 0, "`N` runs of every measurement, at least 1 (default 3; 1 with --quick)")
 	f.BoolVar(&o.quick, "quick", false, "the short pass: 1 run, cold boots of a 1 GiB image only, smaller images, 2 s fio runs")
 	f.StringVar(&o.bandwidth, "bandwidth", "1G", "the shaped origin link's bandwidth in `BITS` per second (K, M, G suffixes are powers of 1000)")
 	f.DurationVar(&o.latency, "latency", time.Millisecond, "added before each origin response (one round trip)")
@@ -53,6 +54,7 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.osImage, "os-image", "", "real-boot: `DIR` holding the built OS image (default: built by scripts/build-os-image.sh into .cache/os-image)")
 	f.StringSliceVar(&o.realLinks, "real-links", nil, "real-boot: the shaped `LINKS`, BANDWIDTH/LATENCY each (default 1G/1ms,100M/20ms)")
 	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
+	f.StringVar(&o.profileDir, "profile", "", "read: write the basefs daemon's CPU profile while the patterns run, and `go tool pprof -top` of it, into `DIR`")
 	// Sizes for tests and experiments.
 	f.StringVar(&o.guestRead, "guest-read", "", "bytes the test guest reads and hashes (default 16M)")
 	f.StringVar(&o.readSize, "read-size", "", "read and verify-cost image size")
@@ -71,11 +73,22 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
-func (o *options) benchOptions(scenarios []string) (bench.Options, error) {
+// benchOptions checks the flags and turns them into bench.Options; set tells which flags the
+// command line gave (a flag it did not give keeps bench's default).
+func (o *options) benchOptions(scenarios []string, set func(flag string) bool) (bench.Options, error) {
 	b := bench.Options{
 		Scenarios: scenarios, Out: o.out, Runs: o.runs, Quick: o.quick, BinDir: o.bin, GuestDir: o.guest,
 		WorkDir: o.work, Keep: o.keep, VirtType: o.virtType, Latency: o.latency, FioRuntime: o.fioRuntime,
-		Readers: o.readers, OSImageDir: o.osImage, ProfileWindow: o.profileWindow,
+		Readers: o.readers, OSImageDir: o.osImage, ProfileWindow: o.profileWindow, ProfileDir: o.profileDir,
+	}
+	if set("runs") && o.runs < 1 {
+		return b, usageError{fmt.Sprintf("--runs %d: must be at least 1", o.runs)}
+	}
+	if set("fio-runtime") && o.fioRuntime < time.Second {
+		return b, usageError{fmt.Sprintf("--fio-runtime %s: must be at least 1s (fio runs whole seconds)", o.fioRuntime)}
+	}
+	if set("profile") && o.profileDir == "" {
+		return b, usageError{"--profile: wants a directory"}
 	}
 	if o.profileWindow < 0 {
 		return b, usageError{"--profile-window: must not be negative"}
@@ -145,7 +158,13 @@ func parseBits(s string) (float64, error) {
 	return v * mult, nil
 }
 
-func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+func main() {
+	// The read scenario's loopback baseline is this binary too, in a process of its own.
+	if len(os.Args) > 1 && os.Args[1] == bench.LoopbackCommand {
+		os.Exit(bench.ServeLoopback(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
 
 func run(args []string, stderr io.Writer) int {
 	var o options
@@ -169,7 +188,7 @@ func run(args []string, stderr io.Writer) int {
 			return 2
 		}
 	}
-	bo, err := o.benchOptions(f.Args())
+	bo, err := o.benchOptions(f.Args(), f.Changed)
 	if err != nil {
 		fmt.Fprintf(stderr, "basefs-bench: %v\n", err)
 		return 2

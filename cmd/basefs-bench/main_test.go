@@ -29,12 +29,12 @@ func TestQuickRead(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	out := filepath.Join(t.TempDir(), "out")
+	out, prof := filepath.Join(t.TempDir(), "out"), filepath.Join(t.TempDir(), "profile")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "basefs-bench"), "--quick", "--out", out,
-		"--read-size", "16M", "--fio-runtime", "1s", "read")
+		"--read-size", "16M", "--fio-runtime", "1s", "--profile", prof, "read")
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("basefs-bench: %v\n%s", err, stderr.String())
@@ -58,13 +58,23 @@ func TestQuickRead(t *testing.T) {
 		t.Fatalf("results.json: want one successful read result, got %+v", rep.Results)
 	}
 	r := rep.Results[0]
-	if len(r.Rows) != 12 || len(r.Highlights) == 0 || len(r.Figures) != 2 {
-		t.Errorf("read: %d rows, %d highlights, %d figures; want 12, some, 2", len(r.Rows), len(r.Highlights), len(r.Figures))
+	// 8 patterns (QD1 and QD16) against 2 baselines, and CPU per read of the 5 O_DIRECT ones.
+	if len(r.Rows) != 21 || len(r.Highlights) != 6 || len(r.Figures) != 3 {
+		t.Errorf("read: %d rows, %d highlights, %d figures; want 21, 6, 3", len(r.Rows), len(r.Highlights), len(r.Figures))
 	}
 	for _, row := range r.Rows {
-		if row.Basefs.Median <= 0 || row.Baseline == nil || row.Baseline.Median <= 0 || row.Ratio == nil || *row.Ratio <= 0 || len(row.Basefs.Samples) != 1 {
-			t.Errorf("row %q: basefs %+v, baseline %+v, ratio %v: want measured numbers", row.Metric, row.Basefs, row.Baseline, row.Ratio)
+		if row.Basefs.Median <= 0 || row.Baseline == nil || row.Baseline.Median <= 0 || row.Ratio == nil || *row.Ratio <= 0 ||
+			len(row.Basefs.Samples) != 1 || len(row.RunRatios) != 1 {
+			t.Errorf("row %q: basefs %+v, baseline %+v, ratio %v, run ratios %v: want measured numbers", row.Metric, row.Basefs, row.Baseline, row.Ratio, row.RunRatios)
 		}
+	}
+	for _, f := range []string{"read-all.pprof", "read-rand-4-kib-qd16-o_direct.pprof"} {
+		if b, err := os.ReadFile(filepath.Join(prof, f)); err != nil || !bytes.HasPrefix(b, []byte("\x1f\x8b")) {
+			t.Errorf("--profile: %s: %v (%d bytes), want a gzipped pprof profile", f, err, len(b))
+		}
+	}
+	if top, err := os.ReadFile(filepath.Join(prof, "read-all.top.txt")); err != nil || !bytes.Contains(top, []byte("flat%")) || !bytes.Contains(top, []byte("Type: cpu")) {
+		t.Errorf("--profile: read-all.top.txt: %v:\n%s", err, top)
 	}
 
 	md, err := os.ReadFile(filepath.Join(out, "report.md"))
@@ -76,9 +86,14 @@ func TestQuickRead(t *testing.T) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
-	row := regexp.MustCompile(`(?m)^\| seq 1 MiB, O_DIRECT \| MB/s \| higher \| [^|]+ \| [0-9.]+ \| go-fuse loopback \| [0-9.]+ \| [0-9.]+ \|`)
-	if !row.Match(md) {
-		t.Errorf("report.md has no measured row for seq 1 MiB, O_DIRECT vs go-fuse loopback:\n%s", md)
+	for _, re := range []string{
+		`(?m)^\| seq 1 MiB, O_DIRECT \| MB/s \| higher \| [^|]+ \| [0-9.]+ \| go-fuse loopback \| [0-9.]+ \| [0-9.]+ \|`,
+		`(?m)^\| rand 4 KiB QD16, O_DIRECT \| MB/s \| higher \| [^|]+ \| [0-9.]+ \| plain file \| [0-9.]+ \| [0-9.]+ \|`,
+		`(?m)^\| rand 64 KiB QD16, O_DIRECT \| go-fuse loopback \| [0-9.]+ \| [0-9.]+ \|$`, // the run-by-run table
+	} {
+		if !regexp.MustCompile(re).Match(md) {
+			t.Errorf("report.md has no measured row matching %s:\n%s", re, md)
+		}
 	}
 	for _, f := range r.Figures {
 		svg, err := os.ReadFile(filepath.Join(out, f.File+".svg"))
@@ -110,6 +125,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--real-links", "1G/1ms,slow/20ms", "real-boot"}, 2},
 		{[]string{"--real-links", "100M/-1ms", "real-boot"}, 2},
 		{[]string{"--profile-window", "-1s", "real-boot"}, 2},
+		{[]string{"--runs", "0", "read"}, 2},
+		{[]string{"--fio-runtime", "0s", "read"}, 2},
+		{[]string{"--profile", "", "read"}, 2},
 	} {
 		var stderr bytes.Buffer
 		if code := run(tc.args, &stderr); code != tc.code {
@@ -122,7 +140,7 @@ func TestRealLinks(t *testing.T) {
 	var o options
 	o.bandwidth = "1G"
 	o.realLinks = []string{"1G/1ms", "100M/20ms"}
-	b, err := o.benchOptions([]string{"real-boot"})
+	b, err := o.benchOptions([]string{"real-boot"}, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,33 @@
+package control
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestCPUProfile records a CPU profile through the control socket: what comes back is a
+// pprof profile (gzipped protocol buffers).
+func TestCPUProfile(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), SocketName)
+	stop, err := (&Server{}).Listen(context.Background(), sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	var buf bytes.Buffer
+	if err := NewClient(sock).CPUProfile(context.Background(), time.Second, &buf); err != nil {
+		t.Fatal(err)
+	}
+	z, err := gzip.NewReader(&buf)
+	if err != nil {
+		t.Fatalf("the profile is not gzipped: %v", err)
+	}
+	if b, err := io.ReadAll(z); err != nil || len(b) == 0 {
+		t.Fatalf("the profile: %d bytes, %v", len(b), err)
+	}
+}
