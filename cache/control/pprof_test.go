@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,11 +15,11 @@ import (
 // pprof profile (gzipped protocol buffers).
 func TestCPUProfile(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), SocketName)
-	stop, err := (&Server{}).Listen(context.Background(), sock)
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	defer (&Server{}).Serve(l)()
 	var buf bytes.Buffer
 	if err := NewClient(sock).CPUProfile(context.Background(), time.Second, &buf); err != nil {
 		t.Fatal(err)
