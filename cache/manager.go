@@ -39,6 +39,9 @@ type ManagerConfig struct {
 	// InUse returns the images that back instance overlays, with who uses them (nil: none
 	// known beyond open files).
 	InUse func(ctx context.Context) (map[chunkstore.Digest][]string, error)
+	// Counters, when set, is the file the counters are kept in across processes
+	// (counters.go; CountersPath): loaded by NewManager, kept from RefreshCounters on.
+	Counters string
 }
 
 // Manager is the image cache manager: nova's semantics (an image in use is never removed;
@@ -59,13 +62,48 @@ type Manager struct {
 	filledChunks, filledBytes, imagesComplete atomic.Int64
 	profilesRecorded, profileChunks           atomic.Int64
 	touched, removeRefused, adopted           atomic.Int64 // nova's utime, refused unlinks, adoptions
+	base                                      ManagerStats // the saved counters last loaded
 }
 
 // NewManager attaches a manager to c.
-func NewManager(c *Cache, cfg ManagerConfig) *Manager {
+// NewManager returns the manager of c; with cfg.Counters its counters start where the last
+// process left them (a file that cannot be read is an error).
+func NewManager(c *Cache, cfg ManagerConfig) (*Manager, error) {
 	m := &Manager{c: c, cfg: cfg, log: c.log, filled: make(map[chunkstore.Digest]bool)}
+	if cfg.Counters != "" {
+		if err := m.loadCounters(cfg.Counters); err != nil {
+			return nil, err
+		}
+	}
 	c.mgr.Store(m)
-	return m
+	return m, nil
+}
+
+type counterField struct {
+	v     *atomic.Int64
+	field func(*ManagerStats) *int64
+}
+
+// counters pairs each counter with its field in ManagerStats (Stats and loadCounters use it).
+func (m *Manager) counters() []counterField {
+	return []counterField{
+		{&m.imagesRemoved, func(s *ManagerStats) *int64 { return &s.ImagesRemoved }},
+		{&m.chunksRemoved, func(s *ManagerStats) *int64 { return &s.ChunksRemoved }},
+		{&m.bytesFreed, func(s *ManagerStats) *int64 { return &s.BytesFreed }},
+		{&m.evictions, func(s *ManagerStats) *int64 { return &s.Evictions }},
+		{&m.evictedBytes, func(s *ManagerStats) *int64 { return &s.EvictedBytes }},
+		{&m.scrubbed, func(s *ManagerStats) *int64 { return &s.Scrubbed }},
+		{&m.scrubbedBytes, func(s *ManagerStats) *int64 { return &s.ScrubbedBytes }},
+		{&m.scrubCorrupt, func(s *ManagerStats) *int64 { return &s.ScrubCorrupt }},
+		{&m.filledChunks, func(s *ManagerStats) *int64 { return &s.FilledChunks }},
+		{&m.filledBytes, func(s *ManagerStats) *int64 { return &s.FilledBytes }},
+		{&m.imagesComplete, func(s *ManagerStats) *int64 { return &s.ImagesComplete }},
+		{&m.profilesRecorded, func(s *ManagerStats) *int64 { return &s.ProfilesRecorded }},
+		{&m.profileChunks, func(s *ManagerStats) *int64 { return &s.ProfileChunks }},
+		{&m.touched, func(s *ManagerStats) *int64 { return &s.Touched }},
+		{&m.removeRefused, func(s *ManagerStats) *int64 { return &s.RemoveRefused }},
+		{&m.adopted, func(s *ManagerStats) *int64 { return &s.Adopted }},
+	}
 }
 
 // ManagerStats are the manager's counters.
@@ -90,14 +128,11 @@ type ManagerStats struct {
 
 // Stats returns the counters.
 func (m *Manager) Stats() ManagerStats {
-	return ManagerStats{
-		ImagesRemoved: m.imagesRemoved.Load(), ChunksRemoved: m.chunksRemoved.Load(), BytesFreed: m.bytesFreed.Load(),
-		Evictions: m.evictions.Load(), EvictedBytes: m.evictedBytes.Load(),
-		Scrubbed: m.scrubbed.Load(), ScrubbedBytes: m.scrubbedBytes.Load(), ScrubCorrupt: m.scrubCorrupt.Load(),
-		FilledChunks: m.filledChunks.Load(), FilledBytes: m.filledBytes.Load(), ImagesComplete: m.imagesComplete.Load(),
-		ProfilesRecorded: m.profilesRecorded.Load(), ProfileChunks: m.profileChunks.Load(),
-		Touched: m.touched.Load(), RemoveRefused: m.removeRefused.Load(), Adopted: m.adopted.Load(),
+	var s ManagerStats
+	for _, c := range m.counters() {
+		*c.field(&s) = c.v.Load()
 	}
+	return s
 }
 
 // Run runs cleanup and the capacity bound every Interval, and background scrub when

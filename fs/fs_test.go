@@ -95,7 +95,9 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 	cfg := Config{Images: c}
 	var mgr *cache.Manager
 	if o.writable {
-		mgr = cache.NewManager(c, cache.ManagerConfig{CacheSize: -1})
+		if mgr, err = cache.NewManager(c, cache.ManagerConfig{CacheSize: -1}); err != nil {
+			t.Fatal(err)
+		}
 		cfg.Files = FilesDir(state.Root())
 		cfg.Maintainer = mgr
 		gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names})

@@ -68,10 +68,13 @@ func mountArgs(args []string) []string {
 // serveDirect serves the connection itself (package fs/handover) until the connection ends,
 // SIGTERM, or the supervisor says drain: then it finishes what it holds (at most drainMax)
 // and exits at once; the kernel resends the rest to the next serving process.
-func serveDirect(ctx context.Context, log *slog.Logger, h *handover.Server, fsys *fs.FS, opts *fuse.MountOptions, c *cache.Cache) error {
+func serveDirect(ctx context.Context, log *slog.Logger, h *handover.Server, fsys *fs.FS, opts *fuse.MountOptions, c *cache.Cache, mgr *cache.Manager) error {
 	srv, err := h.Attach(func(mp string) (*fuse.Server, error) { return fuse.NewServer(fsys, mp, opts) })
 	if err != nil {
 		return err
+	}
+	if err := mgr.RefreshCounters(ctx); err != nil {
+		log.Warn("the manager's counters start over", "err", err)
 	}
 	served := make(chan struct{})
 	go func() {
@@ -99,6 +102,9 @@ func serveDirect(ctx context.Context, log *slog.Logger, h *handover.Server, fsys
 	case <-fsys.Idle():
 	case <-time.After(drainMax):
 		log.Warn("still answering requests after the drain time; the kernel resends them to the next process")
+	}
+	if err := mgr.SaveCounters(); err != nil {
+		log.Warn("cannot save the manager's counters for the next process", "err", err)
 	}
 	log.Info("handed over: exiting", "drain", time.Since(start))
 	os.Exit(0)

@@ -255,7 +255,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log})
 	ctl.EnsureGlance = gl.Ensure
 	defer c.Close() // every fetched chunk durable before exit
-	mgr := cache.NewManager(c, cache.ManagerConfig{
+	mgr, err := cache.NewManager(c, cache.ManagerConfig{
 		MinAge:        time.Duration(o.minAge) * time.Second,
 		CacheSize:     o.cacheSize,
 		ScrubRate:     o.scrubRate,
@@ -263,7 +263,11 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		ProfileWindow: o.profileWindow,
 		Interval:      o.interval,
 		InUse:         inUseScanner(o.instancesPaths, names.Digest),
+		Counters:      cache.CountersPath(st.Root()),
 	})
+	if err != nil {
+		return err
+	}
 	mctx, stopMgr := context.WithCancel(ctx)
 	defer stopMgr()
 	go mgr.Run(mctx)
@@ -308,15 +312,17 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	}
 	ctl.Writable = fsys.WritableUsage
 	if h != nil {
-		return serveDirect(ctx, log, h, fsys, opts, c)
+		return serveDirect(ctx, log, h, fsys, opts, c, mgr)
 	}
 	srv, err := fuse.NewServer(fsys, fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
 	if err != nil {
 		return fmt.Errorf("serve the FUSE connection: %w", err)
 	}
+	mgr.RefreshCounters(ctx) // relayed: the previous process may still count while this one serves
 	go srv.Serve()
 	log.Info("serving", "mountpoint", mnt, "state", st.Root(), "origins", o.origins, "control", sock)
 	<-ctx.Done()
+	mgr.SaveCounters()
 	log.Info("stopping: the supervisor hands the connection on")
 	return nil
 }
