@@ -39,6 +39,7 @@
 // The root's extended attributes: user.basefs.control names the daemon's control socket,
 // user.basefs.supervisor the pid of the supervisor holding the connection.
 //
-// Mount serves a file system in-process (tests, benchmarks); the daemon serves it on a
-// connection the supervisor relays (fuse.NewServer on /dev/fd/N).
+// Mount serves a file system in-process (tests, benchmarks); the daemon serves it on the
+// connection the supervisor holds, attached by package fs/handover (or through fs/relay on a
+// kernel without resend). Idle tells a serving process handing over when nothing is in flight.
 package fs

@@ -1,4 +1,7 @@
-// Package relay lets a FUSE connection outlive any one serving process. The supervisor (basefs
+// Package relay lets a FUSE connection outlive any one serving process on kernels without
+// FUSE_NOTIFY_RESEND (before Linux 6.9; elsewhere package fs/handover does it with no relay on
+// the data path, and basefs mount uses the relay only when the kernel refuses resend or
+// --relay is given). The supervisor (basefs
 // mount) opens /dev/fuse and mounts; a worker (basefs serve) runs go-fuse on its end of a
 // SOCK_SEQPACKET socket pair, which keeps FUSE's one-message-per-read framing. The relay moves
 // requests from the kernel to the current worker and replies back, remembering every request
