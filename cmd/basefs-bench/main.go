@@ -20,6 +20,7 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/bench"
+	"github.com/basefs/basefs/chunkstore"
 )
 
 type options struct {
@@ -35,6 +36,7 @@ type options struct {
 	readers                         int
 	osImage                         string
 	realLinks                       []string
+	realChunkSizes                  []string
 	profileWindow                   time.Duration
 }
 
@@ -52,6 +54,7 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.virtType, "virt-type", "", "libvirt domain `TYPE` for boots (default $BASEFS_VIRT_TYPE, else qemu)")
 	f.StringVar(&o.osImage, "os-image", "", "real-boot: `DIR` holding the built OS image (default: built by scripts/build-os-image.sh into .cache/os-image)")
 	f.StringSliceVar(&o.realLinks, "real-links", nil, "real-boot: the shaped `LINKS`, BANDWIDTH/LATENCY each (default 1G/1ms,100M/20ms)")
+	f.StringSliceVar(&o.realChunkSizes, "real-chunk-sizes", nil, fmt.Sprintf("real-boot: import the image and boot the basefs ways at each chunk size in `SIZES`, the first compared with the others (default %dK, basefs's default)", chunkstore.DefaultChunkSize>>10))
 	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
 	// Sizes for tests and experiments.
 	f.StringVar(&o.guestRead, "guest-read", "", "bytes the test guest reads and hashes (default 16M)")
@@ -88,6 +91,16 @@ func (o *options) benchOptions(scenarios []string) (bench.Options, error) {
 			return b, usageError{fmt.Sprintf("--real-links %q: want BANDWIDTH/LATENCY, e.g. 100M/20ms", l)}
 		}
 		b.RealLinks = append(b.RealLinks, bench.Link{Bandwidth: bw, Latency: lat})
+	}
+	for _, v := range o.realChunkSizes {
+		n, err := agent.ParseSize(v)
+		if err == nil {
+			err = chunkstore.ValidChunkSize(n)
+		}
+		if err != nil {
+			return b, usageError{fmt.Sprintf("--real-chunk-sizes %q: %v", v, err)}
+		}
+		b.RealChunkSizes = append(b.RealChunkSizes, n)
 	}
 	if o.latency < 0 {
 		return b, usageError{"--latency: must not be negative"}
