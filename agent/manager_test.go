@@ -13,6 +13,7 @@ import (
 	"github.com/basefs/basefs/agent/agenttest"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore"
 )
 
 func gcNow(t *testing.T, e *agenttest.Env) *cache.GCReport {
@@ -41,7 +42,7 @@ func TestCleanupNeverRemovesAnInstancesImage(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond)
 	rep = gcNow(t, e)
-	if len(rep.Images) != 1 || rep.Images[0].Action != "remove" || rep.ChunksRemoved != 3 {
+	if len(rep.Images) != 1 || rep.Images[0].Action != "remove" || rep.ChunksRemoved != 3<<20/chunkstore.DefaultChunkSize {
 		t.Fatalf("cleanup after terminate and the minimum age: %+v, %d chunks removed", rep.Images, rep.ChunksRemoved)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/basefs/basefs/chunkstore"
 )
 
 // Sizes.
@@ -49,6 +51,9 @@ type Options struct {
 	OSImageDir    string        // real-boot: the built OS image (default: scripts/build-os-image.sh into <repo>/.cache/os-image)
 	RealLinks     []Link        // real-boot: the shaped links (default DefaultRealLinks)
 	ProfileWindow time.Duration // real-boot: the previous host's --profile-window (default 30 s, the daemon's)
+	// RealChunkSizes: real-boot imports the image at each and boots the basefs ways at each, the
+	// first compared with the others (default: chunkstore.DefaultChunkSize alone).
+	RealChunkSizes []int64
 
 	// ProfileDir, when set, receives the basefs daemon's CPU profile while the read
 	// scenario's patterns run (read-<pattern>.pprof and read-all.pprof, each with `go tool
@@ -114,6 +119,9 @@ func (o *Options) Defaults() {
 	}
 	if len(o.RealLinks) == 0 {
 		o.RealLinks = slices.Clone(DefaultRealLinks)
+	}
+	if len(o.RealChunkSizes) == 0 {
+		o.RealChunkSizes = []int64{chunkstore.DefaultChunkSize}
 	}
 	if o.ProfileWindow <= 0 {
 		o.ProfileWindow = 30 * time.Second

@@ -80,15 +80,18 @@ func prefixSHA256(path string, n int64) (string, error) {
 type importResult struct {
 	Digest       string `json:"digest"`
 	Size         int64  `json:"size"`
+	ChunkSize    int64  `json:"chunk_size"`
 	Chunks       int    `json:"chunks"`
 	Holes        int    `json:"holes"`
 	ChunksStored int    `json:"chunks_stored"`
 	BytesStored  int64  `json:"bytes_stored"`
 }
 
-// importImage imports file into the state directory with `basefs import`.
-func (e *env) importImage(ctx context.Context, state, file string) (*importResult, error) {
-	out, err := command(ctx, e.basefs, "import", "--state", state, "--json", file)
+// importImage imports file into the state directory with `basefs import` (and its extra
+// flags, such as --chunk-size).
+func (e *env) importImage(ctx context.Context, state, file string, extra ...string) (*importResult, error) {
+	args := append(append([]string{"import", "--state", state, "--json"}, extra...), file)
+	out, err := command(ctx, e.basefs, args...)
 	if err != nil {
 		return nil, err
 	}

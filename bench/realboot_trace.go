@@ -154,3 +154,67 @@ func readSizeHistogram(xs []extent) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// traceModel is what the traced boot read and what fetching it at each granularity costs.
+type traceModel struct {
+	xs        []extent
+	sum, uniq int64 // bytes read in all, distinct
+	gu        []granuleUse
+}
+
+// traceGranules are the fetch granularities the model prices (and every chunk size measured).
+var traceGranules = []int64{4 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 512 * KiB, MiB, 2 * MiB, 4 * MiB}
+
+// newTraceModel reads the trace of a boot from image (size bytes) and prices it at
+// traceGranules and at chunkSizes.
+func newTraceModel(trace, image string, size int64, chunkSizes []int64) (*traceModel, error) {
+	xs, err := readTrace(trace)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	if len(xs) == 0 {
+		return nil, fmt.Errorf("trace %s: no blk_co_preadv lines (qemu built without the log trace backend?)", trace)
+	}
+	granules := slices.Clone(traceGranules)
+	for _, cs := range chunkSizes {
+		if !slices.Contains(granules, cs) {
+			granules = append(granules, cs)
+		}
+	}
+	slices.Sort(granules)
+	tm := &traceModel{xs: xs, uniq: uniqueBytes(xs)}
+	for _, x := range xs {
+		tm.sum += x.Len
+	}
+	if tm.gu, err = granuleCosts(image, size, xs, granules); err != nil {
+		return nil, err
+	}
+	return tm, nil
+}
+
+// at returns the model's row for granularity g (which it priced).
+func (tm *traceModel) at(g int64) granuleUse {
+	for _, u := range tm.gu {
+		if u.Granule == g {
+			return u
+		}
+	}
+	return granuleUse{Granule: g}
+}
+
+// figure plots the model: bytes in the touched blocks by block size.
+func (tm *traceModel) figure() Figure {
+	gf := Figure{File: "real-boot-granule", Kind: "line", Title: "Traced boot: data bytes in the blocks the guest's reads touch, by block size",
+		XLabel: "block (chunk) size, KiB", YLabel: "MiB", LogX: true}
+	var touched, stored, distinct Series
+	touched.Name, stored.Name, distinct.Name = "touched chunks, uncompressed", "touched chunks, stored (on the wire)", "distinct bytes read"
+	for _, u := range tm.gu {
+		gf.Labels = append(gf.Labels, sizeText(u.Granule))
+		gf.X = append(gf.X, float64(u.Granule)/float64(KiB))
+		touched.Points = append(touched.Points, Summarize([]float64{float64(u.Bytes) / float64(MiB)}))
+		stored.Points = append(stored.Points, Summarize([]float64{float64(u.Stored) / float64(MiB)}))
+		distinct.Points = append(distinct.Points, Summarize([]float64{float64(tm.uniq) / float64(MiB)}))
+	}
+	gf.Series = []Series{touched, stored, distinct}
+	return gf
+}

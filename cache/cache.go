@@ -195,7 +195,7 @@ func (c *Cache) persist(ch *chunkstore.Chunk) {
 		// The bytes were served verified; the chunk will be fetched again when next needed.
 		c.stats.storeErrors.Add(1)
 		c.log.Error("cannot store fetched chunk", "chunk", ch.Digest().String(), "err", err)
-	} else if len(ch.Data()) > SubBlockSize && !c.noVerify.Load() {
+	} else if len(ch.Data()) >= SubBlockSize && !c.noVerify.Load() {
 		// Later partial reads verify by sub-block (a compressed object turns them off again).
 		c.subs.add(ch.Digest(), subBlockDigests(ch.Data()))
 	}
@@ -307,8 +307,8 @@ func (c *Cache) Chunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chu
 		c.stats.memHits.Add(1)
 		return ch, nil
 	}
-	c.fg.enter()
-	defer c.fg.leave()
+	c.fg.enterChunk(d)
+	defer c.fg.leaveChunk(d)
 	v, err, _ := c.chunkFlight.Do(string(d[:]), func() (any, error) {
 		// The flight outlives any one reader: a cancelled reader must not fail the others.
 		return c.loadChunk(context.WithoutCancel(ctx), d)
@@ -431,7 +431,7 @@ func (c *Cache) readLocal(ctx context.Context, d chunkstore.Digest) (*chunkstore
 	}
 	var subs []chunkstore.Digest
 	var wg sync.WaitGroup
-	if enc == chunkstore.EncodingRaw && len(data) > SubBlockSize {
+	if enc == chunkstore.EncodingRaw && len(data) >= SubBlockSize {
 		wg.Go(func() { subs = subBlockDigests(data) })
 	}
 	ch, err := chunkstore.VerifyChunk(d, data)

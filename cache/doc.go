@@ -8,9 +8,11 @@
 // good bytes the read fails — wrong bytes are never returned. Wrong bytes from an origin are
 // counted per origin, apart from local corruption.
 //
-// Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O. A read of
-// part of a chunk that is not in memory uses sub-block digests when it has them: when a
-// raw-stored chunk is verified whole, the BLAKE3 digests of its 64 KiB sub-blocks are kept
+// Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O; the chunks
+// one read spans are read at the same time (a cold read waits one round trip). A read of
+// a chunk that is not in memory uses sub-block digests when it has them: when a raw-stored
+// chunk is verified whole, the BLAKE3 digests of its 64 KiB sub-blocks (one, for a 64 KiB
+// chunk) are kept
 // (memory only, bounded), and a partial read preads just the sub-blocks it covers from the
 // chunk's object file (kept open, reference counted) and checks them — so small reads never
 // re-hash a whole chunk, and every byte is still checked after it was last read from disk.
@@ -29,8 +31,10 @@
 // references. Remove is the same removal now (nova's unlink; ErrInUse when in use); Adopt makes
 // a finished download an image, its exact bytes chunked (maintain.go). The capacity bound
 // evicts unreferenced chunks, then chunks of unused images, least recently read first, and
-// chunks of images in use only if an origin has them. Background fill yields to fetches guest
-// reads wait on.
+// chunks of images in use only if an origin has them. A cold image's boot profile is fetched
+// ahead of the guest, started in its recorded order, a few chunks at a time (fill.go); it
+// starts nothing while a guest read waits on a chunk it is not fetching itself. Background
+// fill waits for the profiles and yields to every fetch a guest read waits on.
 //
 // Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
 //

@@ -11,38 +11,66 @@ import (
 // The few things of the cache its manager uses, as methods: the manager never takes the
 // cache's lock or reads its maps itself.
 
-// foreground counts the fetches guest reads wait on; background work (fill) waits until
-// there are none — on a condition, not a poll.
+// foreground tracks the chunks guest reads wait on; background work yields to them — on a
+// condition, not a poll. Fill waits until there are none; the boot profile's prefetch waits
+// until every one is a chunk it is fetching itself (the guest caught up with it).
 type foreground struct {
 	mu   sync.Mutex
-	idle sync.Cond
+	idle sync.Cond // broadcast whenever a wait ends
 	n    int
+	by   map[chunkstore.Digest]int // waits by chunk; the zero digest: a fetch of no one chunk
 }
 
-func (f *foreground) enter() {
+// enter and leave bracket a foreground fetch that is not of one chunk (a provisional image's
+// range); enterChunk and leaveChunk a guest read's wait on chunk d.
+func (f *foreground) enter() { f.enterChunk(chunkstore.Digest{}) }
+func (f *foreground) leave() { f.leaveChunk(chunkstore.Digest{}) }
+
+func (f *foreground) enterChunk(d chunkstore.Digest) {
 	f.mu.Lock()
+	if f.by == nil {
+		f.by = make(map[chunkstore.Digest]int)
+		f.idle.L = &f.mu
+	}
 	f.n++
+	f.by[d]++
 	f.mu.Unlock()
 }
 
-func (f *foreground) leave() {
+func (f *foreground) leaveChunk(d chunkstore.Digest) {
 	f.mu.Lock()
-	if f.n--; f.n == 0 && f.idle.L != nil {
-		f.idle.Broadcast()
+	f.n--
+	if f.by[d]--; f.by[d] == 0 {
+		delete(f.by, d)
 	}
+	f.idle.Broadcast()
 	f.mu.Unlock()
 }
 
 // waitIdle returns when no foreground fetch is in flight.
-func (f *foreground) waitIdle() {
+func (f *foreground) waitIdle() { f.waitOnly(func(chunkstore.Digest) bool { return false }) }
+
+// waitOnly returns when every foreground wait is on a chunk ours reports true for. ours is
+// called with f's lock held (lock order: foreground, then whatever ours takes) and must not
+// block.
+func (f *foreground) waitOnly(ours func(chunkstore.Digest) bool) {
 	f.mu.Lock()
-	if f.idle.L == nil {
-		f.idle.L = &f.mu
+	defer f.mu.Unlock()
+	if f.by == nil {
+		return // nothing ever waited
 	}
-	for f.n > 0 {
+	for f.othersWaitingLocked(ours) {
 		f.idle.Wait()
 	}
-	f.mu.Unlock()
+}
+
+func (f *foreground) othersWaitingLocked(ours func(chunkstore.Digest) bool) bool {
+	for d := range f.by {
+		if d.IsZero() || !ours(d) {
+			return true
+		}
+	}
+	return false
 }
 
 // signal wakes every waiter at each broadcast (a channel closed and replaced).
@@ -124,6 +152,19 @@ func (c *Cache) forgetLazy(d chunkstore.Digest) []chunkstore.Digest {
 	im.src.Removed()
 	known, _ := im.src.Known()
 	return known
+}
+
+// waitForegroundOnly returns when every chunk a guest read waits on is one ours reports true
+// for (ours is called with the foreground tracker's lock held and must not block).
+func (c *Cache) waitForegroundOnly(ours func(chunkstore.Digest) bool) { c.fg.waitOnly(ours) }
+
+// haveLocal reports whether chunk d is in the local state or fetched and being written.
+func (c *Cache) haveLocal(ctx context.Context, d chunkstore.Digest) bool {
+	if c.isPending(d) {
+		return true
+	}
+	ok, _ := c.local.HasChunk(ctx, d)
+	return ok
 }
 
 // Origins returns the origins, in the order they are asked.

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,7 +68,10 @@ func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
 
 // ReadAt fills p with the image's bytes at off; past the end it reads short with no error
 // (n < len(p)). Hole chunks read as zeros without I/O; every other byte comes from a chunk
-// verified since it was last read from disk or network. An error names the chunk and why.
+// verified since it was last read from disk or network. The chunks a read spans are read
+// at the same time (up to readParallel), so a cold read spanning several waits for one
+// round trip to the origin, not one per chunk. An error names the first chunk that failed
+// and why; n counts the bytes before it.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
@@ -80,49 +84,93 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	st := im.c.stats
 	st.reads.Add(1)
 	im.lastUse.Store(time.Now().UnixNano())
+	if im.src != nil {
+		return im.readSource(ctx, p, off)
+	}
+	var pieces []piece
+	rec := im.rec.Load()
+	for n := 0; n < len(p); {
+		pos := off + int64(n)
+		i := int(pos / m.ChunkSize)
+		within := pos - int64(i)*m.ChunkSize
+		want := int(min(int64(len(p)-n), m.ChunkLen(i)-within))
+		if d := m.Chunks[i]; d.IsZero() {
+			clear(p[n : n+want])
+			st.holeBytes.Add(int64(want))
+		} else {
+			if rec != nil {
+				rec.record(i)
+			}
+			pieces = append(pieces, piece{i: i, at: n, within: within, dst: p[n : n+want]})
+		}
+		n += want
+	}
+	read := func(pc *piece) {
+		pc.err = im.c.readChunkAt(ctx, m.Chunks[pc.i], m.ChunkLen(pc.i), pc.within, pc.dst)
+	}
+	if len(pieces) == 1 {
+		read(&pieces[0])
+	} else {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, readParallel)
+		for k := range pieces {
+			sem <- struct{}{}
+			wg.Go(func() {
+				read(&pieces[k])
+				<-sem
+			})
+		}
+		wg.Wait()
+	}
+	for _, pc := range pieces {
+		if pc.err != nil {
+			st.readErrors.Add(1)
+			return pc.at, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), pc.i, int64(pc.i)*m.ChunkSize, pc.err)
+		}
+	}
+	st.bytesRead.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// readParallel bounds the chunks one read fetches at the same time.
+const readParallel = 8
+
+// piece is the part of a read that falls in one data chunk.
+type piece struct {
+	i      int    // chunk index
+	at     int    // offset in the read
+	within int64  // offset in the chunk
+	dst    []byte // where its bytes go
+	err    error
+}
+
+// readSource reads through the image's ChunkSource, chunk after chunk: the source fetches
+// the chunks the read spans with the first one, in one request.
+func (im *Image) readSource(ctx context.Context, p []byte, off int64) (int, error) {
+	m, st := im.m, im.c.stats
+	end := off + int64(len(p))
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
 		i := int(pos / m.ChunkSize)
 		within := pos - int64(i)*m.ChunkSize
-		want := min(int64(len(p)-n), m.ChunkLen(i)-within)
-		dst := p[n : n+int(want)]
-		hole, err := im.readChunk(ctx, i, within, dst, off+int64(len(p)))
+		want := int(min(int64(len(p)-n), m.ChunkLen(i)-within))
+		span := int((end-1-int64(i)*m.ChunkSize)/m.ChunkSize) + 1
+		data, err := im.src.Chunk(ctx, i, span)
 		if err != nil {
 			st.readErrors.Add(1)
 			return n, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), i, int64(i)*m.ChunkSize, err)
 		}
-		if hole {
-			clear(dst)
-			st.holeBytes.Add(want)
+		if data == nil {
+			clear(p[n : n+want])
+			st.holeBytes.Add(int64(want))
+		} else {
+			copy(p[n:n+want], data[within:])
 		}
-		n += int(want)
+		n += want
 	}
 	st.bytesRead.Add(int64(n))
 	return n, nil
-}
-
-// readChunk fills dst with chunk i's bytes from within, verified; hole says the chunk is all
-// zeros (dst untouched). A read through a ChunkSource asks for the chunks up to end with it.
-func (im *Image) readChunk(ctx context.Context, i int, within int64, dst []byte, end int64) (hole bool, err error) {
-	m := im.m
-	if im.src != nil {
-		span := int((end-1-int64(i)*m.ChunkSize)/m.ChunkSize) + 1
-		data, err := im.src.Chunk(ctx, i, span)
-		if err != nil || data == nil {
-			return data == nil && err == nil, err
-		}
-		copy(dst, data[within:])
-		return false, nil
-	}
-	d := m.Chunks[i]
-	if d.IsZero() {
-		return true, nil
-	}
-	if rec := im.rec.Load(); rec != nil {
-		rec.record(i)
-	}
-	return false, im.c.readChunkAt(ctx, d, m.ChunkLen(i), within, dst)
 }
 
 // Presence counts the image's chunks: total non-hole chunks, how many are in the local

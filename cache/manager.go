@@ -55,6 +55,7 @@ type Manager struct {
 	gcMu   sync.Mutex // one cleanup or capacity run at a time
 	fillMu sync.Mutex
 	filled map[chunkstore.Digest]bool // images queued for or done with background fill
+	pf     prefetcher                 // boot-profile prefetches (fill.go)
 
 	imagesRemoved, chunksRemoved, bytesFreed  atomic.Int64
 	evictions, evictedBytes                   atomic.Int64

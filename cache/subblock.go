@@ -19,6 +19,9 @@ import (
 // disk and checks them against those digests — derived from verified bytes, so the chain of
 // trust holds — instead of re-reading and re-hashing the whole chunk. Sub-block digests never
 // leave memory, so they use BLAKE3, which is cryptographic too and ~3× faster than SHA-256 here.
+// A chunk of exactly one sub-block (64 KiB, the default chunk size) has one: its reads are a
+// pread and a BLAKE3 of the chunk instead of reading its object whole and SHA-256 (warm
+// sequential 1 MiB reads beyond the memory cache: 803 MB/s instead of 317 here).
 const SubBlockSize = 64 << 10
 
 // subDigest is the digest of one sub-block.

@@ -1,7 +1,7 @@
 // Package chunkstore owns basefs's data model and its storage interfaces.
 //
 // An image is cut into fixed-size, aligned chunks (a power of two from 64 KiB to 16 MiB;
-// DefaultChunkSize is 1 MiB), each named by the SHA-256 of its uncompressed bytes (Digest).
+// DefaultChunkSize is 64 KiB), each named by the SHA-256 of its uncompressed bytes (Digest).
 // A Manifest lists the digest of every chunk, or a hole for an all-zero chunk, with the image's
 // exact size and where it came from; its canonical encoding is strict and unique, and its
 // SHA-256 is the image digest: the image's name on every host.

@@ -49,6 +49,8 @@ type envOptions struct {
 	// writable mounts as the daemon does: with the writable area, nova's names and the
 	// cache manager taking utime, unlink and adoption.
 	writable bool
+	// front are origins asked before the origin (shared tiers), in order.
+	front []*local.Store
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -70,6 +72,9 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 		t.Fatal(err)
 	}
 	var origins []chunkstore.Getter
+	for _, f := range o.front {
+		origins = append(origins, f)
+	}
 	if !o.noOrigin {
 		ro, err := local.Open(origin.Root(), local.Options{ReadOnly: true})
 		if err != nil {
@@ -121,8 +126,15 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 }
 
 // importImage writes a raw image of size bytes (data in the given extents, zeros elsewhere)
-// and imports it into the origin; it returns the digest and the raw file's path.
+// and imports it into the origin at the default chunk size; it returns the digest and the raw
+// file's path.
 func (e *env) importImage(size int64, seed uint64, extents ...[2]int64) (chunkstore.Digest, string) {
+	e.t.Helper()
+	return e.importImageAt(chunkstore.DefaultChunkSize, size, seed, extents...)
+}
+
+// importImageAt is importImage at chunk size cs.
+func (e *env) importImageAt(cs, size int64, seed uint64, extents ...[2]int64) (chunkstore.Digest, string) {
 	e.t.Helper()
 	raw := filepath.Join(e.t.TempDir(), "image.raw")
 	f, err := os.Create(raw)
@@ -134,7 +146,7 @@ func (e *env) importImage(size int64, seed uint64, extents ...[2]int64) (chunkst
 		f.WriteAt(storetest.Data(seed+uint64(i), int(x[1])), x[0])
 	}
 	f.Close()
-	r, err := importer.Import(context.Background(), e.origin, raw, importer.Options{})
+	r, err := importer.Import(context.Background(), e.origin, raw, importer.Options{ChunkSize: cs})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -291,21 +303,22 @@ func TestWritesRefused(t *testing.T) {
 
 func TestLazyFetchAndOneFetchPerChunk(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	d, raw := e.importImage(64<<20, 7, [2]int64{0, 64 << 20})
+	const cs = chunkstore.DefaultChunkSize
+	d, raw := e.importImage(64*cs, 7, [2]int64{0, 64 * cs})
 	src, _ := os.ReadFile(raw)
 	fetches := func() int64 { return e.cache.Stats().Fetches() }
 
-	// 1 MiB at an offset spanning two chunks (chunks 10 and 11): exactly those two arrive.
-	buf := alignedBuf(1 << 20)
-	off := int64(10<<20 + 512<<10)
+	// One chunk's worth at an offset spanning two chunks (10 and 11): exactly those two arrive.
+	buf := alignedBuf(cs)
+	off := int64(10*cs + cs/2)
 	if _, err := readDirect(e.path(d.String()), buf, off); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(buf, src[off:off+1<<20]) {
+	if !bytes.Equal(buf, src[off:off+cs]) {
 		t.Fatal("wrong bytes")
 	}
 	if got := fetches(); got != 2 {
-		t.Fatalf("reading 1 MiB across 2 chunks fetched %d chunks; want 2", got)
+		t.Fatalf("reading %d bytes across 2 chunks fetched %d chunks; want 2", cs, got)
 	}
 	if _, err := readDirect(e.path(d.String()), buf, off); err != nil {
 		t.Fatal(err)
@@ -319,17 +332,17 @@ func TestLazyFetchAndOneFetchPerChunk(t *testing.T) {
 		t.Fatalf("local state holds %d/%d chunks; want 2/64", p, total)
 	}
 
-	// 16 concurrent readers of one cold chunk: one fetch.
+	// 16 concurrent readers of one cold chunk, each a different 1/16 of it: one fetch.
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range 16 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := alignedBuf(64 << 10)
+			b := alignedBuf(cs / 16)
 			<-start
-			o := int64(40<<20 + i*64<<10)
-			if _, err := readDirect(e.path(d.String()), b, o); err != nil || !bytes.Equal(b, src[o:o+64<<10]) {
+			o := int64(40*cs + i*cs/16)
+			if _, err := readDirect(e.path(d.String()), b, o); err != nil || !bytes.Equal(b, src[o:o+cs/16]) {
 				t.Errorf("reader %d: %v or wrong bytes", i, err)
 			}
 		}()
@@ -349,42 +362,108 @@ func mustManifest(t testing.TB, e *env, d chunkstore.Digest) *chunkstore.Manifes
 	return m
 }
 
+// TestCorruptionRepaired, at the default chunk size and at 1 MiB (the previous default, whose
+// chunks are verified by sub-block on small reads): a shared tier in front of the origin
+// serves a corrupted chunk object, which is refused (counted against that tier) and fetched
+// again from the origin; local chunk objects damaged anywhere are quarantined and repaired,
+// whether the read covers the whole chunk or a few KiB of it; when no copy is good the read
+// fails with EIO. Wrong bytes are never served.
 func TestCorruptionRepaired(t *testing.T) {
+	for _, cs := range []int64{chunkstore.DefaultChunkSize, 1 << 20} {
+		t.Run(fmt.Sprintf("chunk-size=%d", cs), func(t *testing.T) { testCorruptionRepaired(t, cs) })
+	}
+}
+
+// flipByte changes the byte at (or, with at < 0, that many bytes before the end of) an object
+// file.
+func flipByte(t testing.TB, p string, at int, x byte) {
+	t.Helper()
+	obj, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at < 0 {
+		at += len(obj)
+	}
+	obj[at] ^= x
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, obj, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testCorruptionRepaired(t *testing.T, cs int64) {
+	front, err := local.Open(filepath.Join(t.TempDir(), "front"), local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// No memory cache: every read below goes to the local chunk file and is verified.
-	e := newEnv(t, envOptions{memoryBytes: 1})
-	size := int64(16 << 20)
-	d, raw := e.importImage(size, 3, [2]int64{0, size})
+	e := newEnv(t, envOptions{memoryBytes: 1, front: []*local.Store{front}})
+	size := 16 * cs
+	if cs < 1<<20 {
+		size = 256 * cs
+	}
+	d, raw := e.importImageAt(cs, size, 3, [2]int64{0, size})
 	src, _ := os.ReadFile(raw)
 	img := e.path(d.String())
-	// Warm every chunk into the local state.
+	ctx := context.Background()
+	m, err := e.origin.GetManifest(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shared tier has every chunk; chunk 7's object there is damaged in its payload.
+	for _, c := range m.Chunks {
+		ch, err := e.origin.GetChunk(ctx, c)
+		if err == nil {
+			_, err = front.PutChunk(ctx, ch)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	flipByte(t, front.ChunkPath(m.Chunks[7]), chunkstore.ObjectHeaderSize+int(cs/3), 0x40)
+	// A cold read of everything: chunk 7 is refused from the tier and fetched from the origin.
 	if fileSHA(t, img) != sha256.Sum256(src) {
 		t.Fatal("wrong bytes")
 	}
+	st := e.cache.Stats()
+	if tier, org := st.Origins[0], st.Origins[1]; tier.Corrupt != 1 || tier.Fetches != int64(len(m.Chunks)-1) || org.Fetches != 1 {
+		t.Fatalf("tier %+v, origin %+v: want 1 corrupt chunk refused from the tier and fetched from the origin, the rest from the tier", tier, org)
+	}
 	e.cache.Flush()
-	m := mustManifest(t, e, d)
+	if rep, err := cache.Verify(ctx, e.state, nil, nil); err != nil || len(rep.Corrupt) != 0 || rep.Missing != 0 || rep.Checked != len(m.Chunks) {
+		t.Fatalf("the local state after the refetch: %+v, %v; want every chunk, all good", rep, err)
+	}
+
+	buf := alignedBuf(int(cs))
+	// A small read of a good local chunk is verified by sub-block: a pread and a BLAKE3 of
+	// the sub-blocks it covers, not the whole object read and hashed again.
+	sub := e.cache.Stats().SubBlockReads
+	if _, err := readDirect(img, buf[:8192], 9*cs+4096); err != nil || !bytes.Equal(buf[:8192], src[9*cs+4096:9*cs+4096+8192]) {
+		t.Fatalf("small read of a good chunk: %v or wrong bytes", err)
+	}
+	if e.cache.Stats().SubBlockReads != sub+1 {
+		t.Fatal("a small read of a local chunk did not take the sub-block path")
+	}
+
 	r := rand.New(rand.NewPCG(1, 2))
-	buf := alignedBuf(1 << 20)
 	const flips = 100
 	for i := range flips {
 		ci := r.IntN(len(m.Chunks))
 		p := e.state.ChunkPath(m.Chunks[ci])
-		obj, err := os.ReadFile(p)
+		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		at := r.IntN(len(obj)) // anywhere, header included
-		obj[at] ^= byte(1 + r.IntN(255))
-		os.Chmod(p, 0o644)
-		if err := os.WriteFile(p, obj, 0o444); err != nil {
-			t.Fatal(err)
-		}
+		at := r.IntN(int(fi.Size())) // anywhere, header included
+		flipByte(t, p, at, byte(1+r.IntN(255)))
 		// Odd flips: a small read (8 KiB around the flipped byte, verified by sub-block);
 		// even flips: the whole chunk.
-		off, rd := int64(ci)<<20, buf
+		off, rd := int64(ci)*cs, buf
 		if at >= chunkstore.ObjectHeaderSize && i%2 == 1 {
 			off += int64(at-chunkstore.ObjectHeaderSize) &^ 4095
 			rd = buf[:8192]
-			if off+8192 > int64(ci+1)<<20 {
+			if off+8192 > int64(ci+1)*cs {
 				off -= 4096
 			}
 		}
@@ -396,10 +475,7 @@ func TestCorruptionRepaired(t *testing.T) {
 		}
 		e.cache.Flush() // the repaired chunk is written in the background
 	}
-	st := e.cache.Stats()
-	if st.SubBlockReads == 0 {
-		t.Fatal("no read took the sub-block path")
-	}
+	st = e.cache.Stats()
 	if st.LocalCorrupt != flips || st.Repairs != flips {
 		t.Fatalf("%d flips: %d detected, %d repaired; want all", flips, st.LocalCorrupt, st.Repairs)
 	}
@@ -408,28 +484,26 @@ func TestCorruptionRepaired(t *testing.T) {
 		t.Fatalf("quarantine holds %d chunks; want %d", len(q), flips)
 	}
 
-	// Now the origin is corrupt too: EIO, never wrong bytes.
+	// Now every copy is corrupt: EIO, never wrong bytes.
 	ci := 5
-	for _, s := range []*local.Store{e.state, e.origin} {
-		p := s.ChunkPath(m.Chunks[ci])
-		obj, _ := os.ReadFile(p)
-		obj[len(obj)-1] ^= 0xff
-		os.Chmod(p, 0o644)
-		os.WriteFile(p, obj, 0o444)
+	for _, s := range []*local.Store{e.state, front, e.origin} {
+		flipByte(t, s.ChunkPath(m.Chunks[ci]), -1, 0xff)
 	}
-	if _, err := readDirect(img, buf, int64(ci)<<20); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("local and origin corrupt: read = %v; want EIO", err)
+	before := e.cache.Stats().OriginCorrupt()
+	if _, err := readDirect(img, buf, int64(ci)*cs); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("local and origins corrupt: read = %v; want EIO", err)
 	}
-	if got := e.cache.Stats().OriginCorrupt(); got != 1 {
-		t.Fatalf("origin corruption counted %d times; want 1", got)
+	if got := e.cache.Stats().OriginCorrupt() - before; got != 2 {
+		t.Fatalf("origin corruption counted %d times; want 2 (the tier and the origin)", got)
 	}
-	// And removed from the origin: still EIO.
+	// And removed from the origins: still EIO.
+	os.Remove(front.ChunkPath(m.Chunks[ci]))
 	os.Remove(e.origin.ChunkPath(m.Chunks[ci]))
-	if _, err := readDirect(img, buf, int64(ci)<<20); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("local corrupt, origin missing: read = %v; want EIO", err)
+	if _, err := readDirect(img, buf, int64(ci)*cs); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("local corrupt, origins missing: read = %v; want EIO", err)
 	}
 	// Other chunks still read.
-	if _, err := readDirect(img, buf, 6<<20); err != nil || !bytes.Equal(buf, src[6<<20:7<<20]) {
+	if _, err := readDirect(img, buf, 6*cs); err != nil || !bytes.Equal(buf, src[6*cs:7*cs]) {
 		t.Fatalf("a good chunk after a failed one: %v", err)
 	}
 }
@@ -468,14 +542,15 @@ func TestOriginFaults(t *testing.T) {
 		t.Fatal("wrong bytes")
 	}
 	e.cache.Flush()
-	buf := alignedBuf(1 << 20)
+	const cs = chunkstore.DefaultChunkSize
+	buf := alignedBuf(cs) // one chunk
 	for _, mode := range []string{"wrong", "error"} {
 		f.mode.Store(mode)
-		if _, err := readDirect(e.path(d2.String()), buf, 3<<20); !errors.Is(err, syscall.EIO) {
+		if _, err := readDirect(e.path(d2.String()), buf, 3*cs); !errors.Is(err, syscall.EIO) {
 			t.Fatalf("origin %s: read = %v; want EIO", mode, err)
 		}
 		// The daemon keeps serving the other image.
-		if _, err := readDirect(e.path(d1.String()), buf, 2<<20); err != nil || !bytes.Equal(buf, src1[2<<20:3<<20]) {
+		if _, err := readDirect(e.path(d1.String()), buf, 2*cs); err != nil || !bytes.Equal(buf, src1[2*cs:3*cs]) {
 			t.Fatalf("origin %s: the local image stopped reading: %v", mode, err)
 		}
 	}
@@ -484,7 +559,7 @@ func TestOriginFaults(t *testing.T) {
 		t.Fatalf("stats %+v: want 1 origin corruption, 1 origin error, no local corruption", st)
 	}
 	f.mode.Store("")
-	if _, err := readDirect(e.path(d2.String()), buf, 3<<20); err != nil || !bytes.Equal(buf, src2[3<<20:4<<20]) {
+	if _, err := readDirect(e.path(d2.String()), buf, 3*cs); err != nil || !bytes.Equal(buf, src2[3*cs:4*cs]) {
 		t.Fatalf("origin back: %v", err)
 	}
 }

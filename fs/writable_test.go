@@ -192,8 +192,10 @@ func TestWritableAreaNames(t *testing.T) {
 // when it is not.
 func TestImageMetadataOperations(t *testing.T) {
 	e := newEnv(t, envOptions{writable: true})
-	a, _ := e.importImage(4<<20, 1, [2]int64{0, 3 << 20})
-	b, _ := e.importImage(4<<20, 1, [2]int64{0, 1 << 20}) // shares chunk 0 with a
+	// 1 MiB chunks (the previous default; manifests carry their own size): a has 3 data
+	// chunks, b's one is a's first.
+	a, _ := e.importImageAt(1<<20, 4<<20, 1, [2]int64{0, 3 << 20})
+	b, _ := e.importImageAt(1<<20, 4<<20, 1, [2]int64{0, 1 << 20}) // shares chunk 0 with a
 	pa, pb := e.path(a.String()), e.path(b.String())
 	fi, err := os.Stat(pa)
 	if err != nil {

@@ -18,7 +18,7 @@
 //
 // A provisional image is a raw Glance image without a manifest, known by its Glance id, known
 // to the cache under ProvisionalKey(id) (never a manifest's digest) and read through its
-// ChunkSource (provisional.go). Chunk i is the byte range [i·1 MiB, (i+1)·1 MiB) of Glance's data, fetched with one Range request per run of
+// ChunkSource (provisional.go). Chunk i is the byte range [i·cs, (i+1)·cs) of Glance's data (cs: chunkstore.DefaultChunkSize), fetched with one Range request per run of
 // missing chunks (a read spanning several, or a sequential stream whose window doubles up to
 // 16 MiB; random reads fetch just their chunks), one fetch per chunk however many readers wait.
 // Each chunk is hashed as it arrives and its digest kept; later reads are verified against it

@@ -86,11 +86,12 @@ func TestRawAndQcow2SameDigest(t *testing.T) {
 	run(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
 
 	s := newStore(t)
-	r1, err := Import(ctx, s, raw, Options{})
+	// 1 MiB chunks: the layout above is drawn at that size (the default is smaller).
+	r1, err := Import(ctx, s, raw, Options{ChunkSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := Import(ctx, s, qcow, Options{})
+	r2, err := Import(ctx, s, qcow, Options{ChunkSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/bench"
+	"github.com/basefs/basefs/chunkstore"
 )
 
 type options struct {
@@ -35,6 +36,7 @@ type options struct {
 	readers                         int
 	osImage                         string
 	realLinks                       []string
+	realChunkSizes                  []string
 	profileWindow                   time.Duration
 	profileDir                      string
 }
@@ -53,6 +55,7 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.virtType, "virt-type", "", "libvirt domain `TYPE` for boots (default $BASEFS_VIRT_TYPE, else qemu)")
 	f.StringVar(&o.osImage, "os-image", "", "real-boot: `DIR` holding the built OS image (default: built by scripts/build-os-image.sh into .cache/os-image)")
 	f.StringSliceVar(&o.realLinks, "real-links", nil, "real-boot: the shaped `LINKS`, BANDWIDTH/LATENCY each (default 1G/1ms,100M/20ms)")
+	f.StringSliceVar(&o.realChunkSizes, "real-chunk-sizes", nil, fmt.Sprintf("real-boot: import the image and boot the basefs ways at each chunk size in `SIZES`, the first compared with the others (default %dK, basefs's default)", chunkstore.DefaultChunkSize>>10))
 	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
 	f.StringVar(&o.profileDir, "profile", "", "read: write the basefs daemon's CPU profile while the patterns run, and `go tool pprof -top` of it, into `DIR`")
 	// Sizes for tests and experiments.
@@ -101,6 +104,16 @@ func (o *options) benchOptions(scenarios []string, set func(flag string) bool) (
 			return b, usageError{fmt.Sprintf("--real-links %q: want BANDWIDTH/LATENCY, e.g. 100M/20ms", l)}
 		}
 		b.RealLinks = append(b.RealLinks, bench.Link{Bandwidth: bw, Latency: lat})
+	}
+	for _, v := range o.realChunkSizes {
+		n, err := agent.ParseSize(v)
+		if err == nil {
+			err = chunkstore.ValidChunkSize(n)
+		}
+		if err != nil {
+			return b, usageError{fmt.Sprintf("--real-chunk-sizes %q: %v", v, err)}
+		}
+		b.RealChunkSizes = append(b.RealChunkSizes, n)
 	}
 	if o.latency < 0 {
 		return b, usageError{"--latency: must not be negative"}

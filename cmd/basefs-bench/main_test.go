@@ -128,6 +128,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--runs", "0", "read"}, 2},
 		{[]string{"--fio-runtime", "0s", "read"}, 2},
 		{[]string{"--profile", "", "read"}, 2},
+		{[]string{"--real-chunk-sizes", "100K", "real-boot"}, 2},
+		{[]string{"--real-chunk-sizes", "32K", "real-boot"}, 2},
+		{[]string{"--real-chunk-sizes", "1M,big", "real-boot"}, 2},
 	} {
 		var stderr bytes.Buffer
 		if code := run(tc.args, &stderr); code != tc.code {
@@ -147,6 +150,13 @@ func TestRealLinks(t *testing.T) {
 	want := []bench.Link{{Bandwidth: 1e9, Latency: time.Millisecond}, {Bandwidth: 100e6, Latency: 20 * time.Millisecond}}
 	if len(b.RealLinks) != 2 || b.RealLinks[0] != want[0] || b.RealLinks[1] != want[1] {
 		t.Errorf("--real-links %v: got %+v, want %+v", o.realLinks, b.RealLinks, want)
+	}
+	o.realChunkSizes = []string{"64K", "1M"}
+	if b, err = o.benchOptions([]string{"real-boot"}, func(string) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.RealChunkSizes) != 2 || b.RealChunkSizes[0] != 64<<10 || b.RealChunkSizes[1] != 1<<20 {
+		t.Errorf("--real-chunk-sizes %v: got %v", o.realChunkSizes, b.RealChunkSizes)
 	}
 }
 

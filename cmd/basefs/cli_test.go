@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
+	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -58,6 +61,13 @@ func mustBasefs(t *testing.T, args ...string) string {
 	return out
 }
 
+// importMiB imports raw into state at 1 MiB chunks — the previous default chunk size, the one
+// the layouts and counts of the tests that use it are drawn at — and returns the image digest.
+func importMiB(t *testing.T, state, raw string) string {
+	t.Helper()
+	return lastLine(mustBasefs(t, "import", "--state", state, "--chunk-size", "1048576", raw))
+}
+
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
@@ -72,13 +82,14 @@ func TestImportListVerifyCorruption(t *testing.T) {
 	data = append(data, make([]byte, 2<<20)...)
 	os.WriteFile(img, data, 0o644)
 
-	digest := lastLine(mustBasefs(t, "import", "--state", state, img))
+	// Three identical data chunks, two holes.
+	digest := importMiB(t, state, img)
 	var res struct {
 		Digest       string `json:"digest"`
 		ChunksStored int    `json:"chunks_stored"`
 		Holes        int    `json:"holes"`
 	}
-	if err := json.Unmarshal([]byte(mustBasefs(t, "import", "--state", state, "--json", img)), &res); err != nil {
+	if err := json.Unmarshal([]byte(mustBasefs(t, "import", "--state", state, "--chunk-size", "1048576", "--json", img)), &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Digest != digest || res.ChunksStored != 0 || res.Holes != 2 {
@@ -114,6 +125,55 @@ func TestImportListVerifyCorruption(t *testing.T) {
 	if _, _, code := basefs(t, "verify", "--state", state, digest); code != 1 {
 		t.Fatalf("verify %s: exit %d; want 1", digest, code)
 	}
+}
+
+// TestPreviousManifestsStillServed: an image as the previous version imported it (manifest
+// format 1 at its default chunk size, 1 MiB: testdata/manifest-v1-1MiB, written by basefs at
+// commit 73e6478 for the image below) keeps its name — importing the same bytes at 1 MiB
+// gives that manifest byte for byte — and a host whose origin holds it mounts it, reads it
+// right and verifies it, beside the same image imported at the new default chunk size.
+func TestPreviousManifestsStillServed(t *testing.T) {
+	dir := t.TempDir()
+	golden, err := os.ReadFile(filepath.Join("testdata", "manifest-v1-1MiB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := chunkstore.Sum(golden).String()
+	data := append(storetest.Data(61, 2<<20), make([]byte, 1<<20)...)
+	data = append(data, storetest.Data(62, 1<<20+12345)...)
+	data = append(data, make([]byte, 512-len(data)%512)...) // as qemu-img sees a raw file: whole sectors
+	img := filepath.Join(dir, "img.raw")
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	origin := filepath.Join(dir, "origin")
+	if got := lastLine(mustBasefs(t, "import", "--state", origin, "--chunk-size", "1048576", img)); got != old {
+		t.Fatalf("import at 1 MiB chunks: image %s; the previous version named it %s", got, old)
+	}
+	if b, err := os.ReadFile(filepath.Join(origin, "manifests", old)); err != nil || !bytes.Equal(b, golden) {
+		t.Fatalf("the manifest differs from the previous version's: %v\n%s", err, b)
+	}
+	cur := lastLine(mustBasefs(t, "import", "--state", origin, img))
+	if cur == old {
+		t.Fatal("the default import made the 1 MiB manifest; want the default chunk size's")
+	}
+	state, mnt := filepath.Join(dir, "state"), filepath.Join(dir, "mnt")
+	d := startDaemon(t, state, mnt, "--origin", "dir://"+origin, "--fill-rate", "0")
+	want := sha256.Sum256(data)
+	for _, name := range []string{old, cur} {
+		if got := shaFile(t, filepath.Join(mnt, name)); got != want {
+			t.Fatalf("image %s read through the mount: wrong bytes", name)
+		}
+	}
+	d.stop()
+	var rep struct {
+		Checked int   `json:"chunks_checked"`
+		Corrupt []any `json:"corrupt"`
+	}
+	if err := json.Unmarshal([]byte(mustBasefs(t, "verify", "--state", state, "--json", old)), &rep); err != nil || rep.Checked != 4 || len(rep.Corrupt) != 0 {
+		t.Fatalf("verify of the 1 MiB image: %+v, %v; want its 4 data chunks, all good", rep, err)
+	}
+	mustBasefs(t, "verify", "--state", state)
 }
 
 func TestUsageErrors(t *testing.T) {

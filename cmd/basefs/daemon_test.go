@@ -154,7 +154,7 @@ func TestDaemonHTTPOriginNginx(t *testing.T) {
 	testenv.NeedBinary(t, "qemu-img", "nginx")
 	dir := t.TempDir()
 	img, want := makeImage(t, dir, 6<<20+4096, 1)
-	digest := lastLine(mustBasefs(t, "import", "--state", filepath.Join(dir, "build"), img))
+	digest := importMiB(t, filepath.Join(dir, "build"), img)
 	pub := filepath.Join(dir, "pub")
 	mustBasefs(t, "publish", "--state", filepath.Join(dir, "build"), "--to", "dir://"+pub, digest)
 	os.Chmod(dir, 0o755) // nginx workers read the published tree
@@ -280,7 +280,7 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 	testenv.NeedBinary(t, "qemu-img")
 	dir := t.TempDir()
 	img, want := makeImage(t, dir, 3<<20, 3)
-	digest := lastLine(mustBasefs(t, "import", "--state", filepath.Join(dir, "a"), img))
+	digest := importMiB(t, filepath.Join(dir, "a"), img)
 	port := freePort(t)
 	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"),
 		"--origin", "dir://"+filepath.Join(dir, "a"), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))

@@ -24,8 +24,8 @@ func twoImages(t *testing.T, dir, origin string, n int) (string, string, []byte,
 	pa, pb := filepath.Join(dir, "a.raw"), filepath.Join(dir, "b.raw")
 	os.WriteFile(pa, a, 0o644)
 	os.WriteFile(pb, b, 0o644)
-	da := lastLine(mustBasefs(t, "import", "--state", origin, pa))
-	db := lastLine(mustBasefs(t, "import", "--state", origin, pb))
+	da := importMiB(t, origin, pa)
+	db := importMiB(t, origin, pb)
 	return da, db, a, b
 }
 
@@ -145,7 +145,7 @@ func TestCapacityBound(t *testing.T) {
 	data := storetest.Data(9, 16<<20)
 	p := filepath.Join(dir, "img.raw")
 	os.WriteFile(p, data, 0o644)
-	dg := lastLine(mustBasefs(t, "import", "--state", origin, p))
+	dg := importMiB(t, origin, p)
 	state := filepath.Join(dir, "state")
 	d := startDaemon(t, state, filepath.Join(dir, "mnt"), "--origin", "dir://"+origin,
 		"--instances-path", filepath.Join(dir, "instances"), "--cache-size", "4200000", "--manager-interval", "1h", "--fill-rate", "0")
@@ -178,7 +178,7 @@ func TestScrubRepairsEveryCorruption(t *testing.T) {
 	data := storetest.Data(10, 12<<20)
 	p := filepath.Join(dir, "img.raw")
 	os.WriteFile(p, data, 0o644)
-	dg := lastLine(mustBasefs(t, "import", "--state", origin, p))
+	dg := importMiB(t, origin, p)
 	state := filepath.Join(dir, "state")
 	d := startDaemon(t, state, filepath.Join(dir, "mnt"), "--origin", "dir://"+origin, "--manager-interval", "1h", "--scrub-rate", "0")
 	readAll(t, filepath.Join(d.mnt, dg))
@@ -220,7 +220,7 @@ func TestBackgroundFillSurvivesOriginLoss(t *testing.T) {
 	data := append(storetest.Data(11, 10<<20), make([]byte, 6<<20)...)
 	p := filepath.Join(dir, "img.raw")
 	os.WriteFile(p, data, 0o644)
-	dg := lastLine(mustBasefs(t, "import", "--state", origin, p))
+	dg := importMiB(t, origin, p)
 	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--origin", "dir://"+origin, "--fill-rate", "100000000")
 	// The first use: one small read.
 	f, err := os.Open(filepath.Join(d.mnt, dg))
@@ -264,7 +264,7 @@ func TestBootProfileRecordedPublishedPrefetched(t *testing.T) {
 	data := storetest.Data(12, 16<<20)
 	p := filepath.Join(dir, "img.raw")
 	os.WriteFile(p, data, 0o644)
-	dg := lastLine(mustBasefs(t, "import", "--state", origin, p))
+	dg := importMiB(t, origin, p)
 	state := filepath.Join(dir, "state")
 	d := startDaemon(t, state, filepath.Join(dir, "mnt"), "--origin", "dir://"+origin, "--profile-window", "1s", "--fill-rate", "0")
 	// "Boot": read chunks 9, 2 and 14 in that order.

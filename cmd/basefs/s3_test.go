@@ -69,7 +69,7 @@ func TestS3PublishFourHostsConcurrent(t *testing.T) {
 	const size = 16<<20 + 4096 // 17 chunks
 	img, want := makeImage(t, dir, size, 41)
 	build := filepath.Join(dir, "build")
-	digest := lastLine(mustBasefs(t, "import", "--state", build, img))
+	digest := importMiB(t, build, img)
 	out := mustBasefs(t, "publish", "--state", build, "--to", url, digest)
 	if !strings.Contains(out, "17 chunks, 17 new") {
 		t.Fatalf("publish to %s: %s", url, out)
@@ -127,7 +127,7 @@ func TestS3WriteBackHostsInTurn(t *testing.T) {
 	const size = 12 << 20 // 12 chunks
 	img, want := makeImage(t, dir, size, 42)
 	src := filepath.Join(dir, "src")
-	digest := lastLine(mustBasefs(t, "import", "--state", src, img))
+	digest := importMiB(t, src, img)
 	var fromS3, fromDir int64
 	for i := range 4 {
 		args := append([]string{"--origin", url, "--origin", "dir://" + src, "--write-back"}, noFill...)
@@ -181,7 +181,7 @@ func TestS3OutageFailoverAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := filepath.Join(dir, "build")
-	digest := lastLine(mustBasefs(t, "import", "--state", build, img))
+	digest := importMiB(t, build, img)
 	mustBasefs(t, "publish", "--state", build, "--to", url, digest)
 	a := startDaemon(t, filepath.Join(dir, "a"), filepath.Join(dir, "mnta"), append([]string{"--origin", url, "--origin", "dir://" + build}, noFill...)...)
 	b := startDaemon(t, filepath.Join(dir, "b"), filepath.Join(dir, "mntb"), append([]string{"--origin", url}, noFill...)...)
@@ -255,7 +255,7 @@ func TestS3CorruptObjectNextTier(t *testing.T) {
 	const size = 6 << 20
 	img, want := makeImage(t, dir, size, 44)
 	build := filepath.Join(dir, "build")
-	digest := lastLine(mustBasefs(t, "import", "--state", build, img))
+	digest := importMiB(t, build, img)
 	mustBasefs(t, "publish", "--state", build, "--to", url, digest)
 	d, _ := chunkstore.ParseDigest(digest)
 	m, err := store.GetManifest(context.Background(), d)
@@ -289,7 +289,8 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 	url, store := s3Tier(t)
 	ep := glancetest.Start(t)
 	dir := t.TempDir()
-	const dataBytes, zeroBytes = 20 << 20, 4 << 20 // 20 data chunks, 4 holes
+	const dataBytes, zeroBytes = 20 << 20, 4 << 20
+	const dataChunks = dataBytes / chunkstore.DefaultChunkSize // a provisional image's chunks are of the default size
 	id, data := glanceImage(t, dir, 45, dataBytes, zeroBytes)
 	want := sha256.Sum256(data)
 	var digest string
@@ -330,9 +331,9 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 		switch {
 		case gc != 0 || s.Corrupt != 0:
 			t.Fatalf("host %d: corruption counted: Glance %d, s3 %+v", i, gc, s)
-		case i == 0 && (g != dataBytes+zeroBytes || s.Fetches != 0 || wb.Chunks != 20 || wb.Manifests != 1 || wb.Failed != 0 || wb.Dropped != 0):
-			t.Fatalf("host 0: %d bytes from Glance, s3 %+v, write-back %+v; want the image once from Glance, 20 chunks and 1 manifest written back", g, s, wb)
-		case i > 0 && (g != 0 || s.Fetches != 20 || s.Bytes != dataBytes || wb.Chunks != 0 || wb.Entries != 0):
+		case i == 0 && (g != dataBytes+zeroBytes || s.Fetches != 0 || wb.Chunks != dataChunks || wb.Manifests != 1 || wb.Failed != 0 || wb.Dropped != 0):
+			t.Fatalf("host 0: %d bytes from Glance, s3 %+v, write-back %+v; want the image once from Glance, %d chunks and 1 manifest written back", g, s, wb, dataChunks)
+		case i > 0 && (g != 0 || s.Fetches != dataChunks || s.Bytes != dataBytes || wb.Chunks != 0 || wb.Entries != 0):
 			t.Fatalf("host %d: %d bytes from Glance, s3 %+v, write-back %+v; want every chunk from RGW once, nothing from Glance, nothing written back\n%s", i, g, s, wb, h.log)
 		}
 		fromGlance += g
@@ -346,8 +347,8 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 	if err != nil || !strings.Contains(string(e), "manifest "+digest+"\n") {
 		t.Fatalf("RGW's Glance index entry %q, %v; want manifest %s", e, err, digest)
 	}
-	if n != 20 || fromGlance != dataBytes+zeroBytes || fromS3 != 3*dataBytes {
-		t.Fatalf("RGW holds %d chunks; bytes from Glance %d, from RGW %d; want 20, %d, %d", n, fromGlance, fromS3, dataBytes+zeroBytes, 3*dataBytes)
+	if n != dataChunks || fromGlance != dataBytes+zeroBytes || fromS3 != 3*dataBytes {
+		t.Fatalf("RGW holds %d chunks; bytes from Glance %d, from RGW %d; want %d, %d, %d", n, fromGlance, fromS3, dataChunks, dataBytes+zeroBytes, 3*dataBytes)
 	}
 	t.Logf("write-back of a raw Glance image (%d bytes, %d of data), 4 hosts in turn:\n  %s", dataBytes+zeroBytes, dataBytes, strings.Join(figures, "\n  "))
 }
