@@ -80,33 +80,6 @@ func NewManager(c *Cache, cfg ManagerConfig) (*Manager, error) {
 	return m, nil
 }
 
-type counterField struct {
-	v     *atomic.Int64
-	field func(*ManagerStats) *int64
-}
-
-// counters pairs each counter with its field in ManagerStats (Stats and loadCounters use it).
-func (m *Manager) counters() []counterField {
-	return []counterField{
-		{&m.imagesRemoved, func(s *ManagerStats) *int64 { return &s.ImagesRemoved }},
-		{&m.chunksRemoved, func(s *ManagerStats) *int64 { return &s.ChunksRemoved }},
-		{&m.bytesFreed, func(s *ManagerStats) *int64 { return &s.BytesFreed }},
-		{&m.evictions, func(s *ManagerStats) *int64 { return &s.Evictions }},
-		{&m.evictedBytes, func(s *ManagerStats) *int64 { return &s.EvictedBytes }},
-		{&m.scrubbed, func(s *ManagerStats) *int64 { return &s.Scrubbed }},
-		{&m.scrubbedBytes, func(s *ManagerStats) *int64 { return &s.ScrubbedBytes }},
-		{&m.scrubCorrupt, func(s *ManagerStats) *int64 { return &s.ScrubCorrupt }},
-		{&m.filledChunks, func(s *ManagerStats) *int64 { return &s.FilledChunks }},
-		{&m.filledBytes, func(s *ManagerStats) *int64 { return &s.FilledBytes }},
-		{&m.imagesComplete, func(s *ManagerStats) *int64 { return &s.ImagesComplete }},
-		{&m.profilesRecorded, func(s *ManagerStats) *int64 { return &s.ProfilesRecorded }},
-		{&m.profileChunks, func(s *ManagerStats) *int64 { return &s.ProfileChunks }},
-		{&m.touched, func(s *ManagerStats) *int64 { return &s.Touched }},
-		{&m.removeRefused, func(s *ManagerStats) *int64 { return &s.RemoveRefused }},
-		{&m.adopted, func(s *ManagerStats) *int64 { return &s.Adopted }},
-	}
-}
-
 // ManagerStats are the manager's counters.
 type ManagerStats struct {
 	ImagesRemoved    int64 `json:"images_removed"`
