@@ -21,10 +21,11 @@ type Supervisor struct {
 	log   *slog.Logger
 	start func(link *os.File) (*exec.Cmd, error) // starts a serving process on its link end
 
+	restartMu sync.Mutex // one Restart at a time
+
 	mu       sync.Mutex
 	cur      *server
 	closing  bool
-	restarts chan chan error
 	gone     chan struct{} // closed when the connection has ended
 	goneOnce sync.Once
 }
@@ -48,7 +49,7 @@ const (
 // adopting supervisor passes nil: the serving process tells it). start runs `basefs serve`
 // with the given link end among its files.
 func NewSupervisor(dev *os.File, init []byte, log *slog.Logger, start func(link *os.File) (*exec.Cmd, error)) *Supervisor {
-	return &Supervisor{dev: dev, init: init, log: log, start: start, restarts: make(chan chan error), gone: make(chan struct{})}
+	return &Supervisor{dev: dev, init: init, log: log, start: start, gone: make(chan struct{})}
 }
 
 // Run serves until the connection ends. With adopt nil it starts the first serving process,
@@ -74,14 +75,8 @@ func (s *Supervisor) Run(adopt *os.File) error {
 	s.cur = w
 	s.mu.Unlock()
 	go s.watch(w)
-	for {
-		select {
-		case reply := <-s.restarts:
-			reply <- s.restart()
-		case <-s.gone:
-			return nil
-		}
-	}
+	<-s.gone
+	return nil
 }
 
 // adopt takes over the serving process at the other end of f.
@@ -236,14 +231,16 @@ func (s *Supervisor) restart() error {
 	return nil
 }
 
-// Restart asks for a graceful restart and waits for it.
+// Restart replaces the serving process gracefully (restart) and waits for it; restarts run
+// one at a time.
 func (s *Supervisor) Restart() error {
-	reply := make(chan error, 1)
+	s.restartMu.Lock()
+	defer s.restartMu.Unlock()
 	select {
-	case s.restarts <- reply:
-		return <-reply
 	case <-s.gone:
 		return errors.New("the file system is no longer mounted")
+	default:
+		return s.restart()
 	}
 }
 
@@ -265,14 +262,4 @@ func (s *Supervisor) Stop() {
 	case <-time.After(15 * time.Second):
 		syscall.Kill(w.pid, syscall.SIGKILL)
 	}
-}
-
-// CurrentPID returns the serving process's pid (0: none right now).
-func (s *Supervisor) CurrentPID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == nil {
-		return 0
-	}
-	return s.cur.pid
 }
