@@ -30,10 +30,7 @@ type TerminateResult struct {
 // stays. An instance that does not exist is not an error (orchestrators retry deletes): the
 // result says so.
 func (a *Agent) Terminate(ctx context.Context, id string) (*TerminateResult, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, kindf(ErrInvalid, "%w", err)
-	}
-	conn, err := a.connect()
+	conn, err := a.connectFor(id)
 	if err != nil {
 		return nil, err
 	}
@@ -110,10 +107,7 @@ func domainDone(state string) string {
 // Show returns instance id: from its domain, or, if it has none, from its directory's
 // libvirt.xml. Neither → ErrNoInstance.
 func (a *Agent) Show(ctx context.Context, id string) (*Instance, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, kindf(ErrInvalid, "%w", err)
-	}
-	conn, err := a.connect()
+	conn, err := a.connectFor(id)
 	if err != nil {
 		return nil, err
 	}
@@ -276,4 +270,12 @@ func memoryBytes(v uint, unit string) int64 {
 		return n * 1000 * 1000 * 1000
 	}
 	return n * KiB
+}
+
+// connectFor checks instance id and connects to libvirt for an operation on it.
+func (a *Agent) connectFor(id string) (*libvirt.Connect, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, kindf(ErrInvalid, "%w", err)
+	}
+	return a.connect()
 }

@@ -401,3 +401,15 @@ func (e *env) bootDirs(scenario string) (bootDirs, error) {
 	}
 	return d, nil
 }
+
+// needBoots checks what a scenario that boots guests needs (FUSE, libvirt) and returns the
+// basefs-agent binary.
+func needBoots(ctx context.Context, o Options) (string, error) {
+	if err := needFUSE(); err != nil {
+		return "", err
+	}
+	if err := needLibvirt(ctx); err != nil {
+		return "", err
+	}
+	return findBinary(o.BinDir, "basefs-agent")
+}

@@ -32,17 +32,11 @@ const (
 // runColdBoot: boots of the test guest on a cold basefs state vs nova's eager download vs a
 // local base, at each image size.
 func runColdBoot(ctx context.Context, e *env, r *Result) error {
-	if err := needFUSE(); err != nil {
-		return err
-	}
-	if err := needLibvirt(ctx); err != nil {
-		return err
-	}
-	o := e.opts
-	agentBin, err := findBinary(o.BinDir, "basefs-agent")
+	agentBin, err := needBoots(ctx, e.opts)
 	if err != nil {
 		return err
 	}
+	o := e.opts
 	r.Measures = fmt.Sprintf("The test guest (Debian cloud kernel + busybox initramfs, %s, TCG here) boots on a "+
 		"qcow2 overlay over the image and prints `BASEFS-GUEST boot` first, then "+
 		"`BASEFS-GUEST sha256=… bytes=%d` once it has read and hashed the first %s of its disk. "+

@@ -117,17 +117,11 @@ func realBootOrder(run int, ims []*rbImage) []rbStep {
 // profile from a previous host, warm, at each chunk size; nova's eager path; a local raw
 // file — over each link.
 func runRealBoot(ctx context.Context, e *env, r *Result) error {
-	if err := needFUSE(); err != nil {
-		return err
-	}
-	if err := needLibvirt(ctx); err != nil {
-		return err
-	}
-	o := e.opts
-	agentBin, err := findBinary(o.BinDir, "basefs-agent")
+	agentBin, err := needBoots(ctx, e.opts)
 	if err != nil {
 		return err
 	}
+	o := e.opts
 	img, err := e.osImage(ctx)
 	if err != nil {
 		return err
