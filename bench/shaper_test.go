@@ -45,7 +45,9 @@ func TestShaperRate(t *testing.T) {
 		wg.Wait()
 		took := time.Since(t0).Seconds()
 		want := float64(n*len(body))/(bps/8) + 0.020
-		if took < want*0.9 || took > want*1.4 {
+		// Never faster than the rate; the upper bound allows for a loaded 2-core host under
+		// -race (the shaper's own overhead is what it catches: twice the time is a bug).
+		if took < want*0.9 || took > want*2 {
 			t.Errorf("%d concurrent responses of %d bytes took %.3f s, want about %.3f s", n, len(body), took, want)
 		}
 		if got := sh.Bytes() - b0; got != int64(n*len(body)) {
