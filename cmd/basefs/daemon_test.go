@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,10 +112,20 @@ func (d *daemon) stop() {
 	}
 }
 
+// kill9 kills the whole daemon at once — every serving process it ran and the supervisor —
+// as a power cut would (either one alone is survived: the other takes over).
 func (d *daemon) kill9() {
+	for _, m := range servingPID.FindAllStringSubmatch(d.log.String(), -1) {
+		if pid, _ := strconv.Atoi(m[1]); pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 	d.cmd.Process.Kill()
 	<-d.done
 }
+
+// servingPID finds the serving processes' pids in a daemon's log.
+var servingPID = regexp.MustCompile(`msg=(?:serving|"serving the FUSE connection directly") pid=(\d+)`)
 
 func (d *daemon) status() *control.Status {
 	d.t.Helper()

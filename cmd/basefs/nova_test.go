@@ -135,11 +135,6 @@ func (e *novaEnv) nova(sub string, args ...string) *novaResult {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		// Kill the serving processes and the supervisor: the FUSE connection closes and the
 		// requests in flight fail.
-		for _, m := range regexp.MustCompile(`msg=serving pid=(\d+)`).FindAllStringSubmatch(e.d.log.String(), -1) {
-			if pid, _ := strconv.Atoi(m[1]); pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
 		e.d.kill9()
 		select {
 		case <-done:
