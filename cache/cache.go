@@ -113,7 +113,7 @@ func New(cfg Config) (*Cache, error) {
 		log:        log,
 		mem:        newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
 		subs:       newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
-		fds:        newFDCache(256),
+		fds:        newFDCache(4096), // 64 KiB chunks: 256 MiB of local chunks kept open
 		images:     make(map[chunkstore.Digest]*Image),
 		names:      cfg.Names,
 		onManifest: cfg.OnManifest,
