@@ -19,6 +19,8 @@ type foreground struct {
 	idle sync.Cond // broadcast whenever a wait ends
 	n    int
 	by   map[chunkstore.Digest]int // waits by chunk; the zero digest: a fetch of no one chunk
+
+	waiters int // background work blocked in waitOnly
 }
 
 // enter and leave bracket a foreground fetch that is not of one chunk (a provisional image's
@@ -43,7 +45,9 @@ func (f *foreground) leaveChunk(d chunkstore.Digest) {
 	if f.by[d]--; f.by[d] == 0 {
 		delete(f.by, d)
 	}
-	f.idle.Broadcast()
+	if f.waiters > 0 { // guest reads run through here: wake background work only if it waits
+		f.idle.Broadcast()
+	}
 	f.mu.Unlock()
 }
 
@@ -60,7 +64,9 @@ func (f *foreground) waitOnly(ours func(chunkstore.Digest) bool) {
 		return // nothing ever waited
 	}
 	for f.othersWaitingLocked(ours) {
+		f.waiters++
 		f.idle.Wait()
+		f.waiters--
 	}
 }
 
