@@ -49,6 +49,9 @@ func testWritableSurvives(t *testing.T, args ...string) {
 	var wg sync.WaitGroup
 	disturbed := make(chan string, 8)
 	stop := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	defer halt() // a failed write ends the test: the disturbances end before it does
 	wg.Go(func() {
 		events := []string{"restart", "kill", "restart", "kill", "restart"}
 		for _, e := range events {
@@ -97,8 +100,7 @@ func testWritableSurvives(t *testing.T, args ...string) {
 		}
 		break
 	}
-	close(stop)
-	wg.Wait()
+	halt()
 	close(disturbed)
 	var seen []string
 	for e := range disturbed {

@@ -60,6 +60,11 @@ func startDaemonEnv(t *testing.T, env []string, state, mnt string, extra ...stri
 	}
 	go func() { d.cmd.Wait(); close(d.done) }()
 	t.Cleanup(d.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the daemon's log:\n%s", d.log)
+		}
+	})
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if sock, err := control.SocketFromMount(mnt); err == nil {
 			if _, err := control.NewClient(sock).Status(context.Background()); err == nil {

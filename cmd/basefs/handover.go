@@ -69,6 +69,9 @@ func mountArgs(args []string) []string {
 // SIGTERM, or the supervisor says drain: then it finishes what it holds (at most drainMax)
 // and exits at once; the kernel resends the rest to the next serving process.
 func serveDirect(ctx context.Context, log *slog.Logger, h *handover.Server, fsys *fs.FS, opts *fuse.MountOptions, c *cache.Cache, mgr *cache.Manager) error {
+	if err := handover.LockMemory(); err != nil {
+		log.Warn("memory not locked: if this process is killed, a request it is reading or answering at that instant may fail with EIO instead of being resent", "err", err)
+	}
 	srv, err := h.Attach(func(mp string) (*fuse.Server, error) { return fuse.NewServer(fsys, mp, opts) })
 	if err != nil {
 		return err
