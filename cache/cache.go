@@ -70,13 +70,15 @@ type Cache struct {
 	noVerify atomic.Bool
 
 	// Fetched chunks are served as soon as they are verified and written to the local state
-	// by background writers (a write's fsync costs more than the fetch): pending holds them
-	// until they are durable, so they are never fetched twice.
-	writes  chan *chunkstore.Chunk
-	pending pendingSet[chunkstore.Digest, *chunkstore.Chunk]
-	writers sync.WaitGroup
-	closed  atomic.Bool
-	wmu     sync.RWMutex // sends on writes hold it shared; Close holds it to close writes
+	// by background writers in batches (persist.go): pending holds them until they are
+	// durable, so they are never fetched twice.
+	persistCfg persistConfig
+	writes     chan *chunkstore.Chunk
+	pending    pendingSet[chunkstore.Digest, *chunkstore.Chunk]
+	writers    sync.WaitGroup
+	closed     atomic.Bool
+	wmu        sync.RWMutex // sends on writes hold it shared; Close holds it to close writes
+	inline     atomic.Int64 // chunks their fetching reader wrote itself (the queue was full)
 
 	wb *writeBack // nil: no write-back
 
@@ -87,16 +89,13 @@ type Cache struct {
 	releases signal // broadcast when an image's file handle is released
 }
 
-// persistWorkers write fetched chunks to the local state in the background; persistQueue
-// bounds how many wait (beyond it, the fetching reader writes synchronously).
-const (
-	persistWorkers = 4
-	persistQueue   = 32
-)
-
 // New returns a Cache. The daemon should clean the state's tmp/ (local.Store.CleanTemp)
 // before, once it knows it is the only writer.
-func New(cfg Config) (*Cache, error) {
+func New(cfg Config) (*Cache, error) { return newCache(cfg, defaultPersist) }
+
+// newCache is New with the persist workers' configuration (persist.go) given: tests and
+// benchmarks compare them.
+func newCache(cfg Config, pc persistConfig) (*Cache, error) {
 	if cfg.Local == nil {
 		return nil, errors.New("cache: no local store")
 	}
@@ -144,14 +143,7 @@ func New(cfg Config) (*Cache, error) {
 		}
 		c.wb = newWriteBack(c.origins[i].(chunkstore.SharedTier), i, log)
 	}
-	c.writes = make(chan *chunkstore.Chunk, persistQueue)
-	for range persistWorkers {
-		c.writers.Go(func() {
-			for ch := range c.writes {
-				c.persist(ch)
-			}
-		})
-	}
+	c.startPersist(pc)
 	return c, nil
 }
 
@@ -169,37 +161,6 @@ func (c *Cache) Close() {
 		c.fds.closeAll()
 		c.wb.close()
 	}
-}
-
-// enqueueWrite hands a pending chunk to the background writers, or writes it now when they
-// are behind or the cache is closing (a fill or read racing Close).
-func (c *Cache) enqueueWrite(ch *chunkstore.Chunk) {
-	c.wmu.RLock()
-	if !c.closed.Load() {
-		select {
-		case c.writes <- ch:
-			c.wmu.RUnlock()
-			return
-		default:
-		}
-	}
-	c.wmu.RUnlock()
-	c.persist(ch)
-}
-
-// Flush waits until the chunks fetched so far are durable in the local state.
-func (c *Cache) Flush() { c.pending.Wait() }
-
-func (c *Cache) persist(ch *chunkstore.Chunk) {
-	if _, err := c.local.PutChunk(context.Background(), ch); err != nil {
-		// The bytes were served verified; the chunk will be fetched again when next needed.
-		c.stats.storeErrors.Add(1)
-		c.log.Error("cannot store fetched chunk", "chunk", ch.Digest().String(), "err", err)
-	} else if len(ch.Data()) >= SubBlockSize && !c.noVerify.Load() {
-		// Later partial reads verify by sub-block (a compressed object turns them off again).
-		c.subs.add(ch.Digest(), subBlockDigests(ch.Data()))
-	}
-	c.pending.Delete(ch.Digest())
 }
 
 // dropChunk forgets what the cache derived from a local chunk the manager deleted.

@@ -19,7 +19,8 @@
 //
 // A fetched chunk is served as soon as it is verified; background writers make it durable in
 // the local state, and until then it is found in the pending map, so it is never fetched
-// twice. Close waits for them.
+// twice. They write what is queued in batches, one barrier pair per batch (local.Batch), and a
+// chunk leaves pending only after its batch's Commit returned (persist.go). Close waits for them.
 //
 // # The image cache manager
 //

@@ -10,16 +10,28 @@ import (
 	"syscall"
 
 	"github.com/basefs/basefs/chunkstore"
-	"golang.org/x/sys/unix"
 )
 
 // Batch writes many chunks with one durability barrier instead of one fsync each: objects
 // go to tmp/ unsynced; Commit syncs the file system once, links every object into place, and
-// syncs again. Abort (or a crash before Commit) leaves nothing in the store. Import uses it.
+// syncs again. Abort (or a crash before Commit) leaves nothing in the store. Import and the
+// cache's persist workers use it.
+//
+// An object becomes visible under its name only after its bytes are durable (the first
+// barrier), so a crash at any point leaves nothing or the whole object; Commit returns only
+// after the names are durable too (the second). Batches may commit concurrently with each
+// other, with PutChunk and with DeleteChunk: a link never replaces, so of two writers of one
+// chunk exactly one creates it and the other finds it whole.
+//
+// Every batch must end in Commit or Abort: it holds the root open from NewBatch on, so that
+// syncfs(2) reports a write-back error of any of its objects however early the kernel hit it
+// (syncfs reports only the errors recorded after the descriptor it is given was opened).
 type Batch struct {
 	s       *Store
+	root    *os.File // opened by NewBatch: the barrier's descriptor
 	mu      sync.Mutex
 	pending map[chunkstore.Digest]string // digest → temp path
+	found   bool                         // a put found its chunk in the store already
 	done    bool
 }
 
@@ -28,7 +40,11 @@ func (s *Store) NewBatch() (*Batch, error) {
 	if s.readOnly {
 		return nil, fmt.Errorf("batch: %s is read-only", s)
 	}
-	return &Batch{s: s, pending: make(map[chunkstore.Digest]string)}, nil
+	root, err := os.Open(s.root)
+	if err != nil {
+		return nil, fmt.Errorf("batch: %w", err)
+	}
+	return &Batch{s: s, root: root, pending: make(map[chunkstore.Digest]string)}, nil
 }
 
 // PutChunk adds c to the batch unless the store or the batch already has it; added tells
@@ -36,6 +52,11 @@ func (s *Store) NewBatch() (*Batch, error) {
 func (b *Batch) PutChunk(ctx context.Context, c *chunkstore.Chunk) (added bool, storedBytes int64, err error) {
 	d := c.Digest()
 	if ok, err := exists(b.s.ChunkPath(d)); err != nil || ok {
+		if ok {
+			b.mu.Lock()
+			b.found = true
+			b.mu.Unlock()
+		}
 		return false, 0, err
 	}
 	b.mu.Lock()
@@ -63,29 +84,51 @@ func (b *Batch) PutChunk(ctx context.Context, c *chunkstore.Chunk) (added bool, 
 	return true, int64(len(hdr) + len(payload)), nil
 }
 
-// Commit makes every chunk of the batch durable and visible. It returns the digests it
-// created (those no concurrent writer created first).
+// Commit makes every chunk put into the batch durable and visible, those a put found in the
+// store already included. It returns the digests it created (those no concurrent writer
+// created first).
+//
+// A failure leaves none of the batch's objects in the store: an error before the links
+// removes every temporary object, one while linking removes what this batch linked. Only
+// when the last barrier fails are the (whole) objects left in place, their names perhaps not
+// yet durable; the error says so and the caller must not count them as stored.
 func (b *Batch) Commit(ctx context.Context) ([]chunkstore.Digest, error) {
 	b.mu.Lock()
+	first := !b.done
 	b.done = true
 	pending := b.pending
 	b.pending = nil
+	found := b.found
 	b.mu.Unlock()
+	if first {
+		defer b.root.Close()
+	}
 	if len(pending) == 0 {
+		if found {
+			// The chunks were in the store, perhaps just linked by a writer whose barrier has
+			// not completed: one barrier, and they are durable when Commit returns.
+			if err := b.s.syncFS(b.root); err != nil {
+				return nil, fmt.Errorf("commit: sync %s: %w", b.s.root, err)
+			}
+		}
 		return nil, nil
 	}
 	// One barrier for all the data, then the names, then a barrier for the names.
-	if err := syncFS(b.s.root); err != nil {
+	if err := b.s.syncFS(b.root); err != nil {
 		abort(pending)
 		return nil, fmt.Errorf("commit: sync %s: %w", b.s.root, err)
 	}
 	var created []chunkstore.Digest
 	for d, tmp := range pending {
+		if tmp == "" {
+			continue // a put still writing when Commit began: it fails (batch already finished)
+		}
 		ok, err := b.s.install(tmp, b.s.ChunkPath(d), false)
 		delete(pending, d)
 		if err != nil {
 			abort(pending)
-			// Roll back what this batch linked, so a failed commit leaves nothing.
+			// Roll back what this batch linked, so a failed commit leaves nothing. (A writer
+			// that found one of them meanwhile took it as stored; it is fetched again.)
 			for _, c := range created {
 				os.Remove(b.s.ChunkPath(c))
 			}
@@ -95,8 +138,8 @@ func (b *Batch) Commit(ctx context.Context) ([]chunkstore.Digest, error) {
 			created = append(created, d)
 		}
 	}
-	if err := syncFS(b.s.root); err != nil {
-		return created, fmt.Errorf("commit: sync %s: %w", b.s.root, err)
+	if err := b.s.syncFS(b.root); err != nil {
+		return created, fmt.Errorf("commit: sync %s (the batch's objects are in place but may not be durable): %w", b.s.root, err)
 	}
 	return created, nil
 }
@@ -104,10 +147,14 @@ func (b *Batch) Commit(ctx context.Context) ([]chunkstore.Digest, error) {
 // Abort discards every chunk of the batch.
 func (b *Batch) Abort() {
 	b.mu.Lock()
+	first := !b.done
 	b.done = true
 	pending := b.pending
 	b.pending = nil
 	b.mu.Unlock()
+	if first {
+		b.root.Close()
+	}
 	abort(pending)
 }
 
@@ -119,15 +166,11 @@ func abort(pending map[chunkstore.Digest]string) {
 	}
 }
 
-// syncFS flushes the whole file system holding dir (syncfs(2)): one barrier for a batch.
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+// syncFS flushes the whole file system holding root (syncfs(2)): one barrier for a batch.
+func (s *Store) syncFS(root *os.File) error {
+	s.syncs.Add(1)
 	for {
-		err := unix.Syncfs(int(f.Fd()))
+		err := syncfs(root)
 		if err != syscall.EINTR {
 			return err
 		}
