@@ -14,6 +14,8 @@ import (
 
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/basefs/basefs/agent"
 )
 
 // libvirtURI is where domains are defined.
@@ -152,6 +154,9 @@ func watchConsole(ctx context.Context, path string, originBytes func() int64, ti
 	}
 }
 
+// guestMemoryKiB is the test guest's memory.
+const guestMemoryKiB = 256 * 1024
+
 // bootTimeout bounds a boot from spawn to the sha line.
 const bootTimeout = 5 * time.Minute
 
@@ -261,7 +266,7 @@ func (p plainBoot) boot(ctx context.Context, name, backing, rawURL string, diskS
 		return fail(fmt.Errorf("libvirt: %w", err))
 	}
 	defer conn.Close()
-	_, stop, err := startDomain(ctx, conn, plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN)), name)
+	_, stop, err := startDomain(ctx, conn, plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN), guestMemoryKiB), name)
 	if err != nil {
 		return fail(err)
 	}
@@ -305,47 +310,16 @@ func waitRunning(ctx context.Context, dom *libvirt.Domain) error {
 	}
 }
 
-// plainDomain is the domain nova's path boots: the same devices as the agent's
-// (agent/domain.go) — a virtio qcow2 overlay (cache=none) on a raw backing file with DAC
-// relabelling off and the chain ended, a serial console to a file, direct kernel boot.
-func plainDomain(name, virtType, disk, backing, console, kernel, initrd, cmdline string) *libvirtxml.Domain {
-	port := uint(0)
-	return &libvirtxml.Domain{
-		Type:   virtType,
-		Name:   name,
-		Memory: &libvirtxml.DomainMemory{Value: 256 * 1024, Unit: "KiB"},
-		VCPU:   &libvirtxml.DomainVCPU{Value: 1},
-		OS: &libvirtxml.DomainOS{
-			Type:   &libvirtxml.DomainOSType{Type: "hvm"},
-			Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
-		},
-		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
-		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
-		OnPoweroff: "destroy",
-		OnReboot:   "restart",
-		OnCrash:    "destroy",
-		Devices: &libvirtxml.DomainDeviceList{
-			Disks: []libvirtxml.DomainDisk{{
-				Device: "disk",
-				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
-				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk}},
-				BackingStore: &libvirtxml.DomainDiskBackingStore{
-					Format: &libvirtxml.DomainDiskFormat{Type: "raw"},
-					Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{
-						File:     backing,
-						SecLabel: []libvirtxml.DomainDeviceSecLabel{{Model: "dac", Relabel: "no"}},
-					}},
-					BackingStore: &libvirtxml.DomainDiskBackingStore{},
-				},
-				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
-			}},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: console}},
-				Target: &libvirtxml.DomainSerialTarget{Port: &port},
-			}},
-			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
-		},
-	}
+// plainDomain is the domain nova's path boots: the agent's machine (agent.GuestDomain) — a
+// virtio qcow2 overlay (cache=none) on a raw backing file with DAC relabelling off and the
+// chain ended, a serial console to a file — booting kernel and initrd directly, with one vCPU
+// and memKiB of memory.
+func plainDomain(name, virtType, disk, backing, console, kernel, initrd, cmdline string, memKiB uint) *libvirtxml.Domain {
+	return agent.GuestDomain(name, agent.Guest{
+		VirtType: virtType, VCPUs: 1, MemoryKiB: memKiB,
+		Disk: disk, Backing: backing, CacheMode: "none", Console: console,
+		Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
+	})
 }
 
 // startDomain defines and starts domain def (named name) and waits until libvirt reports it

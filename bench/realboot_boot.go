@@ -263,8 +263,7 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 		return fail(fmt.Errorf("libvirt: %w", err))
 	}
 	defer conn.Close()
-	def := plainDomain(name, b.virtType, disk, backing, console, b.kernel, b.initrd, osCmdline)
-	def.Memory = &libvirtxml.DomainMemory{Value: osMemoryKiB, Unit: "KiB"}
+	def := plainDomain(name, b.virtType, disk, backing, console, b.kernel, b.initrd, osCmdline, osMemoryKiB)
 	if trace != "" {
 		def.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
 			{Value: "-trace"}, {Value: "enable=blk_co_preadv,file=" + trace},
