@@ -163,11 +163,8 @@ func runRealBoot(ctx context.Context, e *env, r *Result) error {
 	var ims []*rbImage
 	for _, cs := range o.RealChunkSizes {
 		e.logf("importing and publishing the OS image (%s, %s allocated) at %s chunks", sizeText(size), mibText(alloc), sizeText(cs))
-		imp, err := e.importImage(ctx, originState, localRaw, "--chunk-size", fmt.Sprint(cs))
+		imp, err := e.importPublished(ctx, originState, pub, localRaw, "--chunk-size", fmt.Sprint(cs))
 		if err != nil {
-			return err
-		}
-		if err := e.publish(ctx, originState, pub, imp.Digest); err != nil {
 			return err
 		}
 		ims = append(ims, &rbImage{cs: cs, imp: imp})
