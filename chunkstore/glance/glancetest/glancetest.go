@@ -35,7 +35,12 @@ func Start(t testing.TB) string {
 	testenv.NeedRoot(t)
 	testenv.NeedBinary(t, "bash", "curl")
 	once.Do(func() {
-		script = filepath.Join(repoRoot(), "scripts", "start-glance.sh")
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			startErr = err
+			return
+		}
+		script = filepath.Join(root, "scripts", "start-glance.sh")
 		dir, startErr = os.MkdirTemp("", "basefs-glancetest")
 		if startErr != nil {
 			return
@@ -77,20 +82,6 @@ func Stop() {
 
 // DataPath returns the file in which Glance keeps image id's data (to corrupt it).
 func DataPath(id string) string { return filepath.Join(dir, "images", id) }
-
-func repoRoot() string {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "."
-		}
-		d = p
-	}
-}
 
 var hc = &http.Client{Timeout: 60 * time.Second}
 

@@ -40,7 +40,12 @@ func Start(t testing.TB) map[string]string {
 	testenv.NeedRoot(t)
 	testenv.NeedBinary(t, "bash", "curl")
 	once.Do(func() {
-		scripts = filepath.Join(repoRoot(), "scripts")
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			startErr = err
+			return
+		}
+		scripts = filepath.Join(root, "scripts")
 		dir, startErr = os.MkdirTemp("", "basefs-s3test")
 		if startErr != nil {
 			return
@@ -215,18 +220,4 @@ func scriptArgs(extra []string) []string {
 		}
 	}
 	return out
-}
-
-func repoRoot() string {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "."
-		}
-		d = p
-	}
 }
