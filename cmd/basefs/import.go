@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
@@ -60,10 +59,16 @@ func runImport(ctx context.Context, args []string) error {
 			return usageError{err.Error()}
 		}
 	}
+	var gc *glance.Client
+	if id != "" {
+		if gc, err = o.glance.open(ctx); err != nil {
+			return err
+		}
+	}
 	p := newProgress("importing")
 	var res *importer.Result
 	if id != "" {
-		res, err = importGlance(ctx, &o.glance, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
+		res, err = importGlance(ctx, gc, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
 	} else {
 		res, err = importer.Import(ctx, s, fs.Arg(0), importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
 	}
@@ -78,21 +83,4 @@ func runImport(ctx context.Context, args []string) error {
 		fs.Arg(0), res.Format, humanBytes(res.Size), res.Chunks, res.Holes, res.ChunksStored, humanBytes(res.BytesStored))
 	fmt.Println(res.Digest)
 	return nil
-}
-
-// importGlance imports Glance image id into s (streamed once, verified against Glance's
-// hashes, converted if not raw) and records nova's name for it.
-func importGlance(ctx context.Context, o *glanceOptions, s *local.Store, id string, opts importer.Options) (*importer.Result, error) {
-	c, err := o.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, _, err := glance.Import(ctx, c, s, id, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := glanceimg.WriteAlias(s.Root(), id, res.Digest); err != nil {
-		return nil, fmt.Errorf("image %s: record nova's name: %w", id, err)
-	}
-	return res, nil
 }

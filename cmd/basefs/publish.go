@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
@@ -100,12 +99,9 @@ func runPublish(ctx context.Context, args []string) error {
 		// Convert if needed and chunk into the local state first (verified against Glance's hashes).
 		for i, id := range glanceIDs {
 			ip := newProgress("importing " + id)
-			res, _, err := glance.Import(ctx, gc, src, id, importer.Options{Progress: ip.update})
+			res, err := importGlance(ctx, gc, src, id, importer.Options{Progress: ip.update})
 			ip.done()
 			if err != nil {
-				return err
-			}
-			if err := glanceimg.WriteAlias(src.Root(), id, res.Digest); err != nil {
 				return err
 			}
 			images[i] = res.Digest
