@@ -1,7 +1,8 @@
 // Package testenv lets tests ask for a real component (a binary, a device, root) and skip
 // with a named reason when it is missing — unless BASEFS_TEST_NO_SKIP=1, as in CI, where a
 // missing capability fails the test instead, so an integration test can never pass by skipping.
-// RepoRoot finds the checkout, whose scripts/ start those components.
+// RepoRoot finds the checkout; Service runs a component that its scripts/ start, once per test
+// process in a state directory of its own.
 package testenv
 
 import (
