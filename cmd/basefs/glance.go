@@ -30,7 +30,7 @@ func (o *glanceOptions) AddFlags(f *pflag.FlagSet) {
 
 func (o *glanceOptions) validate() error {
 	if o.listMinInterval < 0 || o.listInterval < 0 {
-		return usageError{"--glance-list-min-interval and --glance-list-interval must be 0 or more"}
+		return usageError{Msg: "--glance-list-min-interval and --glance-list-interval must be 0 or more"}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type importOptions struct {
@@ -40,14 +41,14 @@ func runImport(ctx context.Context, args []string) error {
 	var o importOptions
 	fs := newFlags("import")
 	o.AddFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"want exactly one FILE or glance://ID"}
+		return usageError{Msg: "want exactly one FILE or glance://ID"}
 	}
 	if err := chunkstore.ValidChunkSize(o.chunkSize); err != nil {
-		return usageError{"--chunk-size: " + err.Error()}
+		return usageError{Msg: "--chunk-size: " + err.Error()}
 	}
 	s, err := local.Open(o.state, local.Options{})
 	if err != nil {
@@ -56,7 +57,7 @@ func runImport(ctx context.Context, args []string) error {
 	var id string
 	if glanceref.IsRef(fs.Arg(0)) {
 		if id, err = glanceref.ParseRef(fs.Arg(0)); err != nil {
-			return usageError{err.Error()}
+			return usageError{Msg: err.Error()}
 		}
 	}
 	var gc *glance.Client
@@ -77,7 +78,7 @@ func runImport(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(os.Stdout, res)
+		return cli.PrintJSON(os.Stdout, res)
 	}
 	fmt.Printf("imported %s (%s): %s, %d chunks, %d holes, %d new chunks, %s stored\n",
 		fs.Arg(0), res.Format, humanBytes(res.Size), res.Chunks, res.Holes, res.ChunksStored, humanBytes(res.BytesStored))
