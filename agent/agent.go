@@ -343,11 +343,11 @@ func (a *Agent) Spawn(ctx context.Context, req SpawnRequest) (_ *SpawnResult, er
 		ID: p.ID, Image: p.digest.String(), ImageSize: st.Size, View: view.String(),
 		Base: p.Base, Dir: dir, DiskSize: p.DiskSize, Created: t0.UTC().Format(time.RFC3339),
 	}
-	spec := domainSpec{
-		Meta: meta, VirtType: p.VirtType, VCPUs: uint(p.VCPUs), MemoryKiB: uint(p.Memory / KiB),
+	spec := domainSpec{Meta: meta, Guest: Guest{
+		VirtType: p.VirtType, VCPUs: uint(p.VCPUs), MemoryKiB: uint(p.Memory / KiB),
 		Disk: disk, Backing: backing, CacheMode: p.CacheMode, Console: filepath.Join(dir, ConsoleFile),
 		Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline,
-	}
+	}}
 	def, err := buildDomain(spec)
 	if err != nil {
 		return nil, fmt.Errorf("domain XML: %w", err)

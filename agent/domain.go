@@ -53,9 +53,14 @@ func parseMetadata(md *libvirtxml.DomainMetadata) (*Metadata, error) {
 	}
 }
 
-// domainSpec is everything a domain definition is made from.
+// domainSpec is everything an instance's domain definition is made from.
 type domainSpec struct {
-	Meta      Metadata
+	Meta Metadata
+	Guest
+}
+
+// Guest is the machine a domain describes, apart from its name and the agent's metadata.
+type Guest struct {
 	VirtType  string
 	VCPUs     uint
 	MemoryKiB uint
@@ -68,28 +73,36 @@ type domainSpec struct {
 	Cmdline   string
 }
 
-// buildDomain returns the domain definition of an instance: a virtio disk on the overlay,
-// whose backing store is the view with DAC relabelling off and the chain ended explicitly (the
-// mount is read-only and owned by the daemon: libvirt must neither chown it nor probe it); the
-// serial console to a file; power-off ends the domain.
+// buildDomain returns the domain definition of an instance: GuestDomain named after the
+// instance, with the agent's metadata.
 func buildDomain(s domainSpec) (*libvirtxml.Domain, error) {
 	md, err := xml.Marshal(s.Meta)
 	if err != nil {
 		return nil, err
 	}
+	def := GuestDomain(DomainName(s.Meta.ID), s.Guest)
+	def.Metadata = &libvirtxml.DomainMetadata{XML: string(md)}
+	return def, nil
+}
+
+// GuestDomain returns the definition of domain name running g: a virtio disk on the overlay,
+// whose backing store is the view with DAC relabelling off and the chain ended explicitly (the
+// mount is read-only and owned by the daemon: libvirt must neither chown it nor probe it); the
+// serial console to a file; power-off ends the domain. Every instance the agent spawns is
+// defined with it; so are the benchmarks' domains of nova's path, to boot the same machine.
+func GuestDomain(name string, g Guest) *libvirtxml.Domain {
 	os := &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Type: "hvm"}}
-	if s.Kernel != "" {
-		os.Kernel, os.Initrd, os.Cmdline = s.Kernel, s.Initrd, s.Cmdline
+	if g.Kernel != "" {
+		os.Kernel, os.Initrd, os.Cmdline = g.Kernel, g.Initrd, g.Cmdline
 	} else {
 		os.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
 	}
 	port := uint(0)
 	return &libvirtxml.Domain{
-		Type:       s.VirtType,
-		Name:       DomainName(s.Meta.ID),
-		Metadata:   &libvirtxml.DomainMetadata{XML: string(md)},
-		Memory:     &libvirtxml.DomainMemory{Value: s.MemoryKiB, Unit: "KiB"},
-		VCPU:       &libvirtxml.DomainVCPU{Value: s.VCPUs},
+		Type:       g.VirtType,
+		Name:       name,
+		Memory:     &libvirtxml.DomainMemory{Value: g.MemoryKiB, Unit: "KiB"},
+		VCPU:       &libvirtxml.DomainVCPU{Value: g.VCPUs},
 		OS:         os,
 		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
 		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
@@ -99,12 +112,12 @@ func buildDomain(s domainSpec) (*libvirtxml.Domain, error) {
 		Devices: &libvirtxml.DomainDeviceList{
 			Disks: []libvirtxml.DomainDisk{{
 				Device: "disk",
-				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: s.CacheMode},
-				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Disk}},
+				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: g.CacheMode},
+				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: g.Disk}},
 				BackingStore: &libvirtxml.DomainDiskBackingStore{
 					Format: &libvirtxml.DomainDiskFormat{Type: "raw"},
 					Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{
-						File:     s.Backing,
+						File:     g.Backing,
 						SecLabel: []libvirtxml.DomainDeviceSecLabel{{Model: "dac", Relabel: "no"}},
 					}},
 					BackingStore: &libvirtxml.DomainDiskBackingStore{}, // <backingStore/>: the chain ends here
@@ -112,10 +125,10 @@ func buildDomain(s domainSpec) (*libvirtxml.Domain, error) {
 				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 			}},
 			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: s.Console}},
+				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: g.Console}},
 				Target: &libvirtxml.DomainSerialTarget{Port: &port},
 			}},
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
-	}, nil
+	}
 }

@@ -11,10 +11,12 @@ func testSpec(kernel string) domainSpec {
 	return domainSpec{
 		Meta: Metadata{ID: "web-1", Image: testDigest.String(), ImageSize: 5 * MiB, View: testDigest.String() + "_1",
 			Base: "/var/lib/basefs/instances/_base", Dir: "/var/lib/basefs/instances/web-1", DiskSize: GiB, Created: "2026-01-02T03:04:05Z"},
-		VirtType: "qemu", VCPUs: 2, MemoryKiB: 256 * 1024,
-		Disk: "/var/lib/basefs/instances/web-1/disk", Backing: "/var/lib/basefs/instances/_base/" + testDigest.String() + "_1",
-		CacheMode: "none", Console: "/var/lib/basefs/instances/web-1/console.log",
-		Kernel: kernel, Initrd: map[bool]string{true: "/boot/initrd"}[kernel != ""], Cmdline: map[bool]string{true: "console=ttyS0"}[kernel != ""],
+		Guest: Guest{
+			VirtType: "qemu", VCPUs: 2, MemoryKiB: 256 * 1024,
+			Disk: "/var/lib/basefs/instances/web-1/disk", Backing: "/var/lib/basefs/instances/_base/" + testDigest.String() + "_1",
+			CacheMode: "none", Console: "/var/lib/basefs/instances/web-1/console.log",
+			Kernel: kernel, Initrd: map[bool]string{true: "/boot/initrd"}[kernel != ""], Cmdline: map[bool]string{true: "console=ttyS0"}[kernel != ""],
+		},
 	}
 }
 

@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
+
+	"github.com/basefs/basefs/agent"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // libvirtURI is where domains are defined.
@@ -152,6 +154,70 @@ func watchConsole(ctx context.Context, path string, originBytes func() int64, ti
 	}
 }
 
+// background is a watcher goroutine with a context of its own.
+type background struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// inBackground runs watch in a goroutine until it returns or is abandoned.
+func inBackground(ctx context.Context, watch func(ctx context.Context)) background {
+	wctx, cancel := context.WithCancel(ctx)
+	b := background{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		watch(wctx)
+	}()
+	return b
+}
+
+// abandon cancels the watcher, waits until it has returned and returns err.
+func (b background) abandon(err error) error {
+	b.cancel()
+	<-b.done
+	return err
+}
+
+// wait waits until the watcher returns by itself.
+func (b background) wait() {
+	<-b.done
+	b.cancel()
+}
+
+// bootWatch is one boot of the test guest from its start: the console watched in the
+// background for the guest's lines (watchConsole), the origin link's bytes counted from t0.
+type bootWatch struct {
+	background
+	t0 time.Time
+	b0 int64
+	w  consoleWatch
+}
+
+// watchBoot starts a boot's clock and watches the console log at path.
+func watchBoot(ctx context.Context, path string, sh *Shaper) *bootWatch {
+	bw := &bootWatch{b0: sh.Bytes(), t0: time.Now()}
+	bw.background = inBackground(ctx, func(ctx context.Context) { bw.w = watchConsole(ctx, path, sh.Bytes, bootTimeout) })
+	return bw
+}
+
+// since returns the seconds since the boot started.
+func (bw *bootWatch) since() float64 { return time.Since(bw.t0).Seconds() }
+
+// finish waits for the sha line, notes in bt when the first line and the sha line appeared
+// and the origin bytes until then, and checks the guest read wantSHA over its n bytes.
+func (bw *bootWatch) finish(bt bootTimes, wantSHA string, n int64) (bootTimes, error) {
+	bw.wait()
+	if bw.w.err != nil {
+		return bt, bw.w.err
+	}
+	bt.First, bt.SHA = bw.w.first.Sub(bw.t0).Seconds(), bw.w.sha.Sub(bw.t0).Seconds()
+	bt.OriginBytes = bw.w.originBytes - bw.b0
+	return bt, checkSHA(bw.w.shaLine, wantSHA, n)
+}
+
+// guestMemoryKiB is the test guest's memory.
+const guestMemoryKiB = 256 * 1024
+
 // bootTimeout bounds a boot from spawn to the sha line.
 const bootTimeout = 5 * time.Minute
 
@@ -174,39 +240,22 @@ type agentBoot struct {
 
 func (a agentBoot) boot(ctx context.Context, id, digest string, diskSize, readN int64, wantSHA string) (bootTimes, error) {
 	var bt bootTimes
-	console := filepath.Join(a.instances, id, "console.log")
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	b0 := a.org.Shaper.Bytes()
-	t0 := time.Now()
-	var w consoleWatch
-	var wg sync.WaitGroup
-	wg.Go(func() { w = watchConsole(wctx, console, a.org.Shaper.Bytes, bootTimeout) })
+	bw := watchBoot(ctx, filepath.Join(a.instances, id, "console.log"), a.org.Shaper)
 	out, err := command(ctx, a.agent, "spawn", "--instance", id, "--image", digest, "--disk-size", fmt.Sprint(diskSize),
 		"--virt-type", a.virtType, "--kernel", a.kernel, "--initrd", a.initrd, "--cmdline", guestCmdline(readN),
 		"--instances-path", a.instances, "--base", a.base, "--json")
-	bt.Running = time.Since(t0).Seconds()
+	bt.Running = bw.since()
 	defer command(context.Background(), a.agent, "terminate", "--instance", id, "--instances-path", a.instances)
 	if err != nil {
-		cancel()
-		wg.Wait()
-		return bt, err
+		return bt, bw.abandon(err)
 	}
 	var res struct {
 		State string `json:"state"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
-		cancel()
-		wg.Wait()
-		return bt, fmt.Errorf("basefs-agent spawn --json: %w: %q", err, tail(string(out), 300))
+		return bt, bw.abandon(fmt.Errorf("basefs-agent spawn --json: %w: %q", err, tail(string(out), 300)))
 	}
-	wg.Wait()
-	if w.err != nil {
-		return bt, w.err
-	}
-	bt.First, bt.SHA = w.first.Sub(t0).Seconds(), w.sha.Sub(t0).Seconds()
-	bt.OriginBytes = w.originBytes - b0
-	return bt, checkSHA(w.shaLine, wantSHA, readN)
+	return bw.finish(bt, wantSHA, readN)
 }
 
 // plainBoot boots the test guest as nova does on a plain _base: optionally download the
@@ -228,19 +277,8 @@ func (p plainBoot) boot(ctx context.Context, name, backing, rawURL string, diskS
 	}
 	defer os.RemoveAll(dir)
 	console := filepath.Join(dir, "console.log")
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	b0 := p.org.Shaper.Bytes()
-	t0 := time.Now()
-	var w consoleWatch
-	var wg sync.WaitGroup
-	wg.Go(func() { w = watchConsole(wctx, console, p.org.Shaper.Bytes, bootTimeout) })
-	fail := func(err error) (bootTimes, error) {
-		cancel()
-		wg.Wait()
-		return bt, err
-	}
-
+	bw := watchBoot(ctx, console, p.org.Shaper)
+	fail := func(err error) (bootTimes, error) { return bt, bw.abandon(err) }
 	if rawURL != "" {
 		part := backing + ".part"
 		if _, err := download(ctx, rawURL, part); err != nil {
@@ -250,7 +288,7 @@ func (p plainBoot) boot(ctx context.Context, name, backing, rawURL string, diskS
 		if err := os.Rename(part, backing); err != nil {
 			return fail(err)
 		}
-		bt.Download = time.Since(t0).Seconds()
+		bt.Download = bw.since()
 	}
 	disk := filepath.Join(dir, "disk")
 	if _, err := command(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "raw", disk, fmt.Sprint(diskSize)); err != nil {
@@ -261,19 +299,13 @@ func (p plainBoot) boot(ctx context.Context, name, backing, rawURL string, diskS
 		return fail(fmt.Errorf("libvirt: %w", err))
 	}
 	defer conn.Close()
-	_, stop, err := startDomain(ctx, conn, plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN)), name)
+	_, stop, err := startDomain(ctx, conn, plainDomain(name, p.virtType, disk, backing, console, p.kernel, p.initrd, guestCmdline(readN), guestMemoryKiB), name)
 	if err != nil {
 		return fail(err)
 	}
 	defer stop()
-	bt.Running = time.Since(t0).Seconds()
-	wg.Wait()
-	if w.err != nil {
-		return bt, w.err
-	}
-	bt.First, bt.SHA = w.first.Sub(t0).Seconds(), w.sha.Sub(t0).Seconds()
-	bt.OriginBytes = w.originBytes - b0
-	return bt, checkSHA(w.shaLine, wantSHA, readN)
+	bt.Running = bw.since()
+	return bw.finish(bt, wantSHA, readN)
 }
 
 // waitRunning waits, as the agent does, until libvirt reports a started domain running (a
@@ -299,53 +331,22 @@ func waitRunning(ctx context.Context, dom *libvirt.Domain) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not running after 60 s (state %d)", s)
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := httpx.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
 }
 
-// plainDomain is the domain nova's path boots: the same devices as the agent's
-// (agent/domain.go) — a virtio qcow2 overlay (cache=none) on a raw backing file with DAC
-// relabelling off and the chain ended, a serial console to a file, direct kernel boot.
-func plainDomain(name, virtType, disk, backing, console, kernel, initrd, cmdline string) *libvirtxml.Domain {
-	port := uint(0)
-	return &libvirtxml.Domain{
-		Type:   virtType,
-		Name:   name,
-		Memory: &libvirtxml.DomainMemory{Value: 256 * 1024, Unit: "KiB"},
-		VCPU:   &libvirtxml.DomainVCPU{Value: 1},
-		OS: &libvirtxml.DomainOS{
-			Type:   &libvirtxml.DomainOSType{Type: "hvm"},
-			Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
-		},
-		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
-		Clock:      &libvirtxml.DomainClock{Offset: "utc"},
-		OnPoweroff: "destroy",
-		OnReboot:   "restart",
-		OnCrash:    "destroy",
-		Devices: &libvirtxml.DomainDeviceList{
-			Disks: []libvirtxml.DomainDisk{{
-				Device: "disk",
-				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
-				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk}},
-				BackingStore: &libvirtxml.DomainDiskBackingStore{
-					Format: &libvirtxml.DomainDiskFormat{Type: "raw"},
-					Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{
-						File:     backing,
-						SecLabel: []libvirtxml.DomainDeviceSecLabel{{Model: "dac", Relabel: "no"}},
-					}},
-					BackingStore: &libvirtxml.DomainDiskBackingStore{},
-				},
-				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
-			}},
-			Serials: []libvirtxml.DomainSerial{{
-				Source: &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: console}},
-				Target: &libvirtxml.DomainSerialTarget{Port: &port},
-			}},
-			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
-		},
-	}
+// plainDomain is the domain nova's path boots: the agent's machine (agent.GuestDomain) — a
+// virtio qcow2 overlay (cache=none) on a raw backing file with DAC relabelling off and the
+// chain ended, a serial console to a file — booting kernel and initrd directly, with one vCPU
+// and memKiB of memory.
+func plainDomain(name, virtType, disk, backing, console, kernel, initrd, cmdline string, memKiB uint) *libvirtxml.Domain {
+	return agent.GuestDomain(name, agent.Guest{
+		VirtType: virtType, VCPUs: 1, MemoryKiB: memKiB,
+		Disk: disk, Backing: backing, CacheMode: "none", Console: console,
+		Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
+	})
 }
 
 // startDomain defines and starts domain def (named name) and waits until libvirt reports it

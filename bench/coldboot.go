@@ -92,11 +92,8 @@ func runColdBoot(ctx context.Context, e *env, r *Result) error {
 		if err != nil {
 			return err
 		}
-		imp, err := e.importImage(ctx, originState, raw)
+		imp, err := e.importPublished(ctx, originState, pub, raw)
 		if err != nil {
-			return err
-		}
-		if err := e.publish(ctx, originState, pub, imp.Digest); err != nil {
 			return err
 		}
 		for run := range o.Runs {

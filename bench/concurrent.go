@@ -105,11 +105,8 @@ func runConcurrentCold(ctx context.Context, e *env, r *Result) error {
 	if err := writeImage(raw, size, 402, []extent{{0, size}}); err != nil {
 		return err
 	}
-	imp, err := e.importImage(ctx, originState, raw)
+	imp, err := e.importPublished(ctx, originState, pub, raw)
 	if err != nil {
-		return err
-	}
-	if err := e.publish(ctx, originState, pub, imp.Digest); err != nil {
 		return err
 	}
 	os.RemoveAll(originState)

@@ -119,6 +119,19 @@ func (e *env) publish(ctx context.Context, state, dir string, digests ...string)
 	return err
 }
 
+// importPublished imports file into state (importImage) and publishes it into the layout
+// at pub, as an origin serves it.
+func (e *env) importPublished(ctx context.Context, state, pub, file string, extra ...string) (*importResult, error) {
+	imp, err := e.importImage(ctx, state, file, extra...)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.publish(ctx, state, pub, imp.Digest); err != nil {
+		return nil, err
+	}
+	return imp, nil
+}
+
 // treeBytes sums the apparent sizes of the regular files under dir.
 func treeBytes(dir string) (int64, error) {
 	var n int64

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // The real-boot scenario boots a real operating system (scripts/build-os-image.sh: Debian
@@ -83,7 +85,7 @@ func (e *env) recordProfile(ctx context.Context, b realBoot, sh *Shaper, originU
 		if time.Now().After(deadline) {
 			return nil, 0, 0, fmt.Errorf("no boot profile at %s %s after the boot; daemon log: %s", path, window+30*time.Second, tail(d.Log(), 800))
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := httpx.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return nil, 0, 0, err
 		}
 	}
@@ -161,11 +163,8 @@ func runRealBoot(ctx context.Context, e *env, r *Result) error {
 	var ims []*rbImage
 	for _, cs := range o.RealChunkSizes {
 		e.logf("importing and publishing the OS image (%s, %s allocated) at %s chunks", sizeText(size), mibText(alloc), sizeText(cs))
-		imp, err := e.importImage(ctx, originState, localRaw, "--chunk-size", fmt.Sprint(cs))
+		imp, err := e.importPublished(ctx, originState, pub, localRaw, "--chunk-size", fmt.Sprint(cs))
 		if err != nil {
-			return err
-		}
-		if err := e.publish(ctx, originState, pub, imp.Digest); err != nil {
 			return err
 		}
 		ims = append(ims, &rbImage{cs: cs, imp: imp})

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/basefs/basefs/agent"
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // osImage is the built real OS image, its kernel and initrd copied world-readable into the
@@ -114,10 +114,46 @@ func loginWatch(ctx context.Context, path string, sh *Shaper, timeout time.Durat
 		if time.Now().After(deadline) {
 			return at, 0, 0, fmt.Errorf("no login: prompt on the console within %s; console: %q", timeout, tail(string(text), 1500))
 		}
-		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+		if err := httpx.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return at, 0, 0, err
 		}
 	}
+}
+
+// loginWait is one boot of the OS image from its start: the console watched in the
+// background for login: (loginWatch), the shaper's counters (if any) taken at t0.
+type loginWait struct {
+	background
+	t0              time.Time
+	b0, q0          int64
+	at              time.Time
+	atBytes, atReqs int64 // the shaper's counters at login:
+	err             error
+}
+
+// waitLogin starts a boot's clock and watches the console log at path.
+func waitLogin(ctx context.Context, path string, sh *Shaper) *loginWait {
+	l := &loginWait{}
+	if sh != nil {
+		l.b0, l.q0 = sh.Bytes(), sh.Requests()
+	}
+	l.t0 = time.Now()
+	l.background = inBackground(ctx, func(ctx context.Context) { l.at, l.atBytes, l.atReqs, l.err = loginWatch(ctx, path, sh, loginTimeout) })
+	return l
+}
+
+// since returns the seconds since the boot started.
+func (l *loginWait) since() float64 { return time.Since(l.t0).Seconds() }
+
+// finish waits for login: and notes in lb when it came and the origin traffic until then.
+func (l *loginWait) finish(lb loginBoot) (loginBoot, error) {
+	l.wait()
+	if l.err != nil {
+		return lb, l.err
+	}
+	lb.Login = l.at.Sub(l.t0).Seconds()
+	lb.OriginBytes, lb.OriginRequests = l.atBytes-l.b0, l.atReqs-l.q0
+	return lb, nil
 }
 
 // domainReads returns the guest's read counters of vda (virsh domblkstat: rd_bytes, rd_req).
@@ -161,32 +197,18 @@ func (b realBoot) agentBoot(ctx context.Context, d *daemon, sh *Shaper, id, dige
 	if err != nil {
 		return lb, err
 	}
-	console := filepath.Join(b.instances, id, agent.ConsoleFile)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	b0, q0 := sh.Bytes(), sh.Requests()
-	t0 := time.Now()
-	var at time.Time
-	var ob, oq int64
-	var werr error
-	var wg sync.WaitGroup
-	wg.Go(func() { at, ob, oq, werr = loginWatch(wctx, console, sh, loginTimeout) })
+	lw := waitLogin(ctx, filepath.Join(b.instances, id, agent.ConsoleFile), sh)
 	_, err = command(ctx, b.agent, "spawn", "--instance", id, "--image", digest, "--disk-size", fmt.Sprint(b.diskSize),
 		"--memory", osMemory, "--virt-type", b.virtType, "--kernel", b.kernel, "--initrd", b.initrd, "--cmdline", osCmdline,
 		"--instances-path", b.instances, "--base", b.base, "--json")
-	lb.Running = time.Since(t0).Seconds()
+	lb.Running = lw.since()
 	defer command(context.Background(), b.agent, "terminate", "--instance", id, "--instances-path", b.instances)
 	if err != nil {
-		cancel()
-		wg.Wait()
+		return lb, lw.abandon(err)
+	}
+	if lb, err = lw.finish(lb); err != nil {
 		return lb, err
 	}
-	wg.Wait()
-	if werr != nil {
-		return lb, werr
-	}
-	lb.Login = at.Sub(t0).Seconds()
-	lb.OriginBytes, lb.OriginRequests = ob-b0, oq-q0
 	if lb.GuestBytes, lb.GuestReads, err = domainReads(agent.DomainName(id)); err != nil {
 		return lb, fmt.Errorf("block stats: %w", err)
 	}
@@ -216,23 +238,8 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 	}
 	defer os.RemoveAll(dir)
 	console := filepath.Join(dir, "console.log")
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var b0, q0 int64
-	if sh != nil {
-		b0, q0 = sh.Bytes(), sh.Requests()
-	}
-	t0 := time.Now()
-	var at time.Time
-	var ob, oq int64
-	var werr error
-	var wg sync.WaitGroup
-	wg.Go(func() { at, ob, oq, werr = loginWatch(wctx, console, sh, loginTimeout) })
-	fail := func(err error) (loginBoot, error) {
-		cancel()
-		wg.Wait()
-		return lb, err
-	}
+	lw := waitLogin(ctx, console, sh)
+	fail := func(err error) (loginBoot, error) { return lb, lw.abandon(err) }
 	if qcow2URL != "" {
 		part := backing + ".part"
 		if _, err := download(ctx, qcow2URL, part); err != nil {
@@ -252,7 +259,7 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 			os.Remove(conv)
 			return fail(err)
 		}
-		lb.Download = time.Since(t0).Seconds()
+		lb.Download = lw.since()
 	}
 	disk := filepath.Join(dir, "disk")
 	if _, err := command(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", backing, "-F", "raw", disk, fmt.Sprint(b.diskSize)); err != nil {
@@ -263,8 +270,7 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 		return fail(fmt.Errorf("libvirt: %w", err))
 	}
 	defer conn.Close()
-	def := plainDomain(name, b.virtType, disk, backing, console, b.kernel, b.initrd, osCmdline)
-	def.Memory = &libvirtxml.DomainMemory{Value: osMemoryKiB, Unit: "KiB"}
+	def := plainDomain(name, b.virtType, disk, backing, console, b.kernel, b.initrd, osCmdline, osMemoryKiB)
 	if trace != "" {
 		def.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
 			{Value: "-trace"}, {Value: "enable=blk_co_preadv,file=" + trace},
@@ -275,13 +281,10 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 		return fail(err)
 	}
 	defer stop()
-	lb.Running = time.Since(t0).Seconds()
-	wg.Wait()
-	if werr != nil {
-		return lb, werr
+	lb.Running = lw.since()
+	if lb, err = lw.finish(lb); err != nil {
+		return lb, err
 	}
-	lb.Login = at.Sub(t0).Seconds()
-	lb.OriginBytes, lb.OriginRequests = ob-b0, oq-q0
 	st, err := dom.BlockStats("vda")
 	if err != nil {
 		return lb, fmt.Errorf("block stats: %w", err)

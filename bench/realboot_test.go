@@ -111,11 +111,8 @@ func TestRealOSBootsFromColdLazyBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imp, err := e.importImage(ctx, dirs.originState, img.raw)
+	imp, err := e.importPublished(ctx, dirs.originState, dirs.pub, img.raw)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.publish(ctx, dirs.originState, dirs.pub, imp.Digest); err != nil {
 		t.Fatal(err)
 	}
 	org, err := startOrigin(dirs.www, 0, 0)

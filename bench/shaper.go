@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // Shaper is a rate-limiting HTTP reverse proxy: every response body crosses one shared link
@@ -60,7 +62,7 @@ func (s *Shaper) Requests() int64 { return s.requests.Load() }
 func (s *Shaper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	if s.latency > 0 {
-		if sleepCtx(r.Context(), s.latency) != nil {
+		if httpx.Sleep(r.Context(), s.latency) != nil {
 			return
 		}
 	}
@@ -94,7 +96,7 @@ func (w *shapedWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		n := min(len(p), shapeQuantum)
 		if w.s.rate > 0 {
-			if err := sleepCtx(w.ctx, time.Until(w.s.reserve(n))); err != nil {
+			if err := httpx.Sleep(w.ctx, time.Until(w.s.reserve(n))); err != nil {
 				return written, err
 			}
 		}
@@ -116,20 +118,6 @@ func (w *shapedWriter) Flush() {
 }
 
 func (w *shapedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // origin is a static file server (the upstream: a published layout under pub/, raw images
 // under raw/) behind a Shaper, both on loopback.

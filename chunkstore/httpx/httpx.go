@@ -87,8 +87,12 @@ func Do(ctx context.Context, p Policy, op func(ctx context.Context, attempt int)
 	}
 }
 
-// Sleep waits d, or until ctx ends (its error).
+// Sleep waits d, or until ctx ends (its error). A d ≤ 0 does not wait: it returns ctx's error
+// at once.
 func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -119,7 +119,12 @@ func allowed(r rule, from, to string) bool {
 	if match("bench/...", to) && (match("bench/...", from) || from == module+"/cmd/basefs-bench") {
 		return true
 	}
-	if match("cmd/...", to) && match("cmd/...", from) && strings.HasPrefix(to, from) {
+	if match("cmd/...", to) && match("cmd/...", from) && strings.HasPrefix(to, from+"/") {
+		return true
+	}
+	// What the binaries share on their command lines (cmd/internal/cli) is not a binary; Go's
+	// internal rule keeps it to them.
+	if match("cmd/internal/...", to) && match("cmd/...", from) {
 		return true
 	}
 	return false
@@ -179,21 +184,24 @@ func TestLayers(t *testing.T) {
 func TestLayersCatchPlantedViolations(t *testing.T) {
 	m := func(p string) string { return module + "/" + p }
 	g := map[string][]string{
-		m("chunkstore/local"): {m("chunkstore"), m("cache")},    // planted: a backend importing the cache
-		m("chunkstore"):       {"fmt"},                          //
-		m("cache"):            {m("chunkstore")},                //
-		m("fs"):               {m("cache"), m("fs/names")},      //
-		m("fs/names"):         {m("chunkstore")},                //
-		m("agent"):            {m("fs/names"), m("agent/x")},    // allowed leaf
-		m("agent/x"):          {"github.com/hanwen/go-fuse/v2"}, // planted: FUSE under the agent, transitively
-		m("cmd/basefs"):       {m("fs"), m("agent/nova")},       //
-		m("agent/nova"):       {m("chunkstore"), m("fs/names")}, //
+		m("chunkstore/local"): {m("chunkstore"), m("cache")},                                            // planted: a backend importing the cache
+		m("chunkstore"):       {"fmt"},                                                                  //
+		m("cache"):            {m("chunkstore")},                                                        //
+		m("fs"):               {m("cache"), m("fs/names")},                                              //
+		m("fs/names"):         {m("chunkstore")},                                                        //
+		m("agent"):            {m("fs/names"), m("agent/x")},                                            // allowed leaf
+		m("agent/x"):          {"github.com/hanwen/go-fuse/v2"},                                         // planted: FUSE under the agent, transitively
+		m("cmd/basefs"):       {m("fs"), m("agent/nova"), m("cmd/internal/cli"), m("cmd/basefs-agent")}, // planted: a binary importing another
+		m("agent/nova"):       {m("chunkstore"), m("fs/names")},                                         //
+		m("bench"):            {m("cmd/internal/cli")},                                                  // planted: the binaries' helpers outside cmd
 	}
 	got := violations(g, rules)
 	want := []string{
 		m("chunkstore/local") + " → " + m("cache"),
 		m("agent") + " → github.com/hanwen/go-fuse/v2",
 		m("agent/x") + " → github.com/hanwen/go-fuse/v2",
+		m("cmd/basefs") + " → " + m("cmd/basefs-agent"),
+		m("bench") + " → " + m("cmd/internal/cli"),
 	}
 	for _, w := range want {
 		found := false

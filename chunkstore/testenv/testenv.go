@@ -1,11 +1,15 @@
 // Package testenv lets tests ask for a real component (a binary, a device, root) and skip
 // with a named reason when it is missing — unless BASEFS_TEST_NO_SKIP=1, as in CI, where a
 // missing capability fails the test instead, so an integration test can never pass by skipping.
+// RepoRoot finds the checkout; Service runs a component that its scripts/ start, once per test
+// process in a state directory of its own.
 package testenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -52,4 +56,23 @@ func NeedFUSE(t testing.TB) {
 		Skip(t, "/dev/fuse is missing")
 	}
 	NeedBinary(t, "fusermount3")
+}
+
+// RepoRoot returns the module's root directory (where go.mod is), upwards from the working
+// directory: a test runs in its package's directory, inside the checkout.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
 }

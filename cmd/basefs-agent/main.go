@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/agent"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type command struct {
@@ -34,9 +34,7 @@ var commands = map[string]command{}
 func register(name string, c command) { commands[name] = c }
 
 // usageError is a mistake in the command line: the usage is printed and the exit status is 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
+type usageError = cli.UsageError
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "basefs-agent — boot and tear down instances on a basefs _base (qcow2 overlays, libvirt)\n\nUsage:\n")
@@ -81,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if wantsJSON(args[1:]) {
-		printJSON(stdout, map[string]string{"error": err.Error()})
+		cli.PrintJSON(stdout, map[string]string{"error": err.Error()})
 	}
 	return 1
 }
@@ -113,22 +111,13 @@ func newFlags(name string, errOut io.Writer) *pflag.FlagSet {
 
 // parse parses args; a flag error or a positional argument becomes a usageError.
 func parse(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q (every value is given with a flag)", fs.Arg(0))}
+		return usageError{Msg: fmt.Sprintf("unexpected argument %q (every value is given with a flag)", fs.Arg(0))}
 	}
 	return nil
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // hostOptions say where the instances live and which libvirt to talk to.
@@ -162,10 +151,10 @@ func instanceOption(f *pflag.FlagSet, id *string) {
 
 func checkInstance(id string) error {
 	if id == "" {
-		return usageError{"--instance is required"}
+		return usageError{Msg: "--instance is required"}
 	}
 	if err := agent.ValidateID(id); err != nil {
-		return usageError{"--instance: " + err.Error()}
+		return usageError{Msg: "--instance: " + err.Error()}
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/spf13/pflag"
+
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type instanceOptions struct {
@@ -51,7 +53,7 @@ func runTerminate(ctx context.Context, args []string, out, errOut io.Writer) err
 		return err
 	}
 	if o.json {
-		return printJSON(out, res)
+		return cli.PrintJSON(out, res)
 	}
 	_, err = fmt.Fprintln(out, res.Message)
 	return err
@@ -72,7 +74,7 @@ func runShow(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	if o.json {
-		return printJSON(out, inst)
+		return cli.PrintJSON(out, inst)
 	}
 	_, err = fmt.Fprintln(out, line(inst))
 	return err
@@ -90,7 +92,7 @@ func runList(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	if o.json {
-		return printJSON(out, list)
+		return cli.PrintJSON(out, list)
 	}
 	if len(list) == 0 {
 		_, err = fmt.Fprintf(out, "no instances (in %s, or as basefs-* domains at %s)\n", o.instancesPath, o.connect)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/agent"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type spawnOptions struct {
@@ -72,39 +73,39 @@ func runSpawn(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	if o.image == "" {
-		return usageError{"--image is required"}
+		return usageError{Msg: "--image is required"}
 	}
 	if _, err := agent.ParseImageRef(o.image); err != nil {
-		return usageError{"--image: " + err.Error()}
+		return usageError{Msg: "--image: " + err.Error()}
 	}
 	if o.diskSize == "" {
-		return usageError{"--disk-size is required"}
+		return usageError{Msg: "--disk-size is required"}
 	}
 	disk, err := agent.ParseSize(o.diskSize)
 	if err != nil {
-		return usageError{"--disk-size: " + err.Error()}
+		return usageError{Msg: "--disk-size: " + err.Error()}
 	}
 	if disk == 0 || disk%512 != 0 {
-		return usageError{fmt.Sprintf("--disk-size %s: must be a positive multiple of 512 bytes", o.diskSize)}
+		return usageError{Msg: fmt.Sprintf("--disk-size %s: must be a positive multiple of 512 bytes", o.diskSize)}
 	}
 	mem, err := agent.ParseSize(o.memory)
 	if err != nil {
-		return usageError{"--memory: " + err.Error()}
+		return usageError{Msg: "--memory: " + err.Error()}
 	}
 	if mem < agent.MiB || mem%agent.KiB != 0 {
-		return usageError{fmt.Sprintf("--memory %s: must be at least 1M and a multiple of 1K", o.memory)}
+		return usageError{Msg: fmt.Sprintf("--memory %s: must be at least 1M and a multiple of 1K", o.memory)}
 	}
 	if o.vcpus < 1 {
-		return usageError{fmt.Sprintf("--vcpus %d: must be at least 1", o.vcpus)}
+		return usageError{Msg: fmt.Sprintf("--vcpus %d: must be at least 1", o.vcpus)}
 	}
 	if o.kernel == "" && (o.initrd != "" || o.cmdline != "") {
-		return usageError{"--initrd and --cmdline need --kernel"}
+		return usageError{Msg: "--initrd and --cmdline need --kernel"}
 	}
 	if !slices.Contains(agent.VirtTypes, o.virtType) {
-		return usageError{fmt.Sprintf("--virt-type %q: want one of %s", o.virtType, strings.Join(agent.VirtTypes, ", "))}
+		return usageError{Msg: fmt.Sprintf("--virt-type %q: want one of %s", o.virtType, strings.Join(agent.VirtTypes, ", "))}
 	}
 	if !slices.Contains(agent.CacheModes, o.cacheMode) {
-		return usageError{fmt.Sprintf("--cache-mode %q: want one of %s", o.cacheMode, strings.Join(agent.CacheModes, ", "))}
+		return usageError{Msg: fmt.Sprintf("--cache-mode %q: want one of %s", o.cacheMode, strings.Join(agent.CacheModes, ", "))}
 	}
 	res, err := o.agent(errOut).Spawn(ctx, agent.SpawnRequest{
 		ID: o.id, Image: o.image, DiskSize: disk, VCPUs: o.vcpus, Memory: mem, VirtType: o.virtType,
@@ -114,7 +115,7 @@ func runSpawn(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return err
 	}
 	if o.json {
-		return printJSON(out, res)
+		return cli.PrintJSON(out, res)
 	}
 	_, err = fmt.Fprintf(out, "spawned %s in %.2f s: %s\n", res.ID, res.Seconds.Total, line(&res.Instance))
 	return err

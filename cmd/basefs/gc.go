@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type gcOptions struct {
@@ -48,11 +49,11 @@ func runGC(ctx context.Context, args []string) error {
 	var o gcOptions
 	f := newFlags("gc")
 	o.AddFlags(f)
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 0 {
-		return usageError{"gc takes no arguments"}
+		return usageError{Msg: "gc takes no arguments"}
 	}
 	c, err := daemonClient(o.state, o.base)
 	if err != nil {
@@ -64,7 +65,7 @@ func runGC(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(os.Stdout, rep)
+		return cli.PrintJSON(os.Stdout, rep)
 	}
 	verb := "removed"
 	if o.dry {

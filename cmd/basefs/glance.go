@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/local"
 )
 
 // glanceOptions configure the Glance client: a fixed endpoint without Keystone, or Keystone
@@ -26,7 +30,7 @@ func (o *glanceOptions) AddFlags(f *pflag.FlagSet) {
 
 func (o *glanceOptions) validate() error {
 	if o.listMinInterval < 0 || o.listInterval < 0 {
-		return usageError{"--glance-list-min-interval and --glance-list-interval must be 0 or more"}
+		return usageError{Msg: "--glance-list-min-interval and --glance-list-interval must be 0 or more"}
 	}
 	return nil
 }
@@ -39,4 +43,17 @@ func (o *glanceOptions) configured() bool {
 // open returns the client; it fails with a message that says how to configure Glance.
 func (o *glanceOptions) open(ctx context.Context) (*glance.Client, error) {
 	return glance.New(ctx, glance.Options{Endpoint: o.endpoint})
+}
+
+// importGlance imports Glance image id into s (streamed once, verified against Glance's
+// hashes, converted if not raw) and records nova's name for it.
+func importGlance(ctx context.Context, c *glance.Client, s *local.Store, id string, opts importer.Options) (*importer.Result, error) {
+	res, _, err := glance.Import(ctx, c, s, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := glanceimg.WriteAlias(s.Root(), id, res.Digest); err != nil {
+		return nil, fmt.Errorf("image %s: record nova's name: %w", id, err)
+	}
+	return res, nil
 }

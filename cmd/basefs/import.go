@@ -7,12 +7,12 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type importOptions struct {
@@ -41,14 +41,14 @@ func runImport(ctx context.Context, args []string) error {
 	var o importOptions
 	fs := newFlags("import")
 	o.AddFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"want exactly one FILE or glance://ID"}
+		return usageError{Msg: "want exactly one FILE or glance://ID"}
 	}
 	if err := chunkstore.ValidChunkSize(o.chunkSize); err != nil {
-		return usageError{"--chunk-size: " + err.Error()}
+		return usageError{Msg: "--chunk-size: " + err.Error()}
 	}
 	s, err := local.Open(o.state, local.Options{})
 	if err != nil {
@@ -57,13 +57,19 @@ func runImport(ctx context.Context, args []string) error {
 	var id string
 	if glanceref.IsRef(fs.Arg(0)) {
 		if id, err = glanceref.ParseRef(fs.Arg(0)); err != nil {
-			return usageError{err.Error()}
+			return usageError{Msg: err.Error()}
+		}
+	}
+	var gc *glance.Client
+	if id != "" {
+		if gc, err = o.glance.open(ctx); err != nil {
+			return err
 		}
 	}
 	p := newProgress("importing")
 	var res *importer.Result
 	if id != "" {
-		res, err = importGlance(ctx, &o.glance, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
+		res, err = importGlance(ctx, gc, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
 	} else {
 		res, err = importer.Import(ctx, s, fs.Arg(0), importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
 	}
@@ -72,27 +78,10 @@ func runImport(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(os.Stdout, res)
+		return cli.PrintJSON(os.Stdout, res)
 	}
 	fmt.Printf("imported %s (%s): %s, %d chunks, %d holes, %d new chunks, %s stored\n",
 		fs.Arg(0), res.Format, humanBytes(res.Size), res.Chunks, res.Holes, res.ChunksStored, humanBytes(res.BytesStored))
 	fmt.Println(res.Digest)
 	return nil
-}
-
-// importGlance imports Glance image id into s (streamed once, verified against Glance's
-// hashes, converted if not raw) and records nova's name for it.
-func importGlance(ctx context.Context, o *glanceOptions, s *local.Store, id string, opts importer.Options) (*importer.Result, error) {
-	c, err := o.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res, _, err := glance.Import(ctx, c, s, id, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := glanceimg.WriteAlias(s.Root(), id, res.Digest); err != nil {
-		return nil, fmt.Errorf("image %s: record nova's name: %w", id, err)
-	}
-	return res, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type lsOptions struct {
@@ -45,11 +46,11 @@ func runLs(ctx context.Context, args []string) error {
 	var o lsOptions
 	fs := newFlags("ls")
 	o.AddFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
-		return usageError{"ls takes no arguments"}
+		return usageError{Msg: "ls takes no arguments"}
 	}
 	s, err := openExisting(o.state)
 	if err != nil {
@@ -63,7 +64,7 @@ func runLs(ctx context.Context, args []string) error {
 		if imgs == nil {
 			imgs = []cache.ImageInfo{}
 		}
-		return printJSON(os.Stdout, imgs)
+		return cli.PrintJSON(os.Stdout, imgs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIGEST\tSIZE\tCHUNKS\tPRESENT\tSTORED")

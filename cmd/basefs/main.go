@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 // version names the build (set with -ldflags "-X main.version=…"); status reports it.
@@ -31,9 +33,7 @@ var commands = map[string]command{}
 func register(name string, c command) { commands[name] = c }
 
 // usageError is a mistake in the command line: the usage is printed and the exit status is 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
+type usageError = cli.UsageError
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "basefs — content-addressed, lazily fetched, verified VM base images\n\nUsage:\n")
@@ -87,15 +87,4 @@ func newFlags(name string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("basefs "+name, pflag.ContinueOnError)
 	fs.SortFlags = false
 	return fs
-}
-
-// parse parses args; a flag error becomes a usageError.
-func parse(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/cmd/internal/cli"
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
 )
@@ -95,11 +96,11 @@ func runMount(ctx context.Context, args []string) error {
 	var o mountOptions
 	f := newFlags("mount")
 	o.AddFlags(f)
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 {
-		return usageError{"want exactly one MOUNTPOINT"}
+		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
 	mnt, err := filepath.Abs(f.Arg(0))
 	if err != nil {
@@ -122,22 +123,22 @@ func (o *mountOptions) validate() error {
 		v    int64
 	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}} {
 		if v.v < 0 {
-			return usageError{fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
+			return usageError{Msg: fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
 		}
 	}
 	if o.cacheSize < -1 {
-		return usageError{fmt.Sprintf("--cache-size %d: must be -1 (no bound) or 0 or more bytes", o.cacheSize)}
+		return usageError{Msg: fmt.Sprintf("--cache-size %d: must be -1 (no bound) or 0 or more bytes", o.cacheSize)}
 	}
 	for _, v := range []struct {
 		name string
 		v    time.Duration
 	}{{"--profile-window", o.profileWindow}, {"--manager-interval", o.interval}} {
 		if v.v < 0 {
-			return usageError{fmt.Sprintf("%s %s: must be 0 or more", v.name, v.v)}
+			return usageError{Msg: fmt.Sprintf("%s %s: must be 0 or more", v.name, v.v)}
 		}
 	}
 	if _, err := parseOwner(o.owner); err != nil {
-		return usageError{err.Error()}
+		return usageError{Msg: err.Error()}
 	}
 	return o.glance.validate()
 }
@@ -164,11 +165,11 @@ func runServe(ctx context.Context, args []string) error {
 	f.IntVar(&o.fuseFD, "fuse-fd", -1, "the FUSE connection (/dev/fuse with --link-fd, else a socket the supervisor relays)")
 	f.IntVar(&o.controlFD, "control-fd", -1, "the control socket's listener")
 	f.IntVar(&o.linkFD, "link-fd", -1, "the link to the supervisor (package fs/handover)")
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 || o.fuseFD < 0 || o.controlFD < 0 {
-		return usageError{"serve is started by basefs mount"}
+		return usageError{Msg: "serve is started by basefs mount"}
 	}
 	mnt, err := filepath.Abs(f.Arg(0))
 	if err != nil {

@@ -1,21 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/term"
 )
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
 
 // progress draws a one-line progress bar on stderr when stderr is a terminal, and nothing
 // otherwise. It is safe for concurrent use and redraws at most 10 times a second.

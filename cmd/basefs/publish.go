@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/chunkstore/origin"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type publishOptions struct {
@@ -48,11 +48,11 @@ func runPublish(ctx context.Context, args []string) error {
 	var o publishOptions
 	f := newFlags("publish")
 	o.AddFlags(f)
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	if f.NArg() == 0 {
-		return usageError{"name at least one image DIGEST"}
+		return usageError{Msg: "name at least one image DIGEST"}
 	}
 	var images []chunkstore.Digest
 	glanceIDs := map[int]string{} // index in images → Glance id
@@ -60,7 +60,7 @@ func runPublish(ctx context.Context, args []string) error {
 		if glanceref.IsRef(a) {
 			id, err := glanceref.ParseRef(a)
 			if err != nil {
-				return usageError{err.Error()}
+				return usageError{Msg: err.Error()}
 			}
 			glanceIDs[len(images)] = id
 			images = append(images, chunkstore.Digest{})
@@ -68,12 +68,12 @@ func runPublish(ctx context.Context, args []string) error {
 		}
 		d, err := chunkstore.ParseDigest(a)
 		if err != nil {
-			return usageError{err.Error()}
+			return usageError{Msg: err.Error()}
 		}
 		images = append(images, d)
 	}
 	if u, err := url.Parse(o.to); err != nil || !(u.Scheme == "dir" && u.Host == "" && len(u.Path) >= 2 && u.Path[0] == '/' || origin.IsS3(o.to)) {
-		return usageError{fmt.Sprintf("--to %q: want dir:///absolute/path or s3://BUCKET[/PREFIX]", o.to)}
+		return usageError{Msg: fmt.Sprintf("--to %q: want dir:///absolute/path or s3://BUCKET[/PREFIX]", o.to)}
 	}
 	origins, err := o.s3.openOrigins(ctx, o.origins, nil)
 	if err != nil {
@@ -100,12 +100,9 @@ func runPublish(ctx context.Context, args []string) error {
 		// Convert if needed and chunk into the local state first (verified against Glance's hashes).
 		for i, id := range glanceIDs {
 			ip := newProgress("importing " + id)
-			res, _, err := glance.Import(ctx, gc, src, id, importer.Options{Progress: ip.update})
+			res, err := importGlance(ctx, gc, src, id, importer.Options{Progress: ip.update})
 			ip.done()
 			if err != nil {
-				return err
-			}
-			if err := glanceimg.WriteAlias(src.Root(), id, res.Digest); err != nil {
 				return err
 			}
 			images[i] = res.Digest
@@ -127,7 +124,7 @@ func runPublish(ctx context.Context, args []string) error {
 		}
 	}
 	if o.json {
-		return printJSON(os.Stdout, res)
+		return cli.PrintJSON(os.Stdout, res)
 	}
 	fmt.Printf("published %d image(s) to %s: %d chunks, %d new (%s), %d fetched from origins, %d new manifests\n",
 		res.Images, o.to, res.Chunks, res.ChunksCopied, humanBytes(res.BytesCopied), res.ChunksFetched, res.ManifestsAdded)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/cmd/internal/cli"
 	"github.com/basefs/basefs/fs"
 )
 
@@ -25,11 +26,11 @@ func init() {
 // hand it the FUSE connection and retire the old serving process, and waits until it has.
 func runRestart(ctx context.Context, args []string) error {
 	f := newFlags("restart")
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 {
-		return usageError{"want exactly one MOUNTPOINT"}
+		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
 	mnt := f.Arg(0)
 	buf := make([]byte, 32)

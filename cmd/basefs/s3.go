@@ -33,7 +33,7 @@ func (o *s3Options) openOrigins(ctx context.Context, urls []string, log *slog.Lo
 	for _, u := range urls {
 		g, err := origin.OpenWith(ctx, u, o.originOptions(log))
 		if err != nil {
-			return nil, usageError{"--origin: " + err.Error()}
+			return nil, usageError{Msg: "--origin: " + err.Error()}
 		}
 		origins = append(origins, g)
 	}

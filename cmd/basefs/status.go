@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type statusOptions struct {
@@ -35,7 +36,7 @@ func runStatus(ctx context.Context, args []string) error {
 	var o statusOptions
 	f := newFlags("status")
 	o.AddFlags(f)
-	if err := parse(f, args); err != nil {
+	if err := cli.Parse(f, args); err != nil {
 		return err
 	}
 	sock := control.SocketFromState(o.state)
@@ -50,7 +51,7 @@ func runStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	if o.json {
-		return printJSON(os.Stdout, st)
+		return cli.PrintJSON(os.Stdout, st)
 	}
 	s := st.Stats
 	fmt.Printf("mount %s, state %s, pid %d\n", st.Mountpoint, st.State, st.PID)

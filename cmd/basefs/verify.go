@@ -9,6 +9,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
 type verifyOptions struct {
@@ -42,12 +43,12 @@ func runVerify(ctx context.Context, args []string) error {
 	var o verifyOptions
 	fs := newFlags("verify")
 	o.AddFlags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if o.repair {
 		if fs.NArg() != 0 {
-			return usageError{"--repair re-verifies every local chunk; it takes no DIGEST"}
+			return usageError{Msg: "--repair re-verifies every local chunk; it takes no DIGEST"}
 		}
 		return runRepair(ctx, o)
 	}
@@ -55,7 +56,7 @@ func runVerify(ctx context.Context, args []string) error {
 	for _, a := range fs.Args() {
 		d, err := chunkstore.ParseDigest(a)
 		if err != nil {
-			return usageError{err.Error()}
+			return usageError{Msg: err.Error()}
 		}
 		images = append(images, d)
 	}
@@ -73,7 +74,7 @@ func runVerify(ctx context.Context, args []string) error {
 		if rep.Corrupt == nil {
 			rep.Corrupt = []cache.CorruptChunk{}
 		}
-		if err := printJSON(os.Stdout, rep); err != nil {
+		if err := cli.PrintJSON(os.Stdout, rep); err != nil {
 			return err
 		}
 	} else {
@@ -105,7 +106,7 @@ func runRepair(ctx context.Context, o verifyOptions) error {
 		return fmt.Errorf("repair needs the running daemon (basefs mount), which has the origins: %w", err)
 	}
 	if o.json {
-		if err := printJSON(os.Stdout, rep); err != nil {
+		if err := cli.PrintJSON(os.Stdout, rep); err != nil {
 			return err
 		}
 	} else {

@@ -6,27 +6,21 @@ package glancetest
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
+// glance is this process's Glance; endpoint is its URL.
 var (
-	once     sync.Once
-	dir      string
+	glance   = testenv.Service{Name: "Glance", DirVar: "BASEFS_GLANCE_DIR", TempDir: "basefs-glancetest"}
 	endpoint string
-	startErr error
-	script   string
 )
 
 // Start starts this process's Glance (once) and returns its endpoint.
@@ -34,63 +28,26 @@ func Start(t testing.TB) string {
 	t.Helper()
 	testenv.NeedRoot(t)
 	testenv.NeedBinary(t, "bash", "curl")
-	once.Do(func() {
-		script = filepath.Join(repoRoot(), "scripts", "start-glance.sh")
-		dir, startErr = os.MkdirTemp("", "basefs-glancetest")
-		if startErr != nil {
-			return
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	glance.Start(t, func() error {
+		port, err := testenv.FreePort()
 		if err != nil {
-			startErr = err
-			return
+			return err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		cmd := exec.Command(script)
-		cmd.Env = append(os.Environ(), "BASEFS_GLANCE_DIR="+dir, "BASEFS_GLANCE_PORT="+strconv.Itoa(port))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
+		out, err := glance.Run("start-glance.sh", []string{"BASEFS_GLANCE_PORT=" + strconv.Itoa(port)})
 		if err != nil {
-			startErr = fmt.Errorf("scripts/start-glance.sh: %v: %s", err, stderr.String())
-			return
+			return err
 		}
 		endpoint = strings.TrimSpace(string(out))
+		return nil
 	})
-	if startErr != nil {
-		testenv.Skip(t, "cannot start Glance: "+startErr.Error())
-	}
 	return endpoint
 }
 
 // Stop stops the Glance Start started and removes its state.
-func Stop() {
-	if dir == "" {
-		return
-	}
-	cmd := exec.Command(filepath.Join(filepath.Dir(script), "stop-glance.sh"))
-	cmd.Env = append(os.Environ(), "BASEFS_GLANCE_DIR="+dir)
-	cmd.Run()
-	os.RemoveAll(dir)
-}
+func Stop() { glance.Stop("stop-glance.sh") }
 
 // DataPath returns the file in which Glance keeps image id's data (to corrupt it).
-func DataPath(id string) string { return filepath.Join(dir, "images", id) }
-
-func repoRoot() string {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "."
-		}
-		d = p
-	}
-}
+func DataPath(id string) string { return filepath.Join(glance.Dir(), "images", id) }
 
 var hc = &http.Client{Timeout: 60 * time.Second}
 

@@ -8,10 +8,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,12 +20,12 @@ import (
 )
 
 var (
-	once     sync.Once
-	mu       sync.Mutex // serialises StopRGW/StartRGW
-	dir      string
-	env      map[string]string
-	startErr error
-	scripts  string
+	ceph = testenv.Service{Name: "Ceph RGW", DirVar: "BASEFS_CEPH_DIR", TempDir: "basefs-s3test"}
+	mu   sync.Mutex // serialises StopRGW/StartRGW
+	env  map[string]string
+	// startEnv is the environment of the first start, given to every later script run (the
+	// ports must stay the same, or start-ceph.sh would make the cluster anew).
+	startEnv []string
 )
 
 // Start starts this process's Ceph (once) and returns the environment S3 clients need
@@ -39,80 +35,44 @@ func Start(t testing.TB) map[string]string {
 	t.Helper()
 	testenv.NeedRoot(t)
 	testenv.NeedBinary(t, "bash", "curl")
-	once.Do(func() {
-		scripts = filepath.Join(repoRoot(), "scripts")
-		dir, startErr = os.MkdirTemp("", "basefs-s3test")
-		if startErr != nil {
-			return
-		}
+	ceph.Start(t, func() error {
 		var ports []int
 		for range 2 {
-			p, err := freePort()
+			p, err := testenv.FreePort()
 			if err != nil {
-				startErr = err
-				return
+				return err
 			}
 			ports = append(ports, p)
 		}
-		env, startErr = run("start-ceph.sh", "BASEFS_CEPH_RGW_PORT="+strconv.Itoa(ports[0]),
-			"BASEFS_CEPH_MON_PORT="+strconv.Itoa(ports[1]), "BASEFS_CEPH_MEM_BYTES="+strconv.Itoa(1<<30))
+		startEnv = []string{"BASEFS_CEPH_RGW_PORT=" + strconv.Itoa(ports[0]),
+			"BASEFS_CEPH_MON_PORT=" + strconv.Itoa(ports[1]), "BASEFS_CEPH_MEM_BYTES=" + strconv.Itoa(1<<30)}
+		out, err := ceph.Run("start-ceph.sh", startEnv)
+		env = parseEnv(out)
+		return err
 	})
-	if startErr != nil {
-		testenv.Skip(t, "cannot start Ceph RGW: "+startErr.Error())
-	}
 	return env
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// startEnv is the environment of the first start, given to every later script run (the
-// ports must stay the same, or start-ceph.sh would make the cluster anew).
-var startEnv []string
-
-func run(script string, extra ...string) (map[string]string, error) {
-	if startEnv == nil {
-		startEnv = extra
-	}
-	cmd := exec.Command(filepath.Join(scripts, script))
-	cmd.Env = append(append(os.Environ(), "BASEFS_CEPH_DIR="+dir), startEnv...)
-	cmd.Args = append(cmd.Args, scriptArgs(extra)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("scripts/%s: %v: %s", script, err, stderr.String())
-	}
+// parseEnv reads the KEY=VALUE lines a start script prints.
+func parseEnv(out []byte) map[string]string {
 	m := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok {
 			m[k] = v
 		}
 	}
-	return m, nil
+	return m
 }
 
 // Stop stops the Ceph Start started and removes its state.
-func Stop() {
-	if dir == "" {
-		return
-	}
-	run("stop-ceph.sh")
-	os.RemoveAll(dir)
-}
+func Stop() { ceph.Stop("stop-ceph.sh", startEnv...) }
 
 // StopRGW stops radosgw only (an outage of the S3 service; the cluster keeps its data).
 func StopRGW(t testing.TB) {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if _, err := run("stop-ceph.sh", "arg:rgw"); err != nil {
+	if _, err := ceph.Run("stop-ceph.sh", startEnv, "rgw"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -122,7 +82,7 @@ func StartRGW(t testing.TB) {
 	t.Helper()
 	mu.Lock()
 	defer mu.Unlock()
-	if _, err := run("start-ceph.sh"); err != nil {
+	if _, err := ceph.Run("start-ceph.sh", startEnv); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -168,8 +128,9 @@ func Config(t testing.TB) (s3.Config, string) {
 	return cfg, url
 }
 
-// Overwrite replaces the object at key with b, unconditionally (to damage it from outside).
-func Overwrite(t testing.TB, s *s3.Store, key string, b []byte) {
+// rawClient returns a client of s's bucket that bypasses the store (to reach its objects
+// from outside).
+func rawClient(t testing.TB, s *s3.Store) *minio.Client {
 	t.Helper()
 	e := Start(t)
 	cfg := s3.Config{Bucket: s.Bucket(), Endpoint: e["AWS_ENDPOINT_URL"], Region: e["AWS_REGION"],
@@ -178,6 +139,13 @@ func Overwrite(t testing.TB, s *s3.Store, key string, b []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// Overwrite replaces the object at key with b, unconditionally (to damage it from outside).
+func Overwrite(t testing.TB, s *s3.Store, key string, b []byte) {
+	t.Helper()
+	c := rawClient(t, s)
 	if _, err := c.PutObject(context.Background(), s.Bucket(), key, bytes.NewReader(b), int64(len(b)),
 		minio.PutObjectOptions{DisableMultipart: true}); err != nil {
 		t.Fatalf("overwrite %s: %v", key, err)
@@ -187,13 +155,7 @@ func Overwrite(t testing.TB, s *s3.Store, key string, b []byte) {
 // Read returns the object at key.
 func Read(t testing.TB, s *s3.Store, key string) []byte {
 	t.Helper()
-	e := Start(t)
-	cfg := s3.Config{Bucket: s.Bucket(), Endpoint: e["AWS_ENDPOINT_URL"], Region: e["AWS_REGION"],
-		AccessKey: e["AWS_ACCESS_KEY_ID"], SecretKey: e["AWS_SECRET_ACCESS_KEY"]}
-	c, err := s3.RawClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := rawClient(t, s)
 	o, err := c.GetObject(context.Background(), s.Bucket(), key, minio.GetObjectOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -204,29 +166,4 @@ func Read(t testing.TB, s *s3.Store, key string) []byte {
 		t.Fatalf("read %s: %v", key, err)
 	}
 	return b.Bytes()
-}
-
-// scriptArgs picks the arguments (given as "arg:X") out of extra.
-func scriptArgs(extra []string) []string {
-	var out []string
-	for _, e := range extra {
-		if a, ok := strings.CutPrefix(e, "arg:"); ok {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
-func repoRoot() string {
-	d, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "."
-		}
-		d = p
-	}
 }
