@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore"
 )
 
 // needTools fails unless each program is on PATH.
@@ -64,7 +65,7 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 		"(invalidate=0). Buffered reads of basefs come from the kernel's page cache (basefs keeps it across opens " +
 		"of its immutable images); go-fuse's loopback drops it at each open, so its buffered reads cross FUSE. " +
 		"Ratios are basefs ÷ baseline; the per-run table pairs the samples of one run, where the three alternated."
-	r.set("image", "%s of pseudo-random data (no holes), 1 MiB chunks", sizeText(o.ReadSize))
+	r.set("image", "%s of pseudo-random data (no holes), %s chunks", sizeText(o.ReadSize), sizeText(chunkstore.DefaultChunkSize))
 	r.set("fio run", "%s per pattern and target", o.FioRuntime)
 	r.set("runs", "%d, target order rotated each run and pattern", o.Runs)
 	r.set("daemon", "`basefs mount` defaults (memory cache 256 MiB), no origin, background fill and scrub off")

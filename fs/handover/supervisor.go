@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/basefs/basefs/fs/internal/proc"
 )
 
 // Supervisor holds a FUSE connection and keeps one serving process on it (see the package
@@ -39,6 +41,15 @@ type server struct {
 	retiring bool          // being replaced or stopped on purpose (under Supervisor.mu)
 }
 
+// process is w's process, to signal.
+func (w *server) process() *os.Process {
+	if w.cmd != nil {
+		return w.cmd.Process
+	}
+	p, _ := os.FindProcess(w.pid) // never fails on Unix; a pidfd where the kernel has them
+	return p
+}
+
 // Timeouts of a handover.
 const (
 	readyTimeout = 60 * time.Second // a new serving process to attach
@@ -56,25 +67,21 @@ func NewSupervisor(dev *os.File, init []byte, log *slog.Logger, start func(link 
 // which answers the kernel's INIT; otherwise adopt is a link to the process already serving
 // (it started this supervisor after the previous one died).
 func (s *Supervisor) Run(adopt *os.File) error {
-	var w *server
 	if adopt != nil {
-		var err error
-		if w, err = s.adopt(adopt); err != nil {
+		w, err := s.adopt(adopt)
+		if err != nil {
 			return err
 		}
+		s.install(w)
 	} else {
-		var err error
-		if w, err = s.spawn(true); err != nil {
+		w, err := s.spawn(true)
+		if err != nil {
 			return err
 		}
-		if err := w.link.send(msgGo, 0); err != nil {
-			return fmt.Errorf("serving process %d: %w", w.pid, err)
+		if err := s.serve(w, 0); err != nil {
+			return err
 		}
 	}
-	s.mu.Lock()
-	s.cur = w
-	s.mu.Unlock()
-	go s.watch(w)
 	<-s.gone
 	return nil
 }
@@ -149,6 +156,24 @@ func (s *Supervisor) listen(w *server) {
 	close(w.dead)
 }
 
+// serve tells w to go (resend 1: after asking the kernel to resend what its predecessor
+// held) and makes it the current serving process.
+func (s *Supervisor) serve(w *server, resend byte) error {
+	if err := w.link.send(msgGo, resend); err != nil {
+		return fmt.Errorf("serving process %d: %w", w.pid, err)
+	}
+	s.install(w)
+	return nil
+}
+
+// install makes w the current serving process and watches it.
+func (s *Supervisor) install(w *server) {
+	s.mu.Lock()
+	s.cur = w
+	s.mu.Unlock()
+	go s.watch(w)
+}
+
 // watch waits for w to exit; unless it was replaced or the connection ended, it died: another
 // takes over, and the kernel resends what w held.
 func (s *Supervisor) watch(w *server) {
@@ -169,28 +194,25 @@ func (s *Supervisor) watch(w *server) {
 	}
 	start := time.Now()
 	s.log.Error("serving process died; starting another on the same FUSE connection", "pid", w.pid)
-	for attempt := 1; ; attempt++ {
-		nw, err := s.spawn(false)
-		if err == nil {
-			if err = nw.link.send(msgGo, 1); err == nil {
-				s.mu.Lock()
-				s.cur = nw
-				s.mu.Unlock()
-				go s.watch(nw)
-				s.log.Info("took over the FUSE connection after a crash; the kernel resends what the dead process held", "old", w.pid, "new", nw.pid, "pause", time.Since(start))
-				return
-			}
-			nw.cmd.Process.Kill()
-		}
-		s.log.Error("cannot start a serving process; retrying", "attempt", attempt, "err", err)
+	quit := func() bool {
 		s.mu.Lock()
-		closing := s.closing
-		s.mu.Unlock()
-		if closing || !Alive(int(s.dev.Fd())) {
-			s.goneOnce.Do(func() { close(s.gone) })
-			return
+		defer s.mu.Unlock()
+		return s.closing || !Alive(int(s.dev.Fd()))
+	}
+	ok := proc.Retry(s.log, time.Second, quit, func() error {
+		nw, err := s.spawn(false)
+		if err != nil {
+			return err
 		}
-		time.Sleep(time.Second) // back off: the binary or the state may be broken for a while
+		if err := s.serve(nw, 1); err != nil {
+			nw.cmd.Process.Kill()
+			return err
+		}
+		s.log.Info("took over the FUSE connection after a crash; the kernel resends what the dead process held", "old", w.pid, "new", nw.pid, "pause", time.Since(start))
+		return nil
+	})
+	if !ok {
+		s.goneOnce.Do(func() { close(s.gone) })
 	}
 }
 
@@ -220,13 +242,9 @@ func (s *Supervisor) restart() error {
 		syscall.Kill(old.pid, syscall.SIGKILL)
 		<-old.dead
 	}
-	if err := nw.link.send(msgGo, 1); err != nil {
-		return fmt.Errorf("serving process %d: %w", nw.pid, err)
+	if err := s.serve(nw, 1); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	s.cur = nw
-	s.mu.Unlock()
-	go s.watch(nw)
 	s.log.Info("restarted the serving process", "old", old.pid, "new", nw.pid, "pause", time.Since(start))
 	return nil
 }
@@ -253,13 +271,7 @@ func (s *Supervisor) Stop() {
 		w.retiring = true
 	}
 	s.mu.Unlock()
-	if w == nil {
-		return
-	}
-	syscall.Kill(w.pid, syscall.SIGTERM)
-	select {
-	case <-w.dead:
-	case <-time.After(15 * time.Second):
-		syscall.Kill(w.pid, syscall.SIGKILL)
+	if w != nil {
+		proc.Stop(w.process(), w.dead, 15*time.Second)
 	}
 }

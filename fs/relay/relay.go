@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/basefs/basefs/fs/internal/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -253,26 +254,25 @@ func (r *Relay) watch(w *worker) {
 	}
 	r.mu.Unlock()
 	r.log.Error("serving process died; starting another on the same FUSE connection", "pid", w.pid, "state", w.cmd.ProcessState.String())
-	for attempt := 1; ; attempt++ {
-		nw, err := r.spawn()
-		if err == nil {
-			if err = r.replayInit(nw); err == nil {
-				r.adopt(w, nw)
-				go r.watch(nw)
-				r.log.Info("took over the FUSE connection after a crash", "old", w.pid, "new", nw.pid)
-				return
-			}
-			nw.cmd.Process.Kill()
-		}
-		r.log.Error("cannot start a serving process; retrying", "attempt", attempt, "err", err)
+	quit := func() bool {
 		r.mu.Lock()
-		closing := r.closing
-		r.mu.Unlock()
-		if closing {
-			return
-		}
-		time.Sleep(time.Second)
+		defer r.mu.Unlock()
+		return r.closing
 	}
+	proc.Retry(r.log, time.Second, quit, func() error {
+		nw, err := r.spawn()
+		if err != nil {
+			return err
+		}
+		if err := r.replayInit(nw); err != nil {
+			nw.cmd.Process.Kill()
+			return err
+		}
+		r.adopt(w, nw)
+		go r.watch(nw)
+		r.log.Info("took over the FUSE connection after a crash", "old", w.pid, "new", nw.pid)
+		return nil
+	})
 }
 
 // adopt makes nw current and resends to it every request old held.
@@ -340,13 +340,7 @@ func (r *Relay) restart() error {
 		}
 	}
 	r.mu.Unlock()
-	old.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-old.dead:
-	case <-time.After(15 * time.Second):
-		old.cmd.Process.Kill()
-		<-old.dead
-	}
+	proc.Stop(old.cmd.Process, old.dead, 15*time.Second)
 	old.sock.Close()
 	r.log.Info("restarted the serving process", "old", old.pid, "new", nw.pid, "drain", time.Since(start), "handed_over", left)
 	return nil
@@ -374,12 +368,7 @@ func (r *Relay) Stop() {
 	r.cond.Broadcast()
 	r.mu.Unlock()
 	if w != nil {
-		w.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-w.dead:
-		case <-time.After(15 * time.Second):
-			w.cmd.Process.Kill()
-		}
+		proc.Stop(w.cmd.Process, w.dead, 15*time.Second)
 	}
 }
 
