@@ -27,8 +27,9 @@ type Config struct {
 	Origins []chunkstore.Getter
 	// MemoryBytes bounds the in-memory cache of verified chunks (0: none kept).
 	MemoryBytes int64
-	// SubBlockBytes bounds the memory kept for sub-block digests (0: 32 MiB: 1 Mi sub-blocks,
-	// i.e. 64 GiB of local data), which let small reads verify only what they read.
+	// SubBlockBytes bounds the memory kept for sub-block digests (0: 64 MiB: 192 bytes per
+	// 64 KiB chunk, i.e. ~22 GiB of local data), which let small reads verify only what they
+	// read; a chunk whose digests were dropped is verified whole once more on its next read.
 	SubBlockBytes int64
 	// Names keeps the names other than digests that images are known by (nova's): removal
 	// forgets them, adoption records one (nil: a table that refuses to record any).
@@ -100,7 +101,7 @@ func newCache(cfg Config, pc persistConfig) (*Cache, error) {
 		return nil, errors.New("cache: no local store")
 	}
 	if cfg.SubBlockBytes == 0 {
-		cfg.SubBlockBytes = 32 << 20
+		cfg.SubBlockBytes = 64 << 20
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -112,7 +113,7 @@ func newCache(cfg Config, pc persistConfig) (*Cache, error) {
 		log:        log,
 		mem:        newLRU(cfg.MemoryBytes, func(c *chunkstore.Chunk) int64 { return int64(len(c.Data())) }),
 		subs:       newLRU(cfg.SubBlockBytes, func(s []chunkstore.Digest) int64 { return int64(len(s))*chunkstore.DigestSize + 64 }),
-		fds:        newFDCache(4096), // 64 KiB chunks: 256 MiB of local chunks kept open
+		fds:        newFDCache(openChunkBudget()),
 		images:     make(map[chunkstore.Digest]*Image),
 		names:      cfg.Names,
 		onManifest: cfg.OnManifest,

@@ -11,11 +11,10 @@
 // Image.ReadAt maps an image offset to chunks: holes read as zeros with no I/O; the chunks
 // one read spans are read at the same time (a cold read waits one round trip). A read of
 // a chunk that is not in memory uses sub-block digests when it has them: when a raw-stored
-// chunk is verified whole, the BLAKE3 digests of its 64 KiB sub-blocks (one, for a 64 KiB
-// chunk) are kept
-// (memory only, bounded), and a partial read preads just the sub-blocks it covers from the
-// chunk's object file (kept open, reference counted) and checks them — so small reads never
-// re-hash a whole chunk, and every byte is still checked after it was last read from disk.
+// chunk is verified whole, the BLAKE3 digests of its 16 KiB sub-blocks are kept (memory only,
+// bounded), and a partial read preads just the sub-blocks it covers from the chunk's object
+// file (kept open, reference counted) and checks them — so small reads never re-hash a whole
+// chunk, and every byte is still checked after it was last read from disk.
 //
 // A fetched chunk is served as soon as it is verified; background writers make it durable in
 // the local state, and until then it is found in the pending map, so it is never fetched

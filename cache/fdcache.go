@@ -2,8 +2,9 @@ package cache
 
 import (
 	"container/list"
-	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/chunkstore"
 )
@@ -21,10 +22,24 @@ type fdCache struct {
 
 type fdEntry struct {
 	d    chunkstore.Digest
-	f    *os.File
+	fd   int
 	n    int64 // the chunk's length
 	refs int
 	gone bool // left the cache; close when refs reaches 0
+}
+
+// maxOpenChunks bounds the chunk files kept open: 2 GiB of 64 KiB chunks; ~1 KiB of kernel
+// memory each (file, dentry and inode pinned).
+const maxOpenChunks = 32768
+
+// openChunkBudget is how many chunk object files sub-block reads keep open: half the
+// process's open-file limit (the rest is for everything else), at most maxOpenChunks.
+func openChunkBudget() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 512
+	}
+	return int(max(min(rl.Cur/2, maxOpenChunks), 16))
 }
 
 func newFDCache(max int) *fdCache {
@@ -32,7 +47,7 @@ func newFDCache(max int) *fdCache {
 }
 
 // get returns d's open file (opening it with open on a miss), referenced: call put after use.
-func (c *fdCache) get(d chunkstore.Digest, open func() (*os.File, int64, error)) (*fdEntry, error) {
+func (c *fdCache) get(d chunkstore.Digest, open func() (int, int64, error)) (*fdEntry, error) {
 	c.mu.Lock()
 	if el, ok := c.m[d]; ok {
 		c.ll.MoveToFront(el)
@@ -42,11 +57,11 @@ func (c *fdCache) get(d chunkstore.Digest, open func() (*os.File, int64, error))
 		return e, nil
 	}
 	c.mu.Unlock()
-	f, n, err := open()
+	fd, n, err := open()
 	if err != nil {
 		return nil, err
 	}
-	e := &fdEntry{d: d, f: f, n: n, refs: 1}
+	e := &fdEntry{d: d, fd: fd, n: n, refs: 1}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.m[d]; ok {
@@ -66,7 +81,7 @@ func (c *fdCache) put(e *fdEntry) {
 	defer c.mu.Unlock()
 	e.refs--
 	if e.gone && e.refs == 0 {
-		e.f.Close()
+		unix.Close(e.fd)
 	}
 }
 
@@ -84,7 +99,7 @@ func (c *fdCache) evictLocked(el *list.Element) {
 	delete(c.m, e.d)
 	e.gone = true
 	if e.refs == 0 {
-		e.f.Close()
+		unix.Close(e.fd)
 	}
 }
 

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,18 +109,23 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	read := func(pc *piece) {
 		pc.err = im.c.readChunkAt(ctx, m.Chunks[pc.i], m.ChunkLen(pc.i), pc.within, pc.dst)
 	}
-	if len(pieces) == 1 {
-		read(&pieces[0])
-	} else {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, readParallel)
+	if workers := min(len(pieces), readParallel); workers <= 1 {
 		for k := range pieces {
-			sem <- struct{}{}
-			wg.Go(func() {
-				read(&pieces[k])
-				<-sem
-			})
+			read(&pieces[k])
 		}
+	} else {
+		// A few workers take the pieces in order; this goroutine is one of them.
+		var next atomic.Int64
+		work := func() {
+			for k := next.Add(1) - 1; k < int64(len(pieces)); k = next.Add(1) - 1 {
+				read(&pieces[k])
+			}
+		}
+		var wg sync.WaitGroup
+		for range workers - 1 {
+			wg.Go(work)
+		}
+		work()
 		wg.Wait()
 	}
 	for _, pc := range pieces {
@@ -132,8 +138,10 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// readParallel bounds the chunks one read fetches at the same time.
-const readParallel = 8
+// readParallel bounds the chunks one read fetches at the same time. Warm chunks are CPU
+// work (pread, hash), so more workers than cores only add scheduling; cold ones wait on
+// the network, where 8 in flight keep a link busy.
+var readParallel = max(8, runtime.GOMAXPROCS(0))
 
 // piece is the part of a read that falls in one data chunk.
 type piece struct {

@@ -203,6 +203,24 @@ func runServe(ctx context.Context, args []string) error {
 // serve is the serving process: the cache, the cache manager, the control API on l and the
 // file system on the FUSE connection fuseFD (with h, the connection itself; else a socket
 // the supervisor relays), until SIGTERM, the end of the connection, or a handover.
+// openFilesWanted is the open-file limit a serving process lifts itself to when it may: the
+// cache keeps up to half of it (at most 32768) chunk files open for sub-block reads.
+const openFilesWanted = 65536
+
+// raiseOpenFiles lifts RLIMIT_NOFILE to openFilesWanted when it is lower and the process may
+// (root; the systemd unit's LimitNOFILE does it too). Go has already lifted the soft limit to
+// the hard one.
+func raiseOpenFiles(log *slog.Logger) {
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil || rl.Cur >= openFilesWanted {
+		return
+	}
+	want := syscall.Rlimit{Cur: openFilesWanted, Max: max(rl.Max, openFilesWanted)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+		log.Info("open-file limit not raised: fewer chunk files are kept open for sub-block reads", "limit", rl.Cur, "err", err)
+	}
+}
+
 func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int, h *handover.Server) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	origins, err := o.s3.openOrigins(ctx, o.origins, log) // dir://, http(s)://, s3://
@@ -249,6 +267,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		ccfg.Origins = append(slices.Clip(origins), gorigin)
 		ccfg.OnManifest = gorigin.Register
 	}
+	raiseOpenFiles(log)
 	c, err := cache.New(ccfg)
 	if err != nil {
 		return err
