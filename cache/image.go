@@ -24,6 +24,8 @@ type Image struct {
 	src ChunkSource // set for an image read through a ChunkSource (then m has no chunks)
 
 	stored, storedAt atomic.Int64 // StoredBytes's last count, and when (unix ns)
+
+	streams streams // sequential streams reading it, each read one read ahead (stream.go)
 }
 
 // storedTTL bounds how stale StoredBytes may be: counting stats every chunk's object.
@@ -74,6 +76,13 @@ func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
 // round trip to the origin, not one per chunk. An error names the first chunk that failed
 // and why; n counts the bytes before it.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return im.readAt(ctx, p, off, true)
+}
+
+// readAt is ReadAt; a read that is not the guest's (guest false: one read ahead, stream.go) is
+// not counted, does not mark the image used and is not recorded in a boot profile (served,
+// when its bytes are served, does that).
+func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
 	}
@@ -83,13 +92,13 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	p = p[:min(int64(len(p)), m.Size-off)]
 	st := im.c.stats
-	st.reads.Add(1)
-	im.lastUse.Store(time.Now().UnixNano())
+	if guest {
+		im.served(off, len(p))
+	}
 	if im.src != nil {
 		return im.readSource(ctx, p, off)
 	}
 	var pieces []piece
-	rec := im.rec.Load()
 	for n := 0; n < len(p); {
 		pos := off + int64(n)
 		i := int(pos / m.ChunkSize)
@@ -97,11 +106,7 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		want := int(min(int64(len(p)-n), m.ChunkLen(i)-within))
 		if d := m.Chunks[i]; d.IsZero() {
 			clear(p[n : n+want])
-			st.holeBytes.Add(int64(want))
 		} else {
-			if rec != nil {
-				rec.record(i)
-			}
 			pieces = append(pieces, piece{i: i, at: n, within: within, dst: p[n : n+want]})
 		}
 		n += want
@@ -130,12 +135,45 @@ func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	}
 	for _, pc := range pieces {
 		if pc.err != nil {
-			st.readErrors.Add(1)
+			if guest {
+				st.readErrors.Add(1)
+			}
 			return pc.at, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), pc.i, int64(pc.i)*m.ChunkSize, pc.err)
 		}
 	}
-	st.bytesRead.Add(int64(len(p)))
+	if guest {
+		im.servedBytes(off, len(p))
+	}
 	return len(p), nil
+}
+
+// served counts a read of n bytes at off as the guest's: the image was used, and a boot
+// profile being recorded records its chunks.
+func (im *Image) served(off int64, n int) {
+	im.c.stats.reads.Add(1)
+	im.lastUse.Store(time.Now().UnixNano())
+	if rec := im.rec.Load(); rec != nil && im.src == nil {
+		m := im.m
+		for i := int(off / m.ChunkSize); i < len(m.Chunks) && int64(i)*m.ChunkSize < off+int64(n); i++ {
+			if !m.Chunks[i].IsZero() {
+				rec.record(i)
+			}
+		}
+	}
+}
+
+// servedBytes counts the bytes of a read served from chunks (holes apart).
+func (im *Image) servedBytes(off int64, n int) {
+	m, st := im.m, im.c.stats
+	var holes int64
+	for i := int(off / m.ChunkSize); i < len(m.Chunks) && int64(i)*m.ChunkSize < off+int64(n); i++ {
+		if m.Chunks[i].IsZero() {
+			start, end := max(off, int64(i)*m.ChunkSize), min(off+int64(n), int64(i)*m.ChunkSize+m.ChunkLen(i))
+			holes += end - start
+		}
+	}
+	st.holeBytes.Add(holes)
+	st.bytesRead.Add(int64(n))
 }
 
 // readParallel bounds the chunks one read fetches at the same time. Warm chunks are CPU

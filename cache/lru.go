@@ -39,6 +39,14 @@ func (l *lru[V]) get(d chunkstore.Digest) (V, bool) {
 	return e.Value.(*lruEntry[V]).v, true
 }
 
+// has reports whether d is held, without counting as a use.
+func (l *lru[V]) has(d chunkstore.Digest) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.items[d]
+	return ok
+}
+
 func (l *lru[V]) add(d chunkstore.Digest, v V) {
 	n := l.cost(v)
 	if n > l.max {

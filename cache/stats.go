@@ -10,7 +10,7 @@ import (
 // Stats are the cache's counters; they back `basefs status` and the Prometheus metrics.
 type Stats struct {
 	reads, bytesRead, holeBytes, readErrors atomic.Int64
-	memHits, subBlockReads                  atomic.Int64
+	memHits, subBlockReads, readAheads      atomic.Int64
 	inFlight                                atomic.Int64
 	localCorrupt, repairs, storeErrors      atomic.Int64
 	manifestFetches                         atomic.Int64
@@ -25,12 +25,14 @@ func (s *Stats) observeFetch(d time.Duration) {
 
 // StatsSnapshot is a point-in-time copy of the counters.
 type StatsSnapshot struct {
-	Reads           int64            `json:"reads"`
-	BytesRead       int64            `json:"bytes_read"`
-	HoleBytes       int64            `json:"hole_bytes"`
-	ReadErrors      int64            `json:"read_errors"`
-	MemoryHits      int64            `json:"memory_hits"`
-	SubBlockReads   int64            `json:"sub_block_reads"`
+	Reads         int64 `json:"reads"`
+	BytesRead     int64 `json:"bytes_read"`
+	HoleBytes     int64 `json:"hole_bytes"`
+	ReadErrors    int64 `json:"read_errors"`
+	MemoryHits    int64 `json:"memory_hits"`
+	SubBlockReads int64 `json:"sub_block_reads"`
+	// ReadAheads counts reads of sequential streams read ahead (stream.go).
+	ReadAheads      int64            `json:"read_aheads"`
 	FetchesInFlight int64            `json:"fetches_in_flight"`
 	LocalCorrupt    int64            `json:"local_corrupt"`
 	Repairs         int64            `json:"repairs"`
@@ -67,6 +69,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 	out := StatsSnapshot{
 		Reads: s.reads.Load(), BytesRead: s.bytesRead.Load(), HoleBytes: s.holeBytes.Load(),
 		ReadErrors: s.readErrors.Load(), MemoryHits: s.memHits.Load(), SubBlockReads: s.subBlockReads.Load(),
+		ReadAheads:      s.readAheads.Load(),
 		FetchesInFlight: s.inFlight.Load(), LocalCorrupt: s.localCorrupt.Load(),
 		Repairs: s.repairs.Load(), StoreErrors: s.storeErrors.Load(),
 		ManifestFetches: s.manifestFetches.Load(),

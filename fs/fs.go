@@ -397,6 +397,16 @@ func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.
 		return fuse.ReadResultData(nil), fuse.OK
 	}
 	dest := buf[:min(int64(input.Size), int64(len(buf)), v.size-off)]
+	if off+int64(len(dest)) <= v.im.Size() {
+		// Within the image: a sequential stream's read may come from a buffer read ahead.
+		b, release, err := v.im.ReadStream(ctxOf(cancel), dest, off)
+		if err != nil {
+			release()
+			f.cfg.Logger.Error("read failed", "image", v.im.Digest().String(), "offset", off, "length", len(dest), "err", err)
+			return nil, fuse.EIO
+		}
+		return &streamResult{b: b, release: release}, fuse.OK
+	}
 	n := 0
 	if off < v.im.Size() {
 		var err error
@@ -409,6 +419,16 @@ func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.
 	clear(dest[n:])
 	return fuse.ReadResultData(dest), fuse.OK
 }
+
+// streamResult is a read's reply in a buffer the cache lends until go-fuse has written it.
+type streamResult struct {
+	b       []byte
+	release func()
+}
+
+func (r *streamResult) Bytes([]byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
+func (r *streamResult) Size() int                          { return len(r.b) }
+func (r *streamResult) Done()                              { r.release() }
 
 func (f *FS) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	if input.NodeId != fuse.FUSE_ROOT_ID {
