@@ -32,14 +32,20 @@ type fdEntry struct {
 // memory each (file, dentry and inode pinned).
 const maxOpenChunks = 32768
 
-// openChunkBudget is how many chunk object files sub-block reads keep open: half the
-// process's open-file limit (the rest is for everything else), at most maxOpenChunks.
+// openFilesReserve is the part of the open-file limit left to everything but chunk files:
+// the FUSE device, sockets (control, metrics, origin and tier connections), the writable
+// area's open files, the state's own files. A daemon serving a busy host uses a few hundred.
+const openFilesReserve = 2048
+
+// openChunkBudget is how many chunk object files sub-block reads keep open: the process's
+// open-file limit less openFilesReserve (at least half of it, at most maxOpenChunks).
 func openChunkBudget() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 512
 	}
-	return int(max(min(rl.Cur/2, maxOpenChunks), 16))
+	n := max(int64(rl.Cur)-openFilesReserve, int64(rl.Cur/2))
+	return int(max(min(n, maxOpenChunks), 16))
 }
 
 func newFDCache(max int) *fdCache {
