@@ -104,7 +104,7 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 	}
 	cl.add(l.Stop)
 	m := &readMeter{
-		daemon: d, relayPID: d.PID(), serverPID: st.PID, loop: l, runtime: o.FioRuntime,
+		daemon: d, supervisorPID: d.PID(), serverPID: st.PID, loop: l, runtime: o.FioRuntime,
 		paths: map[string]string{tBasefs: filepath.Join(d.Mount, imp.Digest), tLoopback: filepath.Join(l.mnt, "image.raw"), tPlain: raw},
 		got:   series{}, cpu: series{}, served: map[string]int64{}, asked: map[string]int64{},
 	}
@@ -166,14 +166,14 @@ func runRead(ctx context.Context, e *env, r *Result) error {
 
 // readMeter measures the read scenario's fio runs and keeps their samples.
 type readMeter struct {
-	daemon    *daemon
-	relayPID  int // basefs's supervisor: it relays the FUSE connection to the serving process
-	serverPID int // basefs's serving process
-	loop      *loopback
-	paths     map[string]string // by target
-	runtime   time.Duration
-	prof      *cpuProfiler  // nil: no profile
-	serverCPU time.Duration // the serving process's CPU during all basefs runs
+	daemon        *daemon
+	supervisorPID int // basefs's supervisor: it holds the FUSE connection (and relays it on kernels without resend)
+	serverPID     int // basefs's serving process
+	loop          *loopback
+	paths         map[string]string // by target
+	runtime       time.Duration
+	prof          *cpuProfiler  // nil: no profile
+	serverCPU     time.Duration // the serving process's CPU during all basefs runs
 
 	got    series           // MB/s by target and pattern, in run order
 	cpu    series           // CPU µs per read by target and pattern (O_DIRECT, FUSE servers)
@@ -186,7 +186,7 @@ func (m *readMeter) measure(ctx context.Context, t string, j fioJob) (float64, e
 	var pids []int
 	switch t {
 	case tBasefs:
-		pids = []int{m.serverPID, m.relayPID}
+		pids = []int{m.serverPID, m.supervisorPID}
 	case tLoopback:
 		pids = []int{m.loop.PID()}
 	}
@@ -272,8 +272,8 @@ func (m *readMeter) report(ctx context.Context, e *env, r *Result) error {
 		}
 	}
 	r.note("CPU per read is the user and system time of the FUSE server's processes during the run ÷ fio's reads " +
-		"(with O_DIRECT each read is one FUSE request): for basefs the serving process and the supervisor that " +
-		"relays the connection to it, for the loopback its one process; from /proc/PID/stat, 10 ms resolution.")
+		"(with O_DIRECT each read is one FUSE request): for basefs the serving process and the supervisor holding " +
+		"the connection (it relays it only on kernels without resend), for the loopback its one process; from /proc/PID/stat, 10 ms resolution.")
 	for _, base := range readTargets[1:] {
 		for _, j := range readJobs {
 			r.addPaired(j.label(), "MB/s", "higher", "basefs (warm, verified)", m.got[key(tBasefs, j.label())], base, m.got[key(base, j.label())])
@@ -281,7 +281,7 @@ func (m *readMeter) report(ctx context.Context, e *env, r *Result) error {
 	}
 	for _, j := range readJobs {
 		if j.Direct {
-			r.addPaired(j.label()+": CPU per read", "µs", "lower", "basefs (server + relay)", m.cpu[key(tBasefs, j.label())], tLoopback, m.cpu[key(tLoopback, j.label())])
+			r.addPaired(j.label()+": CPU per read", "µs", "lower", "basefs (serving process + supervisor)", m.cpu[key(tBasefs, j.label())], tLoopback, m.cpu[key(tLoopback, j.label())])
 		}
 	}
 	for _, j := range readJobs {

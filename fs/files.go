@@ -153,11 +153,14 @@ func (f *files) isFile(n uint64) bool {
 	return ok
 }
 
-// file returns an open backing file for node n (opened on first use, kept while the kernel
-// holds the file open).
-func (f *files) file(n uint64) (*os.File, syscall.Errno) {
+// hold returns an open backing file for node n (opened on first use, kept while the kernel
+// holds the file open), held for the caller, who calls released(n) when done: a RELEASE of
+// the kernel's last handle, racing with a request that does not name a handle (a utime by
+// path), must not close the descriptor under it.
+func (f *files) hold(n uint64) (*os.File, syscall.Errno) {
 	f.mu.Lock()
 	if fd := f.fds[n]; fd != nil {
+		f.opens[n]++
 		f.mu.Unlock()
 		return fd, 0
 	}
@@ -174,6 +177,7 @@ func (f *files) file(n uint64) (*os.File, syscall.Errno) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.opens[n]++
 	if old := f.fds[n]; old != nil {
 		fd.Close()
 		return old, 0
@@ -188,8 +192,8 @@ func (f *files) opened(n uint64) {
 	f.mu.Unlock()
 }
 
-// released drops one open of node n; at the last one its backing file is closed and, if it
-// was unlinked meanwhile, removed.
+// released drops one open (or hold) of node n; at the last one its backing file is closed
+// and, if it was unlinked meanwhile, removed.
 func (f *files) released(n uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

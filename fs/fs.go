@@ -421,12 +421,15 @@ func (f *FS) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte) (fuse.
 }
 
 // streamResult is a read's reply in a buffer the cache lends until go-fuse has written it.
+// Slices makes go-fuse write it as it is and call Done after the write; a result with Bytes
+// alone is copied out and Done at once, when splice is off — too early to give the buffer back.
 type streamResult struct {
 	b       []byte
 	release func()
 }
 
 func (r *streamResult) Bytes([]byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
+func (r *streamResult) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.b}, fuse.OK }
 func (r *streamResult) Size() int                          { return len(r.b) }
 func (r *streamResult) Done()                              { r.release() }
 

@@ -237,10 +237,11 @@ func (f *FS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.S
 }
 
 func (f *FS) openFile(n uint64, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fd, errno := f.files.file(n)
+	fd, errno := f.files.hold(n)
 	if errno != 0 {
 		return fuse.Status(errno)
 	}
+	defer f.files.released(n)
 	if in.Flags&syscall.O_TRUNC != 0 {
 		if err := fd.Truncate(0); err != nil {
 			return fuse.Status(errnoOf(err))
@@ -252,10 +253,11 @@ func (f *FS) openFile(n uint64, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status 
 }
 
 func (f *FS) readFile(n uint64, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	fd, errno := f.files.file(n)
+	fd, errno := f.files.hold(n)
 	if errno != 0 {
 		return nil, fuse.Status(errno)
 	}
+	defer f.files.released(n)
 	k, err := fd.ReadAt(buf[:min(int(in.Size), len(buf))], int64(in.Offset))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fuse.Status(errnoOf(err))
@@ -268,10 +270,11 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return 0, fuse.Status(syscall.EROFS)
 	}
-	fd, errno := f.files.file(in.NodeId)
+	fd, errno := f.files.hold(in.NodeId)
 	if errno != 0 {
 		return 0, fuse.Status(errno)
 	}
+	defer f.files.released(in.NodeId)
 	k, err := fd.WriteAt(data, int64(in.Offset))
 	if err != nil {
 		return uint32(k), fuse.Status(errnoOf(err))
@@ -284,10 +287,11 @@ func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.OK // images are immutable and durable
 	}
-	fd, errno := f.files.file(in.NodeId)
+	fd, errno := f.files.hold(in.NodeId)
 	if errno != 0 {
 		return fuse.Status(errno)
 	}
+	defer f.files.released(in.NodeId)
 	var err error
 	if in.FsyncFlags&1 != 0 {
 		err = unix.Fdatasync(int(fd.Fd()))
@@ -311,10 +315,11 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 	if f.files == nil || !f.files.isFile(in.NodeId) {
 		return fuse.Status(syscall.EROFS)
 	}
-	fd, errno := f.files.file(in.NodeId)
+	fd, errno := f.files.hold(in.NodeId)
 	if errno != 0 {
 		return fuse.Status(errno)
 	}
+	defer f.files.released(in.NodeId)
 	return fuse.Status(errnoOrZero(unix.Fallocate(int(fd.Fd()), in.Mode, int64(in.Offset), int64(in.Length))))
 }
 
@@ -332,10 +337,11 @@ func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut)
 		out.Offset = uint64(off)
 		return fuse.OK
 	}
-	fd, errno := f.files.file(in.NodeId)
+	fd, errno := f.files.hold(in.NodeId)
 	if errno != 0 {
 		return fuse.Status(errno)
 	}
+	defer f.files.released(in.NodeId)
 	off, err := unix.Seek(int(fd.Fd()), int64(in.Offset), int(in.Whence))
 	if err != nil {
 		return fuse.Status(errnoOf(err))
@@ -347,10 +353,11 @@ func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut)
 // setFileAttr applies chmod, chown, truncate and utime to a writable file.
 func (f *FS) setFileAttr(in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	n := in.NodeId
-	fd, errno := f.files.file(n)
+	fd, errno := f.files.hold(n)
 	if errno != 0 {
 		return fuse.Status(errno)
 	}
+	defer f.files.released(n)
 	if m, ok := in.GetMode(); ok {
 		if err := fd.Chmod(os.FileMode(m) & os.ModePerm); err != nil {
 			return fuse.Status(errnoOf(err))
