@@ -23,24 +23,37 @@ type Image struct {
 
 	src ChunkSource // set for an image read through a ChunkSource (then m has no chunks)
 
-	stored, storedAt atomic.Int64 // StoredBytes's last count, and when (unix ns)
+	stored, storedNext atomic.Int64 // StoredBytes's last count, and when (unix ns) to count again
+	counting           atomic.Bool  // StoredBytes is counting
 
 	streams streams // sequential streams reading it, each read one read ahead (stream.go)
 }
 
-// storedTTL bounds how stale StoredBytes may be: counting stats every chunk's object.
-const storedTTL = time.Second
+// storedTTL bounds how stale StoredBytes may be. Counting stats every chunk's object (a
+// 16 GiB image has 262144), so it is also never counted again sooner than storedSpacing
+// times what the last count took, and by one caller at a time: stat(2) of a large image,
+// which every open and every image cache manager pass does, stays a small cost.
+const (
+	storedTTL     = time.Second
+	storedSpacing = 100
+)
 
 // StoredBytes returns the bytes the image's chunks take in the local state (st_blocks of its
-// file), counted at most once a second.
+// file), counted at most once a second (less often for large images); while one caller
+// counts, the others get the last count.
 func (im *Image) StoredBytes() int64 {
 	now := time.Now().UnixNano()
-	if at := im.storedAt.Load(); at != 0 && now-at < int64(storedTTL) {
+	next := im.storedNext.Load()
+	if now < next || (next != 0 && !im.counting.CompareAndSwap(false, true)) {
 		return im.stored.Load()
 	}
+	if next != 0 {
+		defer im.counting.Store(false)
+	}
 	_, _, n := im.Presence()
+	done := time.Now().UnixNano()
 	im.stored.Store(n)
-	im.storedAt.Store(now)
+	im.storedNext.Store(done + max(int64(storedTTL), storedSpacing*(done-now)))
 	return n
 }
 
@@ -76,19 +89,21 @@ func (im *Image) Manifest() *chunkstore.Manifest { return im.m }
 // round trip to the origin, not one per chunk. An error names the first chunk that failed
 // and why; n counts the bytes before it.
 func (im *Image) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	return im.readAt(ctx, p, off, true)
+	n, _, err := im.readAt(ctx, p, off, true)
+	return n, err
 }
 
-// readAt is ReadAt; a read that is not the guest's (guest false: one read ahead, stream.go) is
-// not counted, does not mark the image used and is not recorded in a boot profile (served,
-// when its bytes are served, does that).
-func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (int, error) {
+// readAt is ReadAt, and says how many of the bytes read were holes; a read that is not the
+// guest's (guest false: one read ahead, stream.go) is not counted, does not mark the image
+// used and is not recorded in a boot profile (served and servedBytes, when its bytes are
+// served, do that).
+func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (int, int64, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
+		return 0, 0, fmt.Errorf("image %s: negative offset %d", im.digest.Short(), off)
 	}
 	m := im.m
 	if off >= m.Size {
-		return 0, nil
+		return 0, 0, nil
 	}
 	p = p[:min(int64(len(p)), m.Size-off)]
 	st := im.c.stats
@@ -96,9 +111,11 @@ func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (i
 		im.served(off, len(p))
 	}
 	if im.src != nil {
-		return im.readSource(ctx, p, off)
+		n, err := im.readSource(ctx, p, off)
+		return n, 0, err
 	}
 	var pieces []piece
+	var holes int64
 	for n := 0; n < len(p); {
 		pos := off + int64(n)
 		i := int(pos / m.ChunkSize)
@@ -106,6 +123,7 @@ func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (i
 		want := int(min(int64(len(p)-n), m.ChunkLen(i)-within))
 		if d := m.Chunks[i]; d.IsZero() {
 			clear(p[n : n+want])
+			holes += int64(want)
 		} else {
 			pieces = append(pieces, piece{i: i, at: n, within: within, dst: p[n : n+want]})
 		}
@@ -138,13 +156,13 @@ func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (i
 			if guest {
 				st.readErrors.Add(1)
 			}
-			return pc.at, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), pc.i, int64(pc.i)*m.ChunkSize, pc.err)
+			return pc.at, 0, fmt.Errorf("image %s, chunk %d at offset %d: %w", im.digest.Short(), pc.i, int64(pc.i)*m.ChunkSize, pc.err)
 		}
 	}
 	if guest {
-		im.servedBytes(off, len(p))
+		im.servedBytes(len(p), holes)
 	}
-	return len(p), nil
+	return len(p), holes, nil
 }
 
 // served counts a read of n bytes at off as the guest's: the image was used, and a boot
@@ -162,18 +180,10 @@ func (im *Image) served(off int64, n int) {
 	}
 }
 
-// servedBytes counts the bytes of a read served from chunks (holes apart).
-func (im *Image) servedBytes(off int64, n int) {
-	m, st := im.m, im.c.stats
-	var holes int64
-	for i := int(off / m.ChunkSize); i < len(m.Chunks) && int64(i)*m.ChunkSize < off+int64(n); i++ {
-		if m.Chunks[i].IsZero() {
-			start, end := max(off, int64(i)*m.ChunkSize), min(off+int64(n), int64(i)*m.ChunkSize+m.ChunkLen(i))
-			holes += end - start
-		}
-	}
-	st.holeBytes.Add(holes)
-	st.bytesRead.Add(int64(n))
+// servedBytes counts the n bytes of a read served, holes of them holes.
+func (im *Image) servedBytes(n int, holes int64) {
+	im.c.stats.holeBytes.Add(holes)
+	im.c.stats.bytesRead.Add(int64(n))
 }
 
 // readParallel bounds the chunks one read fetches at the same time. Warm chunks are CPU

@@ -40,11 +40,12 @@ type stream struct {
 
 // aheadRead is a read ahead of a stream: done is closed when buf holds its bytes or err why not.
 type aheadRead struct {
-	off  int64
-	n    int
-	buf  *[]byte // from aheadPool
-	err  error
-	done chan struct{}
+	off   int64
+	n     int
+	buf   *[]byte // from aheadPool
+	holes int64   // bytes of it that are holes
+	err   error
+	done  chan struct{}
 }
 
 // ReadStream reads len(p) bytes at off for a caller that passes them on and then calls
@@ -64,7 +65,7 @@ func (im *Image) ReadStream(ctx context.Context, p []byte, off int64) (b []byte,
 		<-got.done
 		if got.err == nil {
 			im.served(off, len(p))
-			im.servedBytes(off, len(p))
+			im.servedBytes(len(p), got.holes)
 			return (*got.buf)[:len(p)], func() { aheadPool.Put(got.buf) }, nil
 		}
 		aheadPool.Put(got.buf)
@@ -121,7 +122,7 @@ func (im *Image) readAhead(a *aheadRead) {
 		a.err = errNotAhead
 		return
 	}
-	_, a.err = im.readAt(context.Background(), (*a.buf)[:a.n], a.off, false)
+	_, a.holes, a.err = im.readAt(context.Background(), (*a.buf)[:a.n], a.off, false)
 	if a.err == nil {
 		im.c.stats.readAheads.Add(1)
 	}

@@ -25,6 +25,12 @@ type streamImage struct {
 
 func newStreamImage(t *testing.T, n, local_ int) *streamImage {
 	t.Helper()
+	return newHoleyStreamImage(t, n, local_, nil)
+}
+
+// newHoleyStreamImage is newStreamImage with the chunks in holes as holes (zeros, no object).
+func newHoleyStreamImage(t *testing.T, n, local_ int, holes map[int]bool) *streamImage {
+	t.Helper()
 	const cs = 64 << 10
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -38,6 +44,11 @@ func newStreamImage(t *testing.T, n, local_ int) *streamImage {
 	}
 	w := &streamImage{m: &chunkstore.Manifest{Size: int64(n) * cs, ChunkSize: cs}, origin: stores[0], state: stores[1]}
 	for i := range n {
+		if holes[i] {
+			w.data = append(w.data, make([]byte, cs)...)
+			w.m.Chunks = append(w.m.Chunks, chunkstore.Digest{})
+			continue
+		}
 		b := storetest.Data(uint64(500+i), cs)
 		w.data = append(w.data, b...)
 		ch := chunkstore.NewChunk(b)
@@ -68,6 +79,9 @@ func newStreamImage(t *testing.T, n, local_ int) *streamImage {
 		t.Fatal(err)
 	}
 	for i := range local_ {
+		if holes[i] {
+			continue
+		}
 		if _, err := c.Chunk(ctx, w.m.Chunks[i]); err != nil {
 			t.Fatal(err)
 		}
@@ -110,6 +124,32 @@ func TestReadStreamReadsAhead(t *testing.T) {
 	}
 	if st.LocalCorrupt != 0 || st.ReadErrors != 0 || st.Fetches() != 0 {
 		t.Fatalf("%d corrupt, %d read errors, %d fetches; want none", st.LocalCorrupt, st.ReadErrors, st.Fetches())
+	}
+}
+
+// Holes are counted once, whether a read is served by ReadAt or from a read ahead.
+func TestReadStreamCountsHoles(t *testing.T) {
+	holes := map[int]bool{}
+	for i := 0; i < 128; i += 3 {
+		holes[i] = true
+	}
+	w := newHoleyStreamImage(t, 128, 128, holes)
+	const n = 96 << 10 // reads that end inside chunks
+	var want int64
+	for off := int64(0); off+n <= w.m.Size; off += n {
+		w.read(t, off, n)
+		for b := off; b < off+n; b += 32 << 10 { // n and the chunk size are multiples of 32 KiB
+			if holes[int(b/(64<<10))] {
+				want += 32 << 10
+			}
+		}
+	}
+	st := w.c.Stats()
+	if st.ReadAheads == 0 {
+		t.Fatal("the sequential reads were not read ahead")
+	}
+	if reads := w.m.Size / n; st.HoleBytes != want || st.BytesRead != reads*n {
+		t.Fatalf("counted %d hole bytes of %d read; want %d of %d", st.HoleBytes, st.BytesRead, want, reads*n)
 	}
 }
 
