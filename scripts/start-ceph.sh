@@ -102,21 +102,9 @@ if ! installed; then
 	installed || die "installed the packages, but a Ceph program is still missing"
 fi
 
-stop_pidfile() { # $1: pid file name in run/
-	local pid
-	[ -s "$RUN/$1.pid" ] || return 0
-	pid=$(cat "$RUN/$1.pid" 2>/dev/null || true)
-	if [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
-		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$CONF"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	rm -f "$RUN/$1.pid"
-}
+# Stopping is stop-ceph.sh's (only processes of this directory are signalled); it finds the
+# same directory through BASEFS_CEPH_DIR.
+stop_ceph() { BASEFS_CEPH_DIR="$STATE" "$(dirname "${BASH_SOURCE[0]}")/stop-ceph.sh" "$@" 9>&-; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -144,7 +132,7 @@ ensure_user() {
 
 # Only radosgw is down (or listens elsewhere): start it alone, the cluster's data stays.
 if cluster_up && [ "$(configured_port)" = "$RGW_PORT" ]; then
-	stop_pidfile rgw
+	stop_ceph rgw
 	say "starting radosgw on $URL"
 	start_rgw
 	ensure_user
@@ -153,9 +141,7 @@ if cluster_up && [ "$(configured_port)" = "$RGW_PORT" ]; then
 fi
 
 # --- a new cluster --------------------------------------------------------------------------------
-stop_pidfile rgw
-stop_pidfile osd.0
-stop_pidfile mon.a
+stop_ceph
 rm -rf "$STATE/mon" "$STATE/osd" "$RUN" "$STATE/log" "$STATE/monmap" "$CONF"
 mkdir -p "$STATE/mon" "$STATE/osd/ceph-0" "$RUN" "$STATE/log"
 port_free "$MON_PORT" || die "127.0.0.1:$MON_PORT is already in use by another process (set BASEFS_CEPH_MON_PORT)"

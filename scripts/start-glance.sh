@@ -37,6 +37,10 @@
 set -euo pipefail
 
 die() { echo "start-glance.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/paste.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/paste.sh"
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 STATE=${BASEFS_GLANCE_DIR:-/var/lib/basefs-glance}
 PORT=${BASEFS_GLANCE_PORT:-9292}
@@ -76,13 +80,7 @@ fi
 stop_ours() {
 	local pid
 	pid=$(cat "$PIDFILE")
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return 0; }
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	sleep 0.2
+	stop_pid "$pid" || die "glance-api (pid $pid) did not stop"
 	rm -f "$PIDFILE"
 }
 if ours; then
@@ -217,24 +215,7 @@ write "$STATE/glance-api-paste.ini" <<EOF
 [pipeline:glance-api]
 pipeline = healthcheck versionnegotiation unauthenticated-context rootapp
 
-[composite:rootapp]
-paste.composite_factory = glance.api:root_app_factory
-/: apiversions
-/v2: apiv2app
-
-[app:apiversions]
-paste.app_factory = glance.api.versions:create_resource
-
-[app:apiv2app]
-paste.app_factory = glance.api.v2.router:API.factory
-
-[filter:healthcheck]
-paste.filter_factory = oslo_middleware:Healthcheck.factory
-backends = disable_by_file
-disable_by_file_path = $STATE/healthcheck_disable
-
-[filter:versionnegotiation]
-paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
+$(glance_paste_apps "$STATE/healthcheck_disable")
 
 [filter:unauthenticated-context]
 paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory

@@ -110,6 +110,8 @@ set -euo pipefail
 SELF=start-openstack.sh
 log() { printf '%s %s: %s\n' "$(date +%T)" "$SELF" "$*" >&2; }
 die() { printf '%s: %s\n' "$SELF" "$*" >&2; exit 1; }
+# shellcheck source=lib/paste.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/paste.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
@@ -375,7 +377,7 @@ NEUTRON_VERSION=$(dpkg-query -W -f='${Version}' python3-neutron)
 # libvirtd and virtlogd (no systemd): the project's host setup starts them.
 if ! virsh -c qemu:///system version >/dev/null 2>&1; then
 	log "libvirtd is not answering on qemu:///system: running scripts/setup-host.sh"
-	"$REPO/scripts/setup-host.sh" >&2
+	"$REPO/scripts/setup-host.sh" >&2 9>&- # the daemons it starts must not hold our lock
 fi
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -441,6 +443,19 @@ chmod 755 "$INSTANCES" 2>/dev/null || true
 
 db_url() { echo "mysql+pymysql://$1:$2@127.0.0.1:$MYSQL_PORT/$3?charset=utf8"; }
 RABBIT_URL="rabbit://openstack:$RABBIT_PASSWORD@127.0.0.1:$RABBIT_PORT/"
+# The oslo sections of a service (glance, neutron, nova) in its state directory SERVICE: its
+# policy files and lock directory, no notifications (there is no listener).
+oslo_sections() {
+	cat <<EOF
+[oslo_policy]
+policy_file = $STATE/$1/policy.yaml
+policy_dirs = $STATE/$1/policy.d
+[oslo_concurrency]
+lock_path = $STATE/$1/locks
+[oslo_messaging_notifications]
+driver = noop
+EOF
+}
 # [keystone_authtoken] of a service: USER PASSWORD
 authtoken() {
 	cat <<EOF
@@ -614,15 +629,7 @@ config_file = $STATE/glance/glance-api-paste.ini
 
 $(authtoken glance "$GLANCE_PASSWORD")
 
-[oslo_policy]
-policy_file = $STATE/glance/policy.yaml
-policy_dirs = $STATE/glance/policy.d
-
-[oslo_messaging_notifications]
-driver = noop
-
-[oslo_concurrency]
-lock_path = $STATE/glance/locks
+$(oslo_sections glance)
 EOF
 write "$STATE/glance/glance-api-paste.ini" <<EOF
 # Written by basefs scripts/start-openstack.sh: Debian's glance-api-keystone pipeline without
@@ -630,27 +637,10 @@ write "$STATE/glance/glance-api-paste.ini" <<EOF
 [pipeline:glance-api-keystone]
 pipeline = healthcheck http_proxy_to_wsgi versionnegotiation authtoken context rootapp
 
-[composite:rootapp]
-paste.composite_factory = glance.api:root_app_factory
-/: apiversions
-/v2: apiv2app
-
-[app:apiversions]
-paste.app_factory = glance.api.versions:create_resource
-
-[app:apiv2app]
-paste.app_factory = glance.api.v2.router:API.factory
-
-[filter:healthcheck]
-paste.filter_factory = oslo_middleware:Healthcheck.factory
-backends = disable_by_file
-disable_by_file_path = $STATE/glance/healthcheck_disable
+$(glance_paste_apps "$STATE/glance/healthcheck_disable")
 
 [filter:http_proxy_to_wsgi]
 paste.filter_factory = oslo_middleware:HTTPProxyToWSGI.factory
-
-[filter:versionnegotiation]
-paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
 
 [filter:context]
 paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
@@ -713,13 +703,7 @@ flat_networks =
 [securitygroup]
 enable_security_group = true
 firewall_driver = noop
-[oslo_concurrency]
-lock_path = $STATE/neutron/locks
-[oslo_messaging_notifications]
-driver = noop
-[oslo_policy]
-policy_file = $STATE/neutron/policy.yaml
-policy_dirs = $STATE/neutron/policy.d
+$(oslo_sections neutron)
 [agent]
 root_helper = true
 EOF
@@ -764,10 +748,7 @@ paste.app_factory = neutron.pecan_wsgi.app:versions_factory
 [app:neutronapiapp_v2_0]
 paste.app_factory = neutron.api.v2.router:APIRouter.factory
 
-[app:healthcheck]
-paste.app_factory = oslo_middleware:Healthcheck.app_factory
-backends = disable_by_file
-disable_by_file_path = $STATE/neutron/healthcheck_disable
+$(paste_healthcheck app "$STATE/neutron/healthcheck_disable")
 EOF
 
 # Nova: one nova.conf for every nova service; nova-compute-extra.conf (the hook) for nova-compute.
@@ -832,13 +813,7 @@ enabled = false
 enabled = false
 [serial_console]
 enabled = false
-[oslo_concurrency]
-lock_path = $STATE/nova/locks
-[oslo_messaging_notifications]
-driver = noop
-[oslo_policy]
-policy_file = $STATE/nova/policy.yaml
-policy_dirs = $STATE/nova/policy.d
+$(oslo_sections nova)
 EOF
 }
 {

@@ -15,6 +15,8 @@ STATE=${BASEFS_CEPH_DIR:-/var/lib/basefs-ceph}
 case "$STATE" in /*) ;; *) STATE=$(pwd -P)/$STATE ;; esac
 CONF="$STATE/ceph.conf"
 RUN="$STATE/run"
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 stop_pidfile() {
 	local pid
@@ -22,12 +24,7 @@ stop_pidfile() {
 	pid=$(cat "$RUN/$1.pid" 2>/dev/null || true)
 	if [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
 		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$CONF"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
+		stop_pid "$pid" || { echo "stop-ceph.sh: $1 (pid $pid) did not stop" >&2; exit 1; }
 	fi
 	rm -f "$RUN/$1.pid"
 }

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 die() { echo "stop-glance.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 STATE=${BASEFS_GLANCE_DIR:-/var/lib/basefs-glance}
 PIDFILE="$STATE/glance-api.pid"
@@ -24,20 +26,5 @@ if ! [[ "$pid" =~ ^[0-9]+$ ]] || ! [ -r "/proc/$pid/cmdline" ] ||
 	exit 0
 fi
 
-kill -TERM "$pid" 2>/dev/null || true
-for _ in $(seq 1 100); do
-	if ! kill -0 "$pid" 2>/dev/null; then
-		rm -f "$PIDFILE"
-		exit 0
-	fi
-	sleep 0.1
-done
-kill -KILL "$pid" 2>/dev/null || true
-for _ in $(seq 1 20); do
-	if ! kill -0 "$pid" 2>/dev/null; then
-		rm -f "$PIDFILE"
-		exit 0
-	fi
-	sleep 0.1
-done
-die "glance-api (pid $pid) did not stop"
+stop_pid "$pid" || die "glance-api (pid $pid) did not stop"
+rm -f "$PIDFILE"
