@@ -62,8 +62,8 @@ type Manager struct {
 	scrubbed, scrubbedBytes, scrubCorrupt     atomic.Int64
 	filledChunks, filledBytes, imagesComplete atomic.Int64
 	profilesRecorded, profileChunks           atomic.Int64
-	touched, removeRefused, adopted           atomic.Int64 // nova's utime, refused unlinks, adoptions
-	base                                      ManagerStats // the saved counters last loaded
+	touched, removeRefused, adopted           atomic.Int64  // nova's utime, refused unlinks, adoptions
+	base                                      savedCounters // the saved counters last loaded (counters.go)
 }
 
 // NewManager attaches a manager to c.

@@ -78,3 +78,33 @@ func (s *Stats) snapshot() StatsSnapshot {
 	}
 	return out
 }
+
+// keptCounters lists the cache's counters kept across serving processes (counters.go): its
+// own, each origin's (by the origin's name) and the write-back's. Gauges are not kept.
+func (c *Cache) keptCounters() []namedCounter {
+	s := c.stats
+	out := []namedCounter{
+		{"reads", &s.reads}, {"bytes_read", &s.bytesRead}, {"hole_bytes", &s.holeBytes},
+		{"read_errors", &s.readErrors}, {"memory_hits", &s.memHits}, {"sub_block_reads", &s.subBlockReads},
+		{"read_aheads", &s.readAheads}, {"local_corrupt", &s.localCorrupt}, {"repairs", &s.repairs},
+		{"store_errors", &s.storeErrors}, {"manifest_fetches", &s.manifestFetches},
+		{"fetch_nanos", &s.fetchNanos}, {"fetch_count", &s.fetchCount},
+	}
+	for i := range out {
+		out[i].name = "cache." + out[i].name
+	}
+	c.tiers.Each(func(name string, o *tier.Counters) {
+		p := "origin." + name + "."
+		out = append(out, namedCounter{p + "fetches", &o.Fetches}, namedCounter{p + "bytes", &o.Bytes},
+			namedCounter{p + "misses", &o.Misses}, namedCounter{p + "corrupt", &o.Corrupt},
+			namedCounter{p + "errors", &o.Errors}, namedCounter{p + "manifests", &o.Manifests})
+	})
+	if w := c.wb; w != nil {
+		p := "write_back."
+		out = append(out, namedCounter{p + "chunks", &w.chunks}, namedCounter{p + "manifests", &w.manifests},
+			namedCounter{p + "present", &w.present}, namedCounter{p + "failed", &w.failed},
+			namedCounter{p + "dropped", &w.dropped}, namedCounter{p + "bytes", &w.bytes},
+			namedCounter{p + "entries", &w.entries})
+	}
+	return out
+}

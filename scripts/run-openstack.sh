@@ -26,15 +26,19 @@
 # from the guest `make run` boots. (BASEFS_OPENSTACK_GUEST_HOLD=0 uploads the plain initrd.gz:
 # then the console can only be read from $INSTANCES/<uuid>/console.log.)
 #
+# basefs is nova's instances/_base (the point of this demo); for comparison the same image is first
+# booted once on nova's own plain _base directory (nova downloads the whole image), and the summary
+# prints both side by side: bytes Glance served for the disk, create -> ACTIVE, create -> the
+# guest's checksum line.
+#
 # Environment (besides start-openstack.sh's, passed on):
-#   BASEFS_OPENSTACK_BASEFS=1   mount basefs at $INSTANCES/_base before nova-compute starts
-#                               (function mount_basefs below): start-openstack.sh runs first with
-#                               BASEFS_OPENSTACK_COMPUTE=0 (Keystone, Glance, … up; nova-compute
-#                               not started — a running one is stopped first, so that it never
-#                               sees the plain directory), then bin/basefs mount as the Keystone
-#                               service user basefs ($STATE/openrc-basefs), then start-openstack.sh
-#                               again, which starts nova-compute over the mount.
-#                               Default 0: nova's own plain _base directory.
+#   BASEFS_OPENSTACK_BASEFS     1 (default): mount basefs at $INSTANCES/_base before nova-compute
+#                               starts (function mount_basefs below): nova-compute is stopped,
+#                               bin/basefs mounts as the Keystone service user basefs
+#                               ($STATE/openrc-basefs), then start-openstack.sh starts nova-compute
+#                               over the mount. 0: nova's own plain _base directory only.
+#   BASEFS_OPENSTACK_COMPARE    1 (default, with BASEFS_OPENSTACK_BASEFS=1): boot once on nova's
+#                               plain _base first, for the comparison in the summary; 0 skips it.
 #   BASEFS_OPENSTACK_BASEFS_STATE  basefs's --state (default $STATE/basefs)
 #   BASEFS_OPENSTACK_BASEFS_ARGS   extra flags for `basefs mount` (word-split)
 #   BASEFS_OPENSTACK_BASEFS_BIN    directory of the basefs binary (default <repo>/bin)
@@ -59,7 +63,9 @@ export BASEFS_OPENSTACK_DIR=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
 export BASEFS_OPENSTACK_INSTANCES=${BASEFS_OPENSTACK_INSTANCES:-$BASEFS_OPENSTACK_DIR/instances}
 STATE=$BASEFS_OPENSTACK_DIR
 INSTANCES=$BASEFS_OPENSTACK_INSTANCES
-USE_BASEFS=${BASEFS_OPENSTACK_BASEFS:-0}
+USE_BASEFS=${BASEFS_OPENSTACK_BASEFS:-1}
+COMPARE=${BASEFS_OPENSTACK_COMPARE:-1}
+[ "$USE_BASEFS" = 1 ] || COMPARE=0
 BASEFS_STATE=${BASEFS_OPENSTACK_BASEFS_STATE:-$STATE/basefs}
 work=${BASEFS_OPENSTACK_DEMO_DIR:-$top/.cache/openstack-demo}
 guest=$top/.cache/test-guest
@@ -95,8 +101,10 @@ mount_basefs() {
 	fi
 	# nova's own files from runs without basefs (plain bases) would be hidden under the mount.
 	if [ -n "$(ls -A "$base" 2>/dev/null)" ]; then
-		echo "moving nova's plain bases aside to $INSTANCES/_base.plain.$$"
-		mv "$base" "$INSTANCES/_base.plain.$$"
+		# (the comparison boot's, or an earlier run's; the last set is kept, nothing accumulates)
+		echo "moving nova's plain bases aside to $INSTANCES/_base.plain"
+		rm -rf "$INSTANCES/_base.plain"
+		mv "$base" "$INSTANCES/_base.plain"
 		mkdir -p "$base"
 	fi
 	# shellcheck disable=SC2086 # BASEFS_OPENSTACK_BASEFS_ARGS is a list of flags
@@ -117,26 +125,74 @@ mount_basefs() {
 	echo "basefs (pid $pid) serves $base, state $BASEFS_STATE, as Keystone user basefs"
 }
 
+# start_openstack: scripts/start-openstack.sh, its admin credentials taken into this shell; a
+# start that fails stops the demo here (its message says why).
+start_openstack() {
+	local creds
+	creds=$("$top/scripts/start-openstack.sh") || die "scripts/start-openstack.sh failed (see its message above)"
+	eval "$creds"
+	[ -n "${OS_AUTH_URL:-}" ] || die "scripts/start-openstack.sh printed no credentials"
+}
+
+# use_basefs: nova-compute on basefs at $INSTANCES/_base (nova-compute must not run while _base
+# changes under it: stopped first, started again over the mount).
+use_basefs() {
+	if ! mountpoint -q "$INSTANCES/_base"; then
+		"$top/scripts/stop-openstack.sh" nova-compute
+	fi
+	BASEFS_OPENSTACK_COMPUTE=0 "$top/scripts/start-openstack.sh" >/dev/null ||
+		die "scripts/start-openstack.sh failed (see its message above)"
+	mount_basefs
+	start_openstack
+}
+
+# use_plain: nova-compute on nova's own plain _base directory: a basefs mount there (an earlier
+# run's) is stopped first, with nova-compute.
+use_plain() {
+	if mountpoint -q "$INSTANCES/_base"; then
+		"$top/scripts/stop-openstack.sh" nova-compute
+		stop_basefs
+	fi
+	start_openstack
+}
+
+# stop_basefs: SIGTERM the daemon serving $INSTANCES/_base (it unmounts) and wait until the mount
+# is gone.
+stop_basefs() {
+	local base=$INSTANCES/_base pid
+	pid=$("$bin/basefs" status --base "$base" --json 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pid"])' 2>/dev/null || true)
+	[ -n "$pid" ] || pid=$(cat "$work/basefs-mount.pid" 2>/dev/null || true)
+	[ -n "$pid" ] || die "$base is a mount point but no basefs answers for it; unmount it first"
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 300); do
+		mountpoint -q "$base" || return 0
+		sleep 0.1
+	done
+	die "basefs (pid $pid) did not unmount $base within 30 s"
+}
+
+# glance_bytes OFFSET ID: bytes Glance's access log records for GET /v2/images/ID/file after
+# OFFSET (eventlet's log lines; response headers included, a few hundred bytes a request).
+glance_log=$STATE/log/glance.log
+glance_offset() { stat -c %s "$glance_log" 2>/dev/null || echo 0; }
+glance_bytes() {
+	tail -c +"$(($1 + 1))" "$glance_log" 2>/dev/null |
+		awk -v id="$2" 'match($0, "\"GET /v2/images/" id "/file HTTP/1\\.[01]\" (200|206) [0-9]+") {
+			n = split(substr($0, RSTART, RLENGTH), f, " "); sum += f[n] } END { printf "%d", sum }'
+}
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+
 # --- the cloud ------------------------------------------------------------------------------------
 say "building the test guest (Debian cloud kernel + busybox initramfs)"
 "$top/scripts/build-test-guest.sh" "$guest" >/dev/null
 
 t=$(now)
-if [ "$USE_BASEFS" = 1 ]; then
+if [ "$USE_BASEFS" = 1 ] && [ "$COMPARE" = 0 ]; then
 	say "starting OpenStack without nova-compute, then basefs at $INSTANCES/_base, then nova-compute"
-	# nova-compute must not run while _base changes under it.
-	if ! mountpoint -q "$INSTANCES/_base"; then
-		"$top/scripts/stop-openstack.sh" nova-compute
-	fi
-	BASEFS_OPENSTACK_COMPUTE=0 "$top/scripts/start-openstack.sh" >/dev/null
-	mount_basefs
-	eval "$("$top/scripts/start-openstack.sh")"
+	use_basefs
 else
-	say "starting OpenStack (scripts/start-openstack.sh; state in $STATE)"
-	if mountpoint -q "$INSTANCES/_base"; then
-		echo "note: $INSTANCES/_base is a mount point (basefs from a BASEFS_OPENSTACK_BASEFS=1 run?): nova uses it"
-	fi
-	eval "$("$top/scripts/start-openstack.sh")"
+	say "starting OpenStack (scripts/start-openstack.sh; state in $STATE) on nova's plain _base"
+	use_plain
 fi
 up_s=$(since "$t")
 echo "OpenStack up after $up_s s; admin credentials: $STATE/openrc; basefs's: $STATE/openrc-basefs"
@@ -313,10 +369,23 @@ boot() {
 	fi
 }
 
+# --- nova's plain _base, for comparison ------------------------------------------------------------
+if [ "$COMPARE" = 1 ]; then
+	say "for comparison: openstack server create --nic none --wait basefs-demo-plain on nova's plain _base (nova downloads the whole image)"
+	off=$(glance_offset)
+	boot basefs-demo-plain
+	plain_active=$active_s plain_sum=$sum_s plain_glance=$(glance_bytes "$off" "$disk_id")
+	os server delete --wait "$server_id"
+	say "switching nova-compute to basefs at $INSTANCES/_base"
+	use_basefs
+	TOKEN=$(os token issue -f value -c id)
+fi
+
 # --- first server -----------------------------------------------------------------------------------
-say "openstack server create --nic none --wait basefs-demo-1 (cold: nova fetches the images into _base)"
+say "openstack server create --nic none --wait basefs-demo-1 (cold: $([ "$USE_BASEFS" = 1 ] && echo "basefs fetches what the guest reads" || echo "nova fetches the images into _base"))"
+off=$(glance_offset)
 boot basefs-demo-1
-first_active=$active_s first_sum=$sum_s first_wait=$wait_s
+first_active=$active_s first_sum=$sum_s first_wait=$wait_s first_glance=$(glance_bytes "$off" "$disk_id")
 say "this image's files in instances/_base, and the instance's disk"
 show_bases
 qemu-img info -U "$INSTANCES/$server_id/disk" | grep -E '^(image|virtual size|backing file)'
@@ -342,11 +411,21 @@ if [ "${BASEFS_OPENSTACK_KEEP:-0}" != 1 ]; then
 fi
 
 say "summary"
+[ "$USE_BASEFS" = 1 ] && kind="basefs _base" || kind="nova's plain _base"
 printf '%-44s %s\n' "OpenStack up (start-openstack.sh)" "$up_s s" \
 	"image upload (3 images)" "$upload_s s" \
-	"server 1 (cold _base): create -> ACTIVE" "$first_active s (--wait returned after $first_wait s)" \
+	"server 1 ($kind, cold): create -> ACTIVE" "$first_active s (--wait returned after $first_wait s)" \
 	"server 1: create -> guest's sha256 line" "$first_sum s" \
+	"server 1: Glance served for the disk" "$(mib "$first_glance") of the $(mib "$size") image" \
 	"server 1: delete --wait" "$delete_s s" \
 	"server 2 (warm _base): create -> ACTIVE" "$second_active s (--wait returned after $second_wait s)" \
 	"server 2: create -> guest's sha256 line" "$second_sum s"
+if [ "$COMPARE" = 1 ]; then
+	echo
+	printf '%-36s %22s %22s\n' "cold boot of the same image" "nova's plain _base" "basefs _base"
+	printf '%-36s %22s %22s\n' "Glance served for the disk" "$(mib "$plain_glance")" "$(mib "$first_glance")" \
+		"create -> ACTIVE" "$plain_active s" "$first_active s" \
+		"create -> guest's sha256 line" "$plain_sum s" "$first_sum s"
+	echo "(BASEFS_OPENSTACK_COMPARE=0 skips the plain boot)"
+fi
 echo "PASS"

@@ -20,6 +20,9 @@ pkgs=(
 	fio              # benchmarks
 	dosfstools       # mkfs.vfat: nova's default ephemeral disk format when the image has no os_type
 	pkg-config
+	python3 python3-nova python3-libvirt  # Debian's /usr/bin/python3 and nova's own code, run by the nova tests (scripts/nova-driver.py) with Debian's /usr/bin/python3
+	e2fsprogs util-linux          # mkfs.ext4; mkswap, flock: nova's ephemeral and swap disks in the nova tests
+	curl                          # health checks in the start scripts
 )
 
 missing=()
@@ -31,8 +34,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup-host: installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=900 update -qq
+	apt-get install -y -qq -o DPkg::Lock::Timeout=900 --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # FUSE: allow_other works as root with an empty /etc/fuse.conf; make sure the device exists.

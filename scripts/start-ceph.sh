@@ -34,6 +34,8 @@ set -euo pipefail
 
 die() { echo "start-ceph.sh: $*" >&2; exit 1; }
 say() { echo "start-ceph.sh: $*" >&2; }
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 STATE=${BASEFS_CEPH_DIR:-/var/lib/basefs-ceph}
 RGW_PORT=${BASEFS_CEPH_RGW_PORT:-7480}
@@ -106,10 +108,9 @@ fi
 # same directory through BASEFS_CEPH_DIR.
 stop_ceph() { BASEFS_CEPH_DIR="$STATE" "$(dirname "${BASH_SOURCE[0]}")/stop-ceph.sh" "$@" 9>&-; }
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_rgw() {
-	port_free "$RGW_PORT" || die "127.0.0.1:$RGW_PORT is already in use by another process (set BASEFS_CEPH_RGW_PORT)"
+	port_free "$RGW_PORT" || port_taken_die "$RGW_PORT" radosgw BASEFS_CEPH_RGW_PORT
 	radosgw "${C[@]}" -n client.rgw.a >>"$STATE/log/radosgw.out" 2>&1 9>&- ||
 		{ tail -n 20 "$STATE/log/"*rgw* >&2; die "radosgw failed to start"; }
 	for _ in $(seq 1 240); do
@@ -144,8 +145,8 @@ fi
 stop_ceph
 rm -rf "$STATE/mon" "$STATE/osd" "$RUN" "$STATE/log" "$STATE/monmap" "$CONF"
 mkdir -p "$STATE/mon" "$STATE/osd/ceph-0" "$RUN" "$STATE/log"
-port_free "$MON_PORT" || die "127.0.0.1:$MON_PORT is already in use by another process (set BASEFS_CEPH_MON_PORT)"
-port_free "$RGW_PORT" || die "127.0.0.1:$RGW_PORT is already in use by another process (set BASEFS_CEPH_RGW_PORT)"
+port_free "$MON_PORT" || port_taken_die "$MON_PORT" ceph-mon BASEFS_CEPH_MON_PORT
+port_free "$RGW_PORT" || port_taken_die "$RGW_PORT" radosgw BASEFS_CEPH_RGW_PORT
 
 FSID=$(cat /proc/sys/kernel/random/uuid)
 cat >"$CONF" <<EOF

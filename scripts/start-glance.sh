@@ -98,9 +98,7 @@ fi
 rm -f "$PIDFILE"
 
 # Something else on the port?
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-	die "127.0.0.1:$PORT is already in use by another process (set BASEFS_GLANCE_PORT)"
-fi
+port_free "$PORT" || port_taken_die "$PORT" glance-api BASEFS_GLANCE_PORT
 
 # --- install ------------------------------------------------------------------------------------
 installed() {

@@ -116,6 +116,8 @@ log() { printf '%s %s: %s\n' "$(date +%T)" "$SELF" "$*" >&2; }
 die() { printf '%s: %s\n' "$SELF" "$*" >&2; exit 1; }
 # shellcheck source=lib/paste.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/paste.sh"
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
@@ -272,7 +274,6 @@ wait_healthy() {
 	done
 }
 http_ok() { curl -sf -o /dev/null --max-time 3 "$1"; }
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 conf_hash() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 # ensure NAME PORT HASH HEALTHCHECK TIMEOUT -- CMD...: keep NAME if it runs with the same config
 # hash and is healthy; else (re)start it and wait until HEALTHCHECK passes. PORT "-" for none.
@@ -301,7 +302,9 @@ ensure() {
 		stop_service "$name"
 	fi
 	if [ "$port" != - ] && ! port_free "$port"; then
-		die "127.0.0.1:$port (for $name) is already in use by another process (set BASEFS_OPENSTACK_*_PORT)"
+		local var=${name^^}
+		case "$name" in mariadb) var=MYSQL ;; rabbitmq) var=RABBIT ;; nova-api) var=NOVA ;; esac
+		port_taken_die "$port" "$name" "BASEFS_OPENSTACK_${var}_PORT"
 	fi
 	local t=$EPOCHREALTIME
 	${PRELAUNCH:-}

@@ -177,6 +177,14 @@ type Snapshot struct {
 	HitRatio float64 `json:"hit_ratio"`
 }
 
+// Each calls f with every origin's name and its live counters, in order (the daemon keeps
+// them across processes).
+func (t *Tiered) Each(f func(name string, c *Counters)) {
+	for i, o := range t.tiers {
+		f(o.String(), &t.stats[i])
+	}
+}
+
 // Snapshots returns every origin's counters, in order.
 func (t *Tiered) Snapshots() []Snapshot {
 	out := make([]Snapshot, len(t.tiers))

@@ -325,8 +325,10 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 		}
 	}
 	// After a handover to a new serving process, the latency histograms (FUSE requests by
-	// operation, chunk requests by origin and outcome) and the manager's counters are there,
-	// the counters going on from where the old process left them (nova's utime counted once).
+	// operation, chunk requests by origin and outcome) are there, and every counter goes on
+	// from where the old process left it: the manager's (nova's utime counted once), the
+	// cache's and each origin's (3 fetches, not 0 — make run's table showed 0 here).
+	before := d.status().Stats
 	now := time.Now()
 	if err := os.Chtimes(filepath.Join(d.mnt, digest), now, now); err != nil {
 		t.Fatalf("utime: %v", err)
@@ -343,8 +345,14 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	after := d.status().Stats
+	if after.Fetches() != 3 || after.Origins[0].Bytes != before.Origins[0].Bytes || after.Reads <= before.Reads ||
+		after.BytesRead <= before.BytesRead || after.FetchSeconds < before.FetchSeconds {
+		t.Fatalf("counters after a handover do not go on from before it:\nbefore %+v\nafter  %+v", before, after)
+	}
 	for _, want := range []string{`basefs_fuse_request_seconds_count{op="read"}`, `basefs_fuse_request_seconds_bucket{op="open"`,
-		`basefs_manager_total{what="images_removed"} 0`, `basefs_manager_total{what="images_touched"} 1`} {
+		`basefs_manager_total{what="images_removed"} 0`, `basefs_manager_total{what="images_touched"} 1`,
+		"basefs_origin_fetches_total{origin=\"dir://" + filepath.Join(dir, "a") + "\"} 3"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("metrics after a handover lack %q:\n%s", want, body)
 		}

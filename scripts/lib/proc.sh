@@ -19,3 +19,29 @@ gone() {
 	done
 	! kill -0 "$1" 2>/dev/null
 }
+
+# port_free PORT: whether nothing accepts connections on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# port_holder PORT: who listens on PORT (any local address), for the message of a start script
+# that finds its port taken: "pid 123 (glance-api --config-file …)", or, when no listening
+# socket of a visible process has it, "a process of another namespace or user".
+port_holder() {
+	local hex ino fd pid
+	hex=$(printf '%04X' "$1")
+	for ino in $(awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+		fd=$(find /proc/[0-9]*/fd -lname "socket:\[$ino\]" -print -quit 2>/dev/null)
+		[ -n "$fd" ] || continue
+		pid=${fd#/proc/}
+		pid=${pid%%/*}
+		echo "pid $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-160 | sed 's/ $//'))"
+		return 0
+	done
+	echo "a process of another namespace or user"
+}
+
+# port_taken_die PORT WHAT VARIABLE: stop the script, saying what holds PORT and how to choose
+# another (VARIABLE is the setting that names the port).
+port_taken_die() {
+	die "127.0.0.1:$1 (for $2) is already in use by $(port_holder "$1"): stop that process, or choose another port with $3=<port>"
+}
