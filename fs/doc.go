@@ -2,10 +2,12 @@
 // reads → cache. Nothing about fetching or hashing lives here.
 //
 // The mount is one flat directory, as nova's `_base` is. Image names (ParseName, IsImageName):
-//   - `<digest>` is an image, exactly its size, mode 0444, owned by Config.Owner;
+//   - `<digest>` is an image, exactly its size, mode 0440, owned by Config.Access's owner and
+//     group (access.go: only root, the owner and the group may list, look up or read; the
+//     kernel checks the modes — default_permissions — and the daemon checks the caller again);
 //   - `<digest>_<N>` is a resized view: the image followed by zeros up to N GiB (nova's name
 //     for a resized base); it exists on lookup without being created, and N GiB smaller than
-//     the image does not exist;
+//     the image does not exist; one image has at most MaxViews of them (EMLINK past it);
 //   - `<sha1>` and `<sha1>_<N>`, nova's names (the hex SHA-1 of a Glance image id, or of an
 //     adopted download), resolve through a ContextResolver (the cache's alias table and
 //     Glance catalog) to the same image and inode as `<digest>`.
@@ -16,7 +18,8 @@
 // EROFS (libvirt's DAC driver tolerates EROFS, not EACCES); setxattr ENOTSUP.
 //
 // Every other name is the writable area (files.go, writable.go): a plain local file in
-// Config.Files, with every operation nova, qemu and mkfs use. Its node ids come from the
+// Config.Files, with every operation nova, qemu and mkfs use, each name one component resolved
+// beneath the area's directory descriptor without following links (beneath.go). Its node ids come from the
 // backing file's handle, so any process serving the state derives them; a file unlinked while
 // open lives in the orphan directory until its last release; requests that are not idempotent
 // (create, rename, unlink, link) are journaled by request id, so a request resent after a crash

@@ -3,7 +3,6 @@ package fs
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -24,9 +23,10 @@ import (
 //
 // Lock order: files.mu only; no lock is held across file I/O except the fd map's bookkeeping.
 type files struct {
-	dir     string // the names
-	orphans string // unlinked files still open, by node id
-	dirFD   int
+	dir       string // the names
+	orphans   string // unlinked files still open, by node id
+	dirFD     int    // of dir: every name is resolved beneath it (beneath.go)
+	orphansFD int    // of orphans
 
 	mu     sync.Mutex
 	byNode map[uint64]string   // node id → backing path (in dir or orphans)
@@ -46,11 +46,16 @@ func openFiles(dir string) (*files, error) {
 			return nil, fmt.Errorf("writable area %s: %w", d, err)
 		}
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("writable area %s: %w", dir, err)
 	}
-	f := &files{dir: dir, orphans: orphans, dirFD: fd, byNode: map[uint64]string{}, byName: map[string]uint64{},
+	ofd, err := unix.Open(orphans, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("writable area %s: %w", orphans, err)
+	}
+	f := &files{dir: dir, orphans: orphans, dirFD: fd, orphansFD: ofd, byNode: map[uint64]string{}, byName: map[string]uint64{},
 		fds: map[uint64]*os.File{}, opens: map[uint64]int{}}
 	f.mu.Lock()
 	f.scanLocked()
@@ -77,24 +82,6 @@ func CleanOrphans(dir string) error {
 	return nil
 }
 
-// nodeOf derives the node id of the file at path from its file handle (or, on a file system
-// without handles, its inode number).
-func nodeOf(path string) (uint64, error) {
-	h := fnv.New64a()
-	fh, _, err := unix.NameToHandleAt(unix.AT_FDCWD, path, 0)
-	if err == nil {
-		fmt.Fprintf(h, "%d:", fh.Type())
-		h.Write(fh.Bytes())
-	} else {
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return 0, err
-		}
-		fmt.Fprintf(h, "ino:%d", st.Ino)
-	}
-	return h.Sum64() | fileNodeBit, nil
-}
-
 // scanLocked rebuilds the tables from the directories.
 func (f *files) scanLocked() {
 	clear(f.byNode)
@@ -103,7 +90,7 @@ func (f *files) scanLocked() {
 		entries, _ := os.ReadDir(d)
 		for _, e := range entries {
 			p := filepath.Join(d, e.Name())
-			n, err := nodeOf(p)
+			n, err := f.nodeOf(p)
 			if err != nil {
 				continue
 			}
@@ -131,7 +118,7 @@ func (f *files) path(n uint64) (string, bool) {
 // add records name (just created, looked up or renamed to) and returns its node id.
 func (f *files) add(name string) (uint64, error) {
 	p := filepath.Join(f.dir, name)
-	n, err := nodeOf(p)
+	n, err := f.nodeOf(p)
 	if err != nil {
 		return 0, err
 	}
@@ -169,9 +156,9 @@ func (f *files) hold(n uint64) (*os.File, syscall.Errno) {
 	if !ok {
 		return nil, syscall.ESTALE
 	}
-	fd, err := os.OpenFile(p, os.O_RDWR, 0)
+	fd, err := f.openAt(p, os.O_RDWR, 0)
 	if err != nil {
-		if fd, err = os.OpenFile(p, os.O_RDONLY, 0); err != nil {
+		if fd, err = f.openAt(p, os.O_RDONLY, 0); err != nil {
 			return nil, errnoOf(err)
 		}
 	}
@@ -207,7 +194,7 @@ func (f *files) released(n uint64) {
 		delete(f.fds, n)
 	}
 	if p, ok := f.byNode[n]; ok && filepath.Dir(p) == f.orphans {
-		os.Remove(p)
+		f.remove(p)
 		delete(f.byNode, n)
 	}
 }
@@ -220,14 +207,14 @@ func (f *files) unlink(name string) syscall.Errno {
 	n, known := f.byName[name]
 	if known && (f.opens[n] > 0 || f.fds[n] != nil) {
 		op := filepath.Join(f.orphans, strconv.FormatUint(n, 16))
-		if err := os.Rename(p, op); err != nil {
+		if err := f.rename(p, op, 0); err != nil {
 			return errnoOf(err)
 		}
 		f.byNode[n] = op
 		delete(f.byName, name)
 		return 0
 	}
-	if err := os.Remove(p); err != nil {
+	if err := f.remove(p); err != nil {
 		return errnoOf(err)
 	}
 	if known {

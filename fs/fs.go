@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -48,9 +49,10 @@ type Config struct {
 	// use), unlink (removal), and the rename of a download to an image name (adoption).
 	// Without it they answer EROFS.
 	Maintainer Maintainer
-	// Owner owns the root directory and the images (nova-compute's user, so that its utime
-	// of an image is allowed); writable files belong to whoever created them.
-	Owner fuse.Owner
+	// Access is who may use the mount besides root (access.go): the owner of the root
+	// directory and the images, and the group that may read them. Writable files belong to
+	// whoever created them, with the mode they chose.
+	Access Access
 	// ObserveRequest, when set, is told each request's operation and how long it took
 	// (the daemon's latency histograms).
 	ObserveRequest func(op string, d time.Duration)
@@ -138,27 +140,27 @@ func ctxOf(cancel <-chan struct{}) context.Context { return &fuse.Context{Cancel
 
 func (f *FS) rootAttr(a *fuse.Attr) {
 	a.Ino = fuse.FUSE_ROOT_ID
-	a.Mode = fuse.S_IFDIR | 0o555
-	if f.files != nil {
-		a.Mode = fuse.S_IFDIR | 0o755
+	a.Mode = fuse.S_IFDIR | rootMode
+	if f.files == nil {
+		a.Mode &^= 0o200 // nothing can be created
 	}
 	a.Nlink = 2
-	a.Owner = f.cfg.Owner
+	a.Owner = f.cfg.Access.owner()
 	a.SetTimes(&f.started, &f.started, &f.started)
 }
 
-// viewAttr: a view is world-readable (qemu runs as another user); its mtime is the image's
+// viewAttr: a view is readable by its owner and group (qemu runs in the group); its mtime is the image's
 // recorded use (nova's utime; what nova's image cache manager ages — not every read, which
 // would make the kernel drop the image's cached pages) and its blocks the bytes of it held
 // locally (what nova's disk usage counts).
 func (f *FS) viewAttr(ino uint64, v *view, a *fuse.Attr) {
 	a.Ino = ino
-	a.Mode = fuse.S_IFREG | 0o444
+	a.Mode = fuse.S_IFREG | imageMode
 	a.Size = uint64(v.size)
 	a.Blocks = uint64((v.im.StoredBytes() + 511) / 512)
 	a.Blksize = 1 << 20
 	a.Nlink = 1
-	a.Owner = f.cfg.Owner
+	a.Owner = f.cfg.Access.owner()
 	t := v.im.RecordedUse()
 	a.SetTimes(&t, &t, &t)
 }
@@ -171,6 +173,9 @@ func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, 
 		return fuse.ENOTDIR
 	}
 	ctx := ctxOf(cancel)
+	if f.deny(header, "lookup") {
+		return fuse.EACCES // before anything is resolved, fetched or allocated
+	}
 	if f.plain(name) {
 		return f.lookupFile(name, out)
 	}
@@ -202,6 +207,9 @@ func (f *FS) Lookup(cancel <-chan struct{}, header *fuse.InHeader, name string, 
 	ino := inodeNumber(d, n.ViewGiB)
 	if err := f.nodes.add(ino, node{digest: d, viewGiB: n.ViewGiB}); err != nil {
 		f.cfg.Logger.Error("lookup: cannot record the node", "name", name, "err", err)
+		if errors.Is(err, errTooManyViews) {
+			return fuse.Status(syscall.EMLINK)
+		}
 		return fuse.EIO
 	}
 	out.NodeId = ino
@@ -351,6 +359,9 @@ func (f *FS) Open(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenOut)
 	if input.Flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return fuse.Status(syscall.EROFS)
 	}
+	if f.deny(&input.InHeader, "open") {
+		return fuse.EACCES // an open image is pinned (in use) until released
+	}
 	v, st := f.nodeView(cancel, input.NodeId)
 	if !st.Ok() {
 		return st
@@ -437,6 +448,9 @@ func (f *FS) OpenDir(cancel <-chan struct{}, input *fuse.OpenIn, out *fuse.OpenO
 	if input.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
 	}
+	if f.deny(&input.InHeader, "opendir") {
+		return fuse.EACCES
+	}
 	return fuse.OK
 }
 
@@ -448,6 +462,9 @@ func (f *FS) ReadDir(cancel <-chan struct{}, input *fuse.ReadIn, out *fuse.DirEn
 	defer f.track("readdir")()
 	if input.NodeId != fuse.FUSE_ROOT_ID {
 		return fuse.ENOTDIR
+	}
+	if f.deny(&input.InHeader, "readdir") {
+		return fuse.EACCES
 	}
 	entries, err := f.entries(ctxOf(cancel))
 	if err != nil {

@@ -51,6 +51,8 @@ type envOptions struct {
 	writable bool
 	// front are origins asked before the origin (shared tiers), in order.
 	front []*local.Store
+	// access is who may use the mount besides root.
+	access Access
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -97,7 +99,7 @@ func mountEnv(t testing.TB, dir string, origin *local.Store, o envOptions) *env 
 	}
 	mnt := filepath.Join(dir, "mnt")
 	os.MkdirAll(mnt, 0o755)
-	cfg := Config{Images: c}
+	cfg := Config{Images: c, Access: o.access}
 	var mgr *cache.Manager
 	if o.writable {
 		if mgr, err = cache.NewManager(c, cache.ManagerConfig{CacheSize: -1}); err != nil {
@@ -208,8 +210,8 @@ func TestBytesAndViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Size() != size || fi.Mode().Perm() != 0o444 {
-		t.Fatalf("%s: size %d mode %v; want %d, 0444", d.Short(), fi.Size(), fi.Mode(), size)
+	if fi.Size() != size || fi.Mode().Perm() != 0o440 {
+		t.Fatalf("%s: size %d mode %v; want %d, 0440", d.Short(), fi.Size(), fi.Mode(), size)
 	}
 	if fileSHA(t, img) != fileSHA(t, raw) {
 		t.Fatal("sha256 of the mounted image differs from the source")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -146,8 +147,16 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 		return st
 	}
 	ctx := ctxOf(cancel)
-	p := filepath.Join(f.files.dir, oldName)
-	fi, err := os.Lstat(p)
+	// The download is opened beneath the area without following a link, and adopted
+	// through that descriptor: whatever the name is swapped for meanwhile is not read.
+	src, err := f.files.openAt(filepath.Join(f.files.dir, oldName), os.O_RDONLY, 0)
+	if err == nil {
+		defer src.Close()
+	}
+	var fi os.FileInfo
+	if err == nil {
+		fi, err = src.Stat()
+	}
 	if err != nil {
 		if resent && errors.Is(err, os.ErrNotExist) {
 			n, _ := ParseName(newName)
@@ -170,6 +179,7 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 		}
 	}
 	start := time.Now()
+	p := "/proc/self/fd/" + strconv.Itoa(int(src.Fd()))
 	d, err := f.cfg.Maintainer.Adopt(context.WithoutCancel(ctx), p, newName)
 	if err != nil {
 		f.cfg.Logger.Error("adoption of a download as an image failed", "from", oldName, "name", newName, "err", err)

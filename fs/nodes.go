@@ -25,13 +25,22 @@ type node struct {
 // a process taking over a live connection knows every id the kernel holds. The log holds one
 // line per view ever looked up on this state (images × sizes), so it stays small.
 type nodeTable struct {
-	mu  sync.RWMutex
-	m   map[uint64]node
-	log *os.File
+	mu    sync.RWMutex
+	m     map[uint64]node
+	views map[chunkstore.Digest]int // resized views recorded per image
+	log   *os.File
 }
 
+// MaxViews bounds the resized views (`<digest>_<N>`) one image may have in the node table
+// (and its log): nova asks for one per flavor disk size, so a few; a caller looking up every
+// N would otherwise grow the table and the log without bound. A lookup past it answers EMLINK.
+const MaxViews = 64
+
+// errTooManyViews: the image has MaxViews resized views already.
+var errTooManyViews = errors.New("too many resized views of one image")
+
 func newNodeTable(path string, logger *slog.Logger) *nodeTable {
-	t := &nodeTable{m: make(map[uint64]node)}
+	t := &nodeTable{m: make(map[uint64]node), views: make(map[chunkstore.Digest]int)}
 	if path == "" {
 		return t
 	}
@@ -42,6 +51,9 @@ func newNodeTable(path string, logger *slog.Logger) *nodeTable {
 			if err != nil {
 				logger.Warn("node log: skipping a bad line", "path", path, "err", err)
 				continue
+			}
+			if _, dup := t.m[ino]; !dup && n.viewGiB > 0 {
+				t.views[n.digest]++
 			}
 			t.m[ino] = n
 		}
@@ -101,12 +113,18 @@ func (t *nodeTable) add(ino uint64, n node) error {
 	if _, ok := t.m[ino]; ok {
 		return nil
 	}
+	if n.viewGiB > 0 && t.views[n.digest] >= MaxViews {
+		return fmt.Errorf("image %s has %d resized views: %w", n.digest.Short(), MaxViews, errTooManyViews)
+	}
 	if t.log != nil {
 		if _, err := fmt.Fprintf(t.log, "%d %s %d\n", ino, n.digest, n.viewGiB); err != nil {
 			return err
 		}
 	}
 	t.m[ino] = n
+	if n.viewGiB > 0 {
+		t.views[n.digest]++
+	}
 	return nil
 }
 

@@ -33,7 +33,7 @@ func IsImageName(name string) bool { return names.IsImage(name) }
 
 func (f *FS) fileEntry(n uint64, p string, out *fuse.EntryOut) fuse.Status {
 	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	if err := f.files.lstat(p, &st); err != nil {
 		return fuse.Status(errnoOf(err))
 	}
 	out.NodeId = n
@@ -51,7 +51,7 @@ func (f *FS) fileAttr(n uint64, out *fuse.AttrOut) fuse.Status {
 	if fd := f.openFD(n); fd != nil {
 		err = syscall.Fstat(int(fd.Fd()), &st)
 	} else if p, ok := f.files.path(n); ok {
-		err = syscall.Lstat(p, &st)
+		err = f.files.lstat(p, &st)
 	} else {
 		return fuse.Status(syscall.ESTALE)
 	}
@@ -74,7 +74,8 @@ func (f *FS) openFD(n uint64) *os.File {
 
 func (f *FS) lookupFile(name string, out *fuse.EntryOut) fuse.Status {
 	p := filepath.Join(f.files.dir, name)
-	if _, err := os.Lstat(p); err != nil {
+	var st syscall.Stat_t
+	if err := f.files.lstat(p, &st); err != nil {
 		out.SetEntryTimeout(negativeTimeout)
 		return fuse.Status(errnoOf(err))
 	}
@@ -104,6 +105,12 @@ func (f *FS) writableName(parent uint64, name string) fuse.Status {
 	if f.files == nil {
 		return fuse.Status(syscall.EROFS)
 	}
+	if len(name) > maxNameLen {
+		return fuse.Status(syscall.ENAMETOOLONG)
+	}
+	if !validName(name) {
+		return fuse.EINVAL
+	}
 	if IsImageName(name) {
 		// Image names are content: they come from origins or from adoption (rename). A nova
 		// name no image has may be written directly, as nova does for kernels and ramdisks
@@ -123,7 +130,7 @@ func (f *FS) writableName(parent uint64, name string) fuse.Status {
 // decides it: every name outside the images' namespace, and a nova name whose plain file exists
 // (written directly, as nova does for kernels; it takes precedence over an image of that name).
 func (f *FS) plain(name string) bool {
-	if f.files == nil {
+	if f.files == nil || !validName(name) {
 		return false
 	}
 	if !IsImageName(name) {
@@ -133,12 +140,15 @@ func (f *FS) plain(name string) bool {
 	if !n.IsNova() || n.ViewGiB != 0 {
 		return false
 	}
-	_, err := os.Lstat(filepath.Join(f.files.dir, name))
-	return err == nil
+	var st syscall.Stat_t
+	return f.files.lstat(filepath.Join(f.files.dir, name), &st) == nil
 }
 
 func (f *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	defer f.track("create")()
+	if f.deny(&in.InHeader, "create") {
+		return fuse.EACCES
+	}
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -151,7 +161,7 @@ func (f *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out 
 		flags &^= os.O_EXCL // it may have been created by the process that died
 	}
 	p := filepath.Join(f.files.dir, name)
-	fd, err := os.OpenFile(p, flags, os.FileMode(in.Mode&0o7777))
+	fd, err := f.files.openAt(p, flags, in.Mode&0o7777)
 	if err != nil {
 		return fuse.Status(errnoOf(err))
 	}
@@ -186,6 +196,9 @@ func fileOpenFlags(flags uint32) uint32 {
 
 func (f *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	defer f.track("mknod")()
+	if f.deny(&in.InHeader, "mknod") {
+		return fuse.EACCES
+	}
 	if st := f.writableName(in.NodeId, name); !st.Ok() {
 		return st
 	}
@@ -201,7 +214,7 @@ func (f *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *f
 	if resent {
 		flags &^= os.O_EXCL
 	}
-	fd, err := os.OpenFile(p, flags, os.FileMode(in.Mode&0o7777))
+	fd, err := f.files.openAt(p, flags, in.Mode&0o7777)
 	if err != nil {
 		return fuse.Status(errnoOf(err))
 	}
@@ -420,12 +433,16 @@ func (f *FS) renameFiles(in *fuse.RenameIn, oldName, newName string) fuse.Status
 	if !st.Ok() {
 		return st
 	}
+	if !validName(newName) {
+		return fuse.EINVAL
+	}
 	op := filepath.Join(f.files.dir, oldName)
 	np := filepath.Join(f.files.dir, newName)
-	err := unix.Renameat2(unix.AT_FDCWD, op, unix.AT_FDCWD, np, uint(in.Flags))
+	err := f.files.rename(op, np, uint(in.Flags))
 	if err != nil {
 		if resent && errors.Is(err, syscall.ENOENT) {
-			if _, serr := os.Lstat(np); serr == nil {
+			var st syscall.Stat_t
+			if f.files.lstat(np, &st) == nil {
 				f.files.renamed(oldName, newName, false)
 				return fuse.OK // applied by the process that died
 			}
@@ -453,7 +470,7 @@ func (f *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fus
 		return fuse.Status(syscall.ESTALE)
 	}
 	np := filepath.Join(f.files.dir, name)
-	if err := os.Link(op, np); err != nil && !(resent && errors.Is(err, os.ErrExist)) {
+	if err := f.files.link(op, np); err != nil && !(resent && errors.Is(err, os.ErrExist)) {
 		return fuse.Status(errnoOf(err))
 	}
 	n, err := f.files.add(name)

@@ -101,6 +101,8 @@ type Server struct {
 	Writable func() (files int, bytes int64)
 	// EnsureGlance makes Glance image id usable (nil: no Glance integration).
 	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
+	// Owner is the uid that may use the socket besides root (peer.go; 0: root only).
+	Owner uint32
 
 	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
 	manager atomic.Pointer[cache.Manager]
@@ -135,6 +137,13 @@ func (s *Server) scrub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, rep)
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
 }
 
 // SetCache makes the server answer from c (before it, requests get 503: starting).
@@ -258,7 +267,7 @@ func (s *Server) ensureGlance(w http.ResponseWriter, r *http.Request) {
 // Serve answers on an existing listener (the supervisor's, shared across serving processes)
 // until stop; the socket file is the listener owner's to remove.
 func (s *Server) Serve(l net.Listener) (stop func()) {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.allowPeers(s.Handler()), ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeer}
 	go srv.Serve(l)
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

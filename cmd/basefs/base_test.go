@@ -207,7 +207,7 @@ func TestAdoptionAndUnlinkInUse(t *testing.T) {
 	}
 	base := filepath.Join(d.mnt, name)
 	fi, err := os.Stat(base)
-	if err != nil || fi.Mode().Perm() != 0o444 || fi.Size() != int64(len(data)) {
+	if err != nil || fi.Mode().Perm() != 0o440 || fi.Size() != int64(len(data)) {
 		t.Fatalf("adopted image: %v %v", fi, err)
 	}
 	if _, err := os.Stat(part); !errors.Is(err, os.ErrNotExist) {
@@ -293,7 +293,7 @@ func TestDACRelabelOfImageBackingFile(t *testing.T) {
 	if out, err := virsh("destroy", name); err != nil {
 		t.Fatalf("virsh destroy: %v\n%s", err, out)
 	}
-	if fi, err := os.Stat(filepath.Join(d.mnt, digest)); err != nil || fi.Mode().Perm() != 0o444 {
+	if fi, err := os.Stat(filepath.Join(d.mnt, digest)); err != nil || fi.Mode().Perm() != 0o440 {
 		t.Fatalf("image after the domain: %v %v", fi, err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -51,6 +50,7 @@ type mountOptions struct {
 	interval       time.Duration
 	glance         glanceOptions
 	owner          string
+	group          string
 
 	// The shared S3 tier (cmd/basefs/s3.go).
 	s3        s3Options
@@ -73,7 +73,8 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
 	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run (0: never on their own; basefs gc runs them)")
-	f.StringVar(&o.owner, "owner", "0:0", "`UID:GID` (or USER[:GROUP]) owning the mount's root and its images: nova-compute's user, so that its utime of a base image is allowed")
+	f.StringVar(&o.owner, "owner", "0", "`USER` (or UID) owning the mount's root and its images, and allowed on the control socket besides root: nova-compute's user (its utime of a base image needs it)")
+	f.StringVar(&o.group, "group", "kvm", "`GROUP` (or GID) that may read images besides root and the owner: the hypervisor's (qemu runs as libvirt-qemu, group kvm); no other local user may look up, list or read them")
 	o.glance.AddFlags(f)
 	// The shared S3 tier (cmd/basefs/s3.go).
 	o.s3.AddFlags(f)
@@ -137,7 +138,7 @@ func (o *mountOptions) validate() error {
 			return usageError{Msg: fmt.Sprintf("%s %s: must be 0 or more", v.name, v.v)}
 		}
 	}
-	if _, err := parseOwner(o.owner); err != nil {
+	if _, err := o.access(); err != nil {
 		return usageError{Msg: err.Error()}
 	}
 	return o.glance.validate()
@@ -232,7 +233,8 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		return err
 	}
 	sock := control.SocketFromState(st.Root())
-	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log}
+	access, _ := o.access() // validated by basefs mount
+	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log, Owner: access.Uid}
 	stopCtl := ctl.Serve(l)
 	defer stopCtl()
 	var gorigin *glance.Origin
@@ -315,10 +317,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		go msrv.Serve(ml)
 		defer msrv.Close()
 	}
-	owner, _ := parseOwner(o.owner) // validated by basefs mount
 	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid,
 		ObserveRequest: func(op string, d time.Duration) { requestLatency.WithLabelValues(op).Observe(d.Seconds()) },
-		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Owner: owner}
+		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Access: access}
 	if h != nil {
 		fcfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
 	}
@@ -374,36 +375,28 @@ func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) 
 	}
 }
 
-// parseOwner parses --owner: UID:GID, or a user name (its primary group) or USER:GROUP.
-func parseOwner(s string) (fuse.Owner, error) {
-	us, gs, hasGroup := strings.Cut(s, ":")
-	var o fuse.Owner
-	if n, err := strconv.ParseUint(us, 10, 32); err == nil {
-		o.Uid = uint32(n)
-	} else {
-		u, err := user.Lookup(us)
-		if err != nil {
-			return o, fmt.Errorf("--owner %q: no such user (give UID:GID or USER[:GROUP])", s)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		o.Uid, o.Gid = uint32(uid), uint32(gid)
-		if !hasGroup {
-			return o, nil
-		}
+// access returns who may use the mount besides root: --owner's uid and --group's gid.
+func (o *mountOptions) access() (fs.Access, error) {
+	uid, err := lookupID(o.owner, user.Lookup, func(u *user.User) string { return u.Uid })
+	if err != nil {
+		return fs.Access{}, fmt.Errorf("--owner %q: no such user (give USER or UID: nova-compute's)", o.owner)
 	}
-	if !hasGroup {
-		return o, fmt.Errorf("--owner %q: a numeric owner needs its group too (UID:GID)", s)
+	gid, err := lookupID(o.group, user.LookupGroup, func(g *user.Group) string { return g.Gid })
+	if err != nil {
+		return fs.Access{}, fmt.Errorf("--group %q: no such group (give GROUP or GID: the one qemu runs in, e.g. kvm)", o.group)
 	}
-	if n, err := strconv.ParseUint(gs, 10, 32); err == nil {
-		o.Gid = uint32(n)
-	} else {
-		g, err := user.LookupGroup(gs)
-		if err != nil {
-			return o, fmt.Errorf("--owner %q: no such group %q", s, gs)
-		}
-		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
-		o.Gid = uint32(gid)
+	return fs.Access{Uid: uid, Gid: gid}, nil
+}
+
+// lookupID parses a numeric id, or looks the name up.
+func lookupID[T any](s string, lookup func(string) (T, error), id func(T) string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
 	}
-	return o, nil
+	v, err := lookup(s)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(id(v), 10, 32)
+	return uint32(n), err
 }

@@ -53,18 +53,20 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 		c.Close()
 		return fmt.Errorf("control socket %s: another daemon is serving this state directory", sock)
 	}
-	os.Remove(sock)
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		return fmt.Errorf("control socket %s: %w", sock, err)
-	}
-	defer os.Remove(sock)
-	os.Chmod(sock, 0o600)
-	lf, err := l.(*net.UnixListener).File()
+	access, err := o.access()
 	if err != nil {
 		return err
 	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l, err := control.Listen(sock, access.Uid)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	lf, err := l.File()
+	if err != nil {
+		return err
+	}
+	l.SetUnlinkOnClose(false)
 	// The supervisor is the state's only owner now: leftovers of a crash can go.
 	if err := st.CleanTemp(); err != nil {
 		return err

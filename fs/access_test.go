@@ -1,0 +1,180 @@
+package fs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/testenv"
+)
+
+// TestLocalUsers: on a real mount, a local user who is neither root, the owner nor in the
+// group cannot list the mount, read an image, make the daemon fetch one by looking its name
+// up, or look up resized views; the owner, a member of the group by its primary group and
+// one by a supplementary group can read.
+func TestLocalUsers(t *testing.T) {
+	owner, hyper, other := testenv.NewUser(t), testenv.NewUser(t), testenv.NewUser(t)
+	e := newEnv(t, envOptions{writable: true, access: Access{Uid: owner.Uid, Gid: hyper.Gid}})
+	testenv.Reach(t, filepath.Dir(e.mnt))
+	local, _ := e.importImage(3<<20, 1, [2]int64{0, 3 << 20})
+	if _, err := os.ReadFile(e.path(local.String())); err != nil { // now local
+		t.Fatal(err)
+	}
+	remote, _ := e.importImage(2<<20, 2, [2]int64{0, 2 << 20}) // only the origin has it
+	fetches := e.cache.Stats().ManifestFetches
+
+	as := func(u *testenv.User, groups []uint32, args ...string) (string, error) {
+		out, err := u.Command(groups, args[0], args[1:]...).CombinedOutput()
+		return string(out), err
+	}
+	// The attacker.
+	if out, err := as(other, nil, "ls", e.mnt); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("ls of the mount by another user: %v %s; want Permission denied", err, out)
+	}
+	for _, name := range []string{local.String(), remote.String(), local.String() + "_1", remote.String() + "_7"} {
+		if out, err := as(other, nil, "head", "-c", "1", e.path(name)); err == nil || !strings.Contains(out, "Permission denied") {
+			t.Errorf("cat %s by another user: %v %.80s; want Permission denied", name, err, out)
+		}
+	}
+	if got := e.cache.Stats().ManifestFetches; got != fetches {
+		t.Errorf("another user's lookups fetched %d manifests", got-fetches)
+	}
+	if _, err := e.state.GetManifest(t.Context(), remote); !chunkstore.IsNotFound(err) {
+		t.Errorf("another user's lookup of %s made it local (%v)", remote.Short(), err)
+	}
+	// Those allowed: the owner, the group (primary), the group (supplementary), root.
+	for _, c := range []struct {
+		who    string
+		u      *testenv.User
+		groups []uint32
+	}{{"owner", owner, nil}, {"group member", hyper, nil}, {"supplementary member", other, []uint32{hyper.Gid}}} {
+		if out, err := as(c.u, c.groups, "sha256sum", e.path(local.String())); err != nil {
+			t.Errorf("%s cannot read: %v %s", c.who, err, out)
+		}
+		if out, err := as(c.u, c.groups, "head", "-c", "4096", e.path(remote.String()+"_1")); err != nil || len(out) != 4096 {
+			t.Errorf("%s cannot read: %v %s", c.who, err, out)
+		}
+		if out, err := as(c.u, c.groups, "ls", e.mnt); err != nil || !strings.Contains(out, local.String()) {
+			t.Errorf("%s cannot list: %v %s", c.who, err, out)
+		}
+	}
+	fi, err := os.Stat(e.path(local.String()))
+	if err != nil || fi.Mode().Perm() != 0o440 || fi.Sys().(*syscall.Stat_t).Uid != owner.Uid || fi.Sys().(*syscall.Stat_t).Gid != hyper.Gid {
+		t.Errorf("image: %v %v; want 0440 owned by %d:%d", fi.Mode(), err, owner.Uid, hyper.Gid)
+	}
+	if fi, err := os.Stat(e.mnt); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("root: %v %v; want 0750", fi.Mode(), err)
+	}
+}
+
+// TestDaemonRefusesOtherCallers: the daemon's own check, behind the kernel's (which refuses
+// such callers before a request is sent): a lookup, listing or open from a caller that is not
+// root, the owner or in the group gets EACCES and allocates nothing.
+func TestDaemonRefusesOtherCallers(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d, _ := e.importImage(1<<20, 3, [2]int64{0, 1 << 20})
+	f, err := New(Config{Images: e.cache, Access: Access{Uid: 1000, Gid: 1000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID, Caller: fuse.Caller{Owner: fuse.Owner{Uid: 4242, Gid: 4242}, Pid: uint32(os.Getpid())}}
+	var out fuse.EntryOut
+	for _, name := range []string{d.String(), d.String() + "_3"} {
+		if st := f.Lookup(nil, &stranger, name, &out); st != fuse.EACCES {
+			t.Errorf("lookup %s by a stranger: %v, want EACCES", name, st)
+		}
+	}
+	if n := len(f.nodes.m); n != 0 {
+		t.Errorf("a stranger's lookups left %d nodes", n)
+	}
+	if st := f.ReadDir(nil, &fuse.ReadIn{InHeader: stranger}, nil); st != fuse.EACCES {
+		t.Errorf("readdir by a stranger: %v", st)
+	}
+	for _, c := range []fuse.Caller{{Owner: fuse.Owner{Uid: 1000, Gid: 5}}, {Owner: fuse.Owner{Uid: 5, Gid: 1000}}, {Owner: fuse.Owner{Uid: 0, Gid: 5}}} {
+		h := fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID, Caller: c}
+		if st := f.Lookup(nil, &h, d.String(), &out); st != fuse.OK {
+			t.Errorf("lookup by %+v: %v", c, st)
+		}
+	}
+}
+
+// TestViewsBounded: one image's resized views in the node table are bounded (MaxViews): a
+// caller looking up every size gets EMLINK past it, and the image itself still answers.
+func TestViewsBounded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	d, _ := e.importImage(1<<20, 4, [2]int64{0, 1 << 20})
+	for n := 1; n <= MaxViews+5; n++ {
+		_, err := os.Stat(e.path(d.String() + "_" + strconv.Itoa(n)))
+		if n <= MaxViews && err != nil {
+			t.Fatalf("view %d: %v", n, err)
+		}
+		if n > MaxViews && !errors.Is(err, syscall.EMLINK) {
+			t.Fatalf("view %d past the bound: %v, want EMLINK", n, err)
+		}
+	}
+	if _, err := os.Stat(e.path(d.String())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWritableAreaFollowsNoLink: a symbolic link planted in the writable area's directory
+// (the mount cannot make one) is never followed out of it: opening, writing, truncating or
+// adopting it through the mount reach nothing outside.
+func TestWritableAreaFollowsNoLink(t *testing.T) {
+	e := newEnv(t, envOptions{writable: true})
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("host secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(FilesDir(e.state.Root()), "ephemeral_planted")); err != nil {
+		t.Fatal(err)
+	}
+	p := e.path("ephemeral_planted")
+	if b, err := os.ReadFile(p); err == nil {
+		t.Errorf("read through a planted link: %q", b)
+	}
+	if err := os.WriteFile(p, []byte("overwritten"), 0o644); err == nil {
+		t.Errorf("write through a planted link succeeded")
+	}
+	if err := os.Truncate(p, 0); err == nil {
+		t.Errorf("truncate through a planted link succeeded")
+	}
+	if err := os.Rename(p, e.path(strings.Repeat("ab", 20))); err == nil {
+		t.Errorf("adoption of a planted link succeeded")
+	}
+	// A file the kernel knows, swapped for a link behind its back (between lookup and open).
+	q := e.path("swap_1")
+	if err := os.WriteFile(q, []byte("nova's swap"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q); err != nil { // the kernel holds the name's node now
+		t.Fatal(err)
+	}
+	backing := filepath.Join(FilesDir(e.state.Root()), "swap_1")
+	os.Remove(backing)
+	if err := os.Symlink(outside, backing); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(q); err == nil {
+		t.Errorf("read of a name swapped for a link: %q", b)
+	}
+	if f, err := os.OpenFile(q, os.O_WRONLY, 0); err == nil {
+		f.WriteString("overwritten")
+		f.Close()
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "host secret" {
+		t.Errorf("the file outside is now %q", b)
+	}
+	for _, bad := range []string{".", ".."} {
+		if st := (&FS{files: &files{}}).writableName(fuse.FUSE_ROOT_ID, bad); st != fuse.EINVAL {
+			t.Errorf("create %q: %v, want EINVAL", bad, st)
+		}
+	}
+}
