@@ -179,7 +179,8 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 		}
 	}
 	start := time.Now()
-	p := "/proc/self/fd/" + strconv.Itoa(int(src.Fd()))
+	// This process's pid, not self: the importer may hand the path to a child (qemu-img).
+	p := "/proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(int(src.Fd()))
 	d, err := f.cfg.Maintainer.Adopt(context.WithoutCancel(ctx), p, newName)
 	if err != nil {
 		f.cfg.Logger.Error("adoption of a download as an image failed", "from", oldName, "name", newName, "err", err)

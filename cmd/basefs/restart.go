@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -32,7 +33,10 @@ func runRestart(ctx context.Context, args []string) error {
 	if f.NArg() != 1 {
 		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
-	mnt := f.Arg(0)
+	mnt, err := filepath.Abs(f.Arg(0))
+	if err != nil {
+		return err
+	}
 	buf := make([]byte, 32)
 	n, err := unix.Getxattr(mnt, fs.SupervisorXattr, buf)
 	if err != nil {
@@ -41,6 +45,9 @@ func runRestart(ctx context.Context, args []string) error {
 	pid, err := strconv.Atoi(string(buf[:n]))
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("%s: bad supervisor pid %q", mnt, buf[:n])
+	}
+	if err := checkSupervisor(mnt, pid); err != nil {
+		return err
 	}
 	sock, err := control.SocketFromMount(mnt)
 	if err != nil {
