@@ -184,7 +184,7 @@ func (s *Store) syncFS(root *os.File) error {
 // sub-block digests). A damaged object is a *CorruptError.
 func (s *Store) ReadChunkData(d chunkstore.Digest) ([]byte, byte, error) {
 	p := s.ChunkPath(d)
-	obj, err := os.ReadFile(p)
+	obj, err := readObject("chunk", d, p, chunkstore.MaxChunkObjectSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, 0, notFound("chunk", d, s.String())
@@ -210,15 +210,21 @@ var ErrNotRaw = errors.New("chunk is stored compressed")
 // locks are pure cost; O_NOATIME where permitted, so reads do not dirty the inode.
 func (s *Store) OpenRaw(d chunkstore.Digest) (fd int, n int64, err error) {
 	p := s.ChunkPath(d)
-	fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	const flags = unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK // see readObject
+	fd, err = unix.Open(p, flags|unix.O_NOATIME, 0)
 	if err == unix.EPERM { // O_NOATIME needs the file's owner or CAP_FOWNER
-		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err = unix.Open(p, flags, 0)
 	}
 	if err != nil {
 		if err == unix.ENOENT {
 			return -1, 0, notFound("chunk", d, s.String())
 		}
 		return -1, 0, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, 0, &chunkstore.CorruptError{Digest: d, Where: p, Err: fmt.Errorf("not a regular file (mode %o, %v)", st.Mode, err)}
 	}
 	var hdr [chunkstore.ObjectHeaderSize]byte
 	if err := PreadFull(fd, hdr[:], 0); err != nil {

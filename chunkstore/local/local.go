@@ -98,7 +98,7 @@ func notFound(kind string, d chunkstore.Digest, where string) error {
 // GetChunk reads and verifies chunk d.
 func (s *Store) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
 	p := s.ChunkPath(d)
-	obj, err := os.ReadFile(p)
+	obj, err := readObject("chunk", d, p, chunkstore.MaxChunkObjectSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, notFound("chunk", d, s.String())
@@ -251,7 +251,7 @@ func (s *Store) QuarantineChunk(d chunkstore.Digest, dir string) (string, error)
 // GetManifest reads manifest d and checks that it hashes to d.
 func (s *Store) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
 	p := s.ManifestPath(d)
-	b, err := os.ReadFile(p)
+	b, err := readObject("manifest", d, p, MaxManifestSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, notFound("manifest", d, s.String())
