@@ -85,8 +85,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	}}
 	if opts.Endpoint != "" {
 		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("glance endpoint %q: want http(s)://HOST[:PORT][/PATH]", opts.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			// Credentials in it would be printed wherever the endpoint is: never echo them.
+			return nil, fmt.Errorf("glance endpoint %q: want http(s)://HOST[:PORT][/PATH] (no credentials, query or fragment)", httpx.Redact(opts.Endpoint))
 		}
 		ep := strings.TrimSuffix(opts.Endpoint, "/") + "/"
 		pc := &gophercloud.ProviderClient{HTTPClient: hc}
@@ -120,7 +121,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("glance: OS_* environment: %w", err)
 	}
-	ao, how = a, "OS_AUTH_URL="+os.Getenv("OS_AUTH_URL")
+	ao, how = a, "OS_AUTH_URL="+httpx.Redact(os.Getenv("OS_AUTH_URL"))
 	ao.AllowReauth = true
 	eo.Region = os.Getenv("OS_REGION_NAME")
 	if v := os.Getenv("OS_INTERFACE"); v != "" {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"time"
 )
@@ -207,4 +208,14 @@ func ReadBody(r io.Reader, size, limit int64) ([]byte, error) {
 		return nil, &TooLargeError{Limit: limit, Size: -1}
 	}
 	return body, nil
+}
+
+// Redact returns URL raw with any password in it replaced by "xxxxx", for errors and logs
+// (a URL that does not parse is shown as "<unparsable URL>": it may hold anything).
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/httpstore"
+	"github.com/basefs/basefs/chunkstore/httpx"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/chunkstore/s3"
 )
@@ -28,7 +29,14 @@ func Open(raw string) (chunkstore.Getter, error) {
 func OpenWith(ctx context.Context, raw string, o Options) (chunkstore.Getter, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("origin %q: %w", raw, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // not the URL again: it may hold a password
+		}
+		return nil, fmt.Errorf("origin %q: %w", httpx.Redact(raw), err)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("origin %q: credentials in the URL are refused (they would show in logs and status); use the store's own settings (AWS_* for s3://)", u.Redacted())
 	}
 	switch u.Scheme {
 	case "dir":
@@ -54,7 +62,7 @@ func OpenWith(ctx context.Context, raw string, o Options) (chunkstore.Getter, er
 		}
 		return t, nil
 	default:
-		return nil, fmt.Errorf("origin %q: unknown scheme %q (want dir://, http://, https:// or s3://)", raw, u.Scheme)
+		return nil, fmt.Errorf("origin %q: unknown scheme %q (want dir://, http://, https:// or s3://)", u.Redacted(), u.Scheme)
 	}
 }
 

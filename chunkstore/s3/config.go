@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/basefs/basefs/chunkstore/httpx"
 )
 
 // Config says which bucket and prefix a Store uses, where the S3 service is and who we are.
@@ -166,7 +168,7 @@ func parseEndpoint(ep string) (host string, secure bool, err error) {
 	u, err := url.Parse(ep)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", false, fmt.Errorf("s3 endpoint %q: want http(s)://HOST[:PORT] (no path, query or credentials)", ep)
+		return "", false, fmt.Errorf("s3 endpoint %q: want http(s)://HOST[:PORT] (no path, query or credentials)", httpx.Redact(ep))
 	}
 	return u.Host, u.Scheme == "https", nil
 }

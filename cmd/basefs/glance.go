@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/httpx"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/local"
 )
@@ -31,6 +33,11 @@ func (o *glanceOptions) AddFlags(f *pflag.FlagSet) {
 func (o *glanceOptions) validate() error {
 	if o.listMinInterval < 0 || o.listInterval < 0 {
 		return usageError{Msg: "--glance-list-min-interval and --glance-list-interval must be 0 or more"}
+	}
+	if o.endpoint != "" {
+		if u, err := url.Parse(o.endpoint); err != nil || u.User != nil {
+			return usageError{Msg: fmt.Sprintf("--glance-endpoint %q: give the URL without credentials (Glance without Keystone takes none; with Keystone use OS_CLOUD or OS_*)", httpx.Redact(o.endpoint))}
+		}
 	}
 	return nil
 }

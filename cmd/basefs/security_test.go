@@ -83,3 +83,25 @@ func TestRestartSignalsOnlyItsSupervisor(t *testing.T) {
 		t.Errorf("another path accepted")
 	}
 }
+
+// TestCredentialsInURLsRefused: an origin or Glance endpoint with user:password@ is refused
+// before anything is mounted, and the password is printed nowhere.
+func TestCredentialsInURLsRefused(t *testing.T) {
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	for _, args := range [][]string{
+		{"--glance-endpoint", "http://admin:s3cr3t@127.0.0.1:9292"},
+		{"--origin", "http://admin:s3cr3t@127.0.0.1:1/pub"},
+		{"--origin", "dir://admin:s3cr3t@/tmp"},
+		{"--origin", "http://admin:s3cr3t@127.0.0.1:bad%zz/pub"},
+	} {
+		out, errOut, code := basefs(t, append(append([]string{"mount", "--state", filepath.Join(dir, "state")}, args...), mnt)...)
+		if code == 0 || strings.Contains(out+errOut, "s3cr3t") || errOut == "" {
+			t.Errorf("mount %v: exit %d, %q %q; want refused without the password", args, code, out, errOut)
+		}
+	}
+	if m, _, _ := mountOf(mnt); m != "" {
+		t.Errorf("something was mounted")
+	}
+}
