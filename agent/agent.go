@@ -23,11 +23,13 @@ import (
 const (
 	DefaultInstancesPath = "/var/lib/basefs/instances"
 	DefaultBase          = DefaultInstancesPath + "/_base"
-	DefaultConnect       = "qemu:///system"
-	DefaultVirtType      = "kvm"
-	DefaultCacheMode     = "none"
-	DefaultVCPUs         = 1
-	DefaultMemory        = 256 * MiB
+	// DefaultKernelDir is where basefs-agent takes direct-boot kernels and initrds from.
+	DefaultKernelDir = "/var/lib/basefs/kernels"
+	DefaultConnect   = "qemu:///system"
+	DefaultVirtType  = "kvm"
+	DefaultCacheMode = "none"
+	DefaultVCPUs     = 1
+	DefaultMemory    = 256 * MiB
 	// DefaultCmdline is the kernel command line of a direct kernel boot without --cmdline.
 	DefaultCmdline = "root=/dev/vda console=ttyS0"
 )
@@ -47,10 +49,14 @@ var CacheModes = []string{"none", "writethrough", "writeback", "directsync", "un
 
 // Config is an agent's environment. The zero value means the defaults.
 type Config struct {
-	InstancesPath string       // the instance directories; "" → DefaultInstancesPath
-	Connect       string       // the libvirt URI; "" → DefaultConnect
-	QemuImg       string       // the qemu-img program; "" → "qemu-img" on PATH
-	Logger        *slog.Logger // nil: log nothing
+	InstancesPath string // the instance directories; "" → DefaultInstancesPath
+	Connect       string // the libvirt URI; "" → DefaultConnect
+	QemuImg       string // the qemu-img program; "" → "qemu-img" on PATH
+	// KernelDirs are the directories a direct-boot kernel and initrd may come from (libvirt
+	// relabels them and qemu loads them into a guest: no other host file may be). A path is
+	// resolved (symbolic links too) and must then lie inside one of them; none: refused.
+	KernelDirs []string
+	Logger     *slog.Logger // nil: log nothing
 	// StartTimeout bounds the wait for a started domain to be reported running; 0 → 60 s.
 	StartTimeout time.Duration
 }
@@ -212,7 +218,11 @@ func (a *Agent) check(req SpawnRequest) (*spawnPlan, error) {
 		if !fi.Mode().IsRegular() {
 			return nil, kindf(ErrInvalid, "%s %s: not a regular file", f.what, abs)
 		}
-		*f.path = abs
+		real, err := a.inKernelDir(abs)
+		if err != nil {
+			return nil, kindf(ErrInvalid, "%s %s: %w", f.what, abs, err)
+		}
+		*f.path = real
 	}
 	if p.Kernel != "" && p.Cmdline == "" {
 		p.Cmdline = DefaultCmdline
@@ -224,6 +234,28 @@ func (a *Agent) check(req SpawnRequest) (*spawnPlan, error) {
 		return nil, kindf(ErrInvalid, "base %s: %w", req.Base, err)
 	}
 	return p, nil
+}
+
+// inKernelDir returns path with every symbolic link resolved if that lies inside one of
+// the kernel directories (themselves resolved), and an error saying which are allowed if not.
+func (a *Agent) inKernelDir(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", err
+	}
+	for _, d := range a.cfg.KernelDirs {
+		rd, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(rd, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && rel != "." {
+			return real, nil
+		}
+	}
+	if len(a.cfg.KernelDirs) == 0 {
+		return "", errors.New("no kernel directory is configured: direct kernel boot is off (basefs-agent --kernel-dir DIR)")
+	}
+	return "", fmt.Errorf("is %s, outside the kernel directories %s (--kernel-dir): only their files may be booted", real, strings.Join(a.cfg.KernelDirs, ", "))
 }
 
 // ensure makes the daemon know the plan's image and returns its status and, for a Glance

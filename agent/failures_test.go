@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +25,11 @@ func TestSpawnFailures(t *testing.T) {
 	garbage := filepath.Join(e.Dir, "not-a-kernel")
 	os.WriteFile(garbage, []byte("this is not a kernel\n"), 0o644)
 	plainDir := t.TempDir()
+	// A host file outside the kernel directory, named directly or through a link inside it.
+	hostFile := filepath.Join(t.TempDir(), "shadow")
+	os.WriteFile(hostFile, []byte("root:secret\n"), 0o600)
+	linkOut := filepath.Join(e.Dir, "vmlinuz-link")
+	os.Symlink(hostFile, linkOut)
 
 	for _, tc := range []struct {
 		name  string
@@ -38,12 +44,16 @@ func TestSpawnFailures(t *testing.T) {
 			is: agent.ErrInvalid, says: []string{"image reference"}},
 		{name: "disk smaller than the image", edit: func(r *agent.SpawnRequest) { r.DiskSize = 1 << 20 },
 			is: agent.ErrInvalid, says: []string{"smaller than the image", "--disk-size of at least 2 MiB"}},
-		{name: "libvirtd down", agent: agent.New(agent.Config{InstancesPath: e.Instances, Connect: "qemu+unix:///system?socket=/nonexistent"}),
+		{name: "libvirtd down", agent: agent.New(agent.Config{InstancesPath: e.Instances, KernelDirs: []string{e.Dir}, Connect: "qemu+unix:///system?socket=/nonexistent"}),
 			says: []string{"libvirt at qemu+unix:///system?socket=/nonexistent", "is libvirtd running"}},
 		{name: "missing kernel", edit: func(r *agent.SpawnRequest) { r.Kernel = filepath.Join(e.Dir, "no-such-vmlinuz") },
 			is: agent.ErrInvalid, says: []string{"kernel", "no-such-vmlinuz", "no such file"}},
 		{name: "missing initrd", edit: func(r *agent.SpawnRequest) { r.Initrd = filepath.Join(e.Dir, "no-such-initrd") },
 			is: agent.ErrInvalid, says: []string{"initrd", "no-such-initrd", "no such file"}},
+		{name: "kernel outside the kernel directory", edit: func(r *agent.SpawnRequest) { r.Kernel = hostFile },
+			is: agent.ErrInvalid, says: []string{"kernel", "outside the kernel directories"}},
+		{name: "initrd linked out of the kernel directory", edit: func(r *agent.SpawnRequest) { r.Initrd = linkOut },
+			is: agent.ErrInvalid, says: []string{"initrd", hostFile, "outside the kernel directories"}},
 		{name: "daemon not running", edit: func(r *agent.SpawnRequest) { r.Base = plainDir },
 			says: []string{plainDir, "not a basefs mount", "is the daemon running"}},
 		{name: "bad ID", edit: func(r *agent.SpawnRequest) { r.ID = "../etc" },
@@ -124,7 +134,7 @@ func TestSpawnFailures(t *testing.T) {
 	})
 
 	t.Run("libvirtd down for terminate, list, show", func(t *testing.T) {
-		a := agent.New(agent.Config{InstancesPath: e.Instances, Connect: "qemu+unix:///system?socket=/nonexistent"})
+		a := agent.New(agent.Config{InstancesPath: e.Instances, KernelDirs: []string{e.Dir}, Connect: "qemu+unix:///system?socket=/nonexistent"})
 		if _, err := a.Terminate(ctx, "x"); err == nil {
 			t.Error("terminate succeeded")
 		}
@@ -184,5 +194,38 @@ func TestConcurrentSpawns(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.NoLeftovers(t, id)
+	}
+}
+
+// TestTerminateRemovesOnlyItsDirectory: a domain whose metadata names a directory outside the
+// instances path (defined by someone else, or spawned with another --instances-path) is
+// terminated, and that directory is left alone.
+func TestTerminateRemovesOnlyItsDirectory(t *testing.T) {
+	agenttest.Need(t)
+	dir := t.TempDir()
+	instances := filepath.Join(dir, "instances")
+	a := agent.New(agent.Config{InstancesPath: instances, Connect: agenttest.Connect})
+	id := fmt.Sprintf("t24-%d", os.Getpid())
+	victim := filepath.Join(dir, "etc", id) // as /etc/<id> would be
+	os.MkdirAll(victim, 0o755)
+	os.WriteFile(filepath.Join(victim, "keep"), []byte("x"), 0o644)
+	xml := fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>`+
+		`<metadata><basefs:instance xmlns:basefs="%s"><basefs:id>%s</basefs:id><basefs:dir>%s</basefs:dir></basefs:instance></metadata></domain>`,
+		agent.DomainName(id), agent.MetadataNS, id, victim)
+	def := filepath.Join(dir, "domain.xml")
+	os.WriteFile(def, []byte(xml), 0o644)
+	if out, err := exec.Command("virsh", "-c", agenttest.Connect, "define", def).CombinedOutput(); err != nil {
+		t.Fatalf("virsh define: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("virsh", "-c", agenttest.Connect, "undefine", agent.DomainName(id)).Run() })
+	res, err := a.Terminate(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(victim, "keep")); err != nil {
+		t.Errorf("terminate removed %s, outside the instances path: %v", victim, err)
+	}
+	if res.Domain == "" || res.LeftAlone != victim || !strings.Contains(res.Message, "left alone") {
+		t.Errorf("result %+v: want the domain removed and %s left alone", res, victim)
 	}
 }

@@ -23,7 +23,10 @@ type TerminateResult struct {
 	Domain  string `json:"domain,omitempty"`       // the domain destroyed (if running) and undefined
 	State   string `json:"domain_state,omitempty"` // its state before
 	Dir     string `json:"dir,omitempty"`          // the instance directory removed
-	Message string `json:"message"`
+	// LeftAlone is a directory the domain's metadata named outside the instances path: not
+	// removed (only <instances path>/<id> ever is).
+	LeftAlone string `json:"left_alone,omitempty"`
+	Message   string `json:"message"`
 }
 
 // Terminate destroys and undefines instance id's domain and removes its directory; the base
@@ -43,13 +46,16 @@ func (a *Agent) Terminate(ctx context.Context, id string) (*TerminateResult, err
 	case err == nil:
 		defer dom.Free()
 		res.Existed, res.Domain = true, name
-		// The directory the domain was spawned with, if another --instances-path was used.
+		// Only the instance's directory under the instances path is removed: a directory the
+		// domain's metadata names elsewhere (spawned with another --instances-path, or a
+		// domain defined by someone else naming /etc/<id>) is left alone, and said so.
 		if x, err := dom.GetXMLDesc(libvirt.DOMAIN_XML_INACTIVE); err == nil {
 			var def libvirtxml.Domain
 			if def.Unmarshal(x) == nil {
-				if m, err := parseMetadata(def.Metadata); err == nil && m.ID == id && filepath.IsAbs(m.Dir) &&
-					filepath.Clean(m.Dir) == m.Dir && filepath.Base(m.Dir) == id && m.Dir != dirs[0] {
-					dirs = append(dirs, m.Dir)
+				if m, err := parseMetadata(def.Metadata); err == nil && m.Dir != "" && filepath.Clean(m.Dir) != dirs[0] {
+					a.log.Warn("terminate: the domain's metadata names a directory outside the instances path: left alone",
+						"domain", name, "dir", m.Dir, "instances_path", a.cfg.InstancesPath)
+					res.LeftAlone = m.Dir
 				}
 			}
 		}
@@ -93,6 +99,9 @@ func (a *Agent) Terminate(ctx context.Context, id string) (*TerminateResult, err
 		res.Message = fmt.Sprintf("terminated %s: domain %s (%s) %s; it had no instance directory", id, name, res.State, domainDone(res.State))
 	default:
 		res.Message = fmt.Sprintf("terminated %s: it had no domain; %s removed", id, res.Dir)
+	}
+	if res.LeftAlone != "" {
+		res.Message += fmt.Sprintf("; the domain named %s as its directory, outside %s: left alone", res.LeftAlone, a.cfg.InstancesPath)
 	}
 	return res, nil
 }

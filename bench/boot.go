@@ -242,7 +242,7 @@ func (a agentBoot) boot(ctx context.Context, id, digest string, diskSize, readN 
 	var bt bootTimes
 	bw := watchBoot(ctx, filepath.Join(a.instances, id, "console.log"), a.org.Shaper)
 	out, err := command(ctx, a.agent, "spawn", "--instance", id, "--image", digest, "--disk-size", fmt.Sprint(diskSize),
-		"--virt-type", a.virtType, "--kernel", a.kernel, "--initrd", a.initrd, "--cmdline", guestCmdline(readN),
+		"--virt-type", a.virtType, "--kernel", a.kernel, "--initrd", a.initrd, "--kernel-dir", filepath.Dir(a.kernel), "--kernel-dir", filepath.Dir(a.initrd), "--cmdline", guestCmdline(readN),
 		"--instances-path", a.instances, "--base", a.base, "--json")
 	bt.Running = bw.since()
 	defer command(context.Background(), a.agent, "terminate", "--instance", id, "--instances-path", a.instances)

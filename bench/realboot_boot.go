@@ -199,7 +199,7 @@ func (b realBoot) agentBoot(ctx context.Context, d *daemon, sh *Shaper, id, dige
 	}
 	lw := waitLogin(ctx, filepath.Join(b.instances, id, agent.ConsoleFile), sh)
 	_, err = command(ctx, b.agent, "spawn", "--instance", id, "--image", digest, "--disk-size", fmt.Sprint(b.diskSize),
-		"--memory", osMemory, "--virt-type", b.virtType, "--kernel", b.kernel, "--initrd", b.initrd, "--cmdline", osCmdline,
+		"--memory", osMemory, "--virt-type", b.virtType, "--kernel", b.kernel, "--initrd", b.initrd, "--kernel-dir", filepath.Dir(b.kernel), "--kernel-dir", filepath.Dir(b.initrd), "--cmdline", osCmdline,
 		"--instances-path", b.instances, "--base", b.base, "--json")
 	lb.Running = lw.since()
 	defer command(context.Background(), b.agent, "terminate", "--instance", id, "--instances-path", b.instances)

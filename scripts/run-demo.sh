@@ -56,7 +56,7 @@ done
 
 say "spawning instance $id (TCG) from the cold image: nothing is local yet"
 "$bin/basefs-agent" spawn --instance "$id" --image "$digest" --disk-size 1G --virt-type qemu \
-	--kernel "$work/vmlinuz" --initrd "$work/initrd.gz" \
+	--kernel "$work/vmlinuz" --initrd "$work/initrd.gz" --kernel-dir "$work" \
 	--cmdline "console=ttyS0 quiet panic=-1 basefs.readsize=$size" \
 	--instances-path "$work/instances" --base "$work/instances/_base"
 

@@ -189,7 +189,7 @@ func NewWith(t testing.TB, daemonArgs ...string) *Env {
 	}
 	copyFile(t, filepath.Join(guest, "vmlinuz"), e.Kernel)
 	copyFile(t, filepath.Join(guest, "initrd.gz"), e.Initrd)
-	e.Agent = agent.New(agent.Config{InstancesPath: e.Instances, Connect: Connect})
+	e.Agent = agent.New(agent.Config{InstancesPath: e.Instances, KernelDirs: []string{dir}, Connect: Connect})
 	e.startDaemon()
 	t.Cleanup(e.cleanup)
 	return e

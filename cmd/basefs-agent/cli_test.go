@@ -107,7 +107,7 @@ func fetches(t *testing.T, e *agenttest.Env) int64 {
 func TestCLI(t *testing.T) {
 	e := agenttest.New(t)
 	img := e.Import(4, 3<<20, 1<<20)
-	host := []string{"--instances-path", e.Instances, "--connect", agenttest.Connect}
+	host := []string{"--instances-path", e.Instances, "--kernel-dir", e.Dir, "--connect", agenttest.Connect}
 	spawnArgs := func(id, disk string) []string {
 		return append([]string{"spawn", "--instance", id, "--image", img.Digest, "--disk-size", disk,
 			"--memory", "256M", "--virt-type", agenttest.VirtType(), "--base", e.Mount,

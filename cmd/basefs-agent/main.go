@@ -123,6 +123,7 @@ func parse(fs *pflag.FlagSet, args []string) error {
 // hostOptions say where the instances live and which libvirt to talk to.
 type hostOptions struct {
 	instancesPath string
+	kernelDirs    []string
 	connect       string
 	json          bool
 	verbose       bool
@@ -131,6 +132,7 @@ type hostOptions struct {
 func (o *hostOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.instancesPath, "instances-path", agent.DefaultInstancesPath, "the `DIR` of the instance directories (nova's is /var/lib/nova/instances)")
 	f.StringVar(&o.connect, "connect", agent.DefaultConnect, "the libvirt `URI`")
+	f.StringArrayVar(&o.kernelDirs, "kernel-dir", []string{agent.DefaultKernelDir}, "a `DIR` whose files spawn --kernel and --initrd may name (repeatable; links out of it are refused)")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log each step on stderr")
 }
@@ -141,7 +143,7 @@ func (o *hostOptions) agent(errOut io.Writer) *agent.Agent {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: level}))
-	return agent.New(agent.Config{InstancesPath: o.instancesPath, Connect: o.connect, Logger: log})
+	return agent.New(agent.Config{InstancesPath: o.instancesPath, Connect: o.connect, KernelDirs: o.kernelDirs, Logger: log})
 }
 
 // instanceOption is --instance ID, required and checked.

@@ -113,7 +113,7 @@ func TestOpenStackNovaBootsOnBasefs(t *testing.T) {
 	adminRC := readOpenrc(t, filepath.Join(c.dir, "openrc"))
 	basefsRC := readOpenrc(t, filepath.Join(c.dir, "openrc-basefs"))
 	if basefsRC["OS_USERNAME"] != "basefs" || basefsRC["OS_PASSWORD"] == "" {
-		t.Fatalf("openrc-basefs: %v", basefsRC)
+		t.Fatalf("openrc-basefs: user %q, password set %v", basefsRC["OS_USERNAME"], basefsRC["OS_PASSWORD"] != "") // the password never in a log
 	}
 
 	// 2. basefs at instances/_base, Glance through Keystone as the service user basefs, then
