@@ -51,9 +51,10 @@
 // # Invariants
 //
 //   - Nothing changes before every check that needs no change has passed: ID, sizes, virt
-//     type, cache mode, kernel and initrd files present, the daemon reachable through the
-//     mount, the image known, the disk at least the image's size, the view served at the
-//     right size, libvirt reachable, no domain of that name.
+//     type, cache mode, kernel and initrd files present inside Config.KernelDirs (links
+//     resolved first), the daemon reachable through the mount, the image known, the disk at
+//     least the image's size, the view served at the right size, libvirt reachable, no domain
+//     of that name.
 //   - The first change is the exclusive creation (mkdir) of <ID>/. It is also the lock: of two
 //     spawns of one ID the second fails with ErrExists and touches nothing of the first.
 //     libvirt refusing a second domain of the same name backs it up.
@@ -62,7 +63,8 @@
 //     directory, no overlay is left.
 //   - Spawn returns when libvirt reports the domain running (or already powered off by
 //     itself: fast guests do).
-//   - Terminate destroys (if active) and undefines `basefs-<ID>` and removes <ID>/; the base
+//   - Terminate destroys (if active) and undefines `basefs-<ID>` and removes <ID>/ under the
+//     instances path only (a directory the domain's metadata names elsewhere is left); the base
 //     stays. An instance that does not exist is success, with a message (orchestrators retry).
 //   - Concurrent operations on different IDs are independent (each opens its own libvirt
 //     connection). A terminate racing a spawn of the same ID is not serialised; the spawn

@@ -1,7 +1,8 @@
 // Package control is the daemon's control API: JSON over HTTP on a unix socket in the state
 // directory. The server wraps a *cache.Cache; the client is what `basefs status` and the
 // agent use. A client finds the socket from the mount point alone: the mount's root carries
-// it in the extended attribute user.basefs.control.
+// it in the extended attribute user.basefs.control. Only root and the daemon's owner may use
+// it: Listen creates it 0600, and every connection's peer is checked (SO_PEERCRED, peer.go).
 //
 //	GET  /v1/status                  → Status
 //	POST /v1/images/<digest>/ensure  → ImageStatus (fetches the manifest from an origin if needed)
