@@ -23,6 +23,7 @@ pkgs=(
 	python3 python3-nova python3-libvirt  # Debian's /usr/bin/python3 and nova's own code, run by the nova tests (scripts/nova-driver.py) with Debian's /usr/bin/python3
 	e2fsprogs util-linux          # mkfs.ext4; mkswap, flock: nova's ephemeral and swap disks in the nova tests
 	curl                          # health checks in the start scripts
+	passwd                        # useradd, userdel: the unprivileged local users of the access tests
 )
 
 missing=()

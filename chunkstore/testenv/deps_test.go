@@ -43,6 +43,8 @@ var deps = []dep{
 	{name: "nginx", pkg: "nginx-light", script: setupHost},
 	{name: "fio", pkg: "fio", script: setupHost},
 	{name: "curl", pkg: "curl", script: setupHost},
+	{name: "useradd", pkg: "passwd", script: setupHost}, // the local users of the access tests (testenv.NewUser)
+	{name: "userdel", pkg: "passwd", script: setupHost},
 	{name: "mkfs.ext4", pkg: "e2fsprogs", script: setupHost},
 	{name: "mkswap", pkg: "util-linux", script: setupHost},
 	{name: "flock", pkg: "util-linux", script: setupHost},

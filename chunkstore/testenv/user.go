@@ -19,14 +19,14 @@ type User struct {
 	Uid, Gid uint32
 }
 
-// NewUser creates a system user with a group of its own, no home and no shell, removed
+// NewUser creates a system user with a group of its own, no home and no password, removed
 // (userdel) when t ends. It needs root and useradd (package passwd, on every Debian).
 func NewUser(t testing.TB) *User {
 	t.Helper()
 	NeedRoot(t)
 	NeedBinary(t, "useradd", "userdel")
 	name := fmt.Sprintf("basefs-t%06d", rand.IntN(1000000))
-	if out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+	if out, err := exec.Command("useradd", "--system", "--user-group", "--no-create-home", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v\n%s", name, err, out)
 	}
 	t.Cleanup(func() {
