@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -478,24 +477,6 @@ func (f *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fus
 		return fuse.Status(errnoOf(err))
 	}
 	return f.fileEntry(n, np, out)
-}
-
-// fileEntries lists the writable area for readdir.
-func (f *FS) fileEntries() []fuse.DirEntry {
-	if f.files == nil {
-		return nil
-	}
-	des, _ := os.ReadDir(f.files.dir)
-	sort.Slice(des, func(i, j int) bool { return des[i].Name() < des[j].Name() })
-	var out []fuse.DirEntry
-	for _, d := range des {
-		n, err := f.files.add(d.Name())
-		if err != nil {
-			continue
-		}
-		out = append(out, fuse.DirEntry{Name: d.Name(), Mode: fuse.S_IFREG, Ino: n})
-	}
-	return out
 }
 
 func errnoOrZero(err error) syscall.Errno {
