@@ -97,6 +97,20 @@ func TestDaemonRefusesOtherCallers(t *testing.T) {
 	if st := f.ReadDir(nil, &fuse.ReadIn{InHeader: stranger}, nil); st != fuse.EACCES {
 		t.Errorf("readdir by a stranger: %v", st)
 	}
+	// Unknown names allocate nothing either, whoever asks.
+	root := fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID}
+	for i := range 100 {
+		name := chunkstore.Sum([]byte{byte(i)}).String()
+		if i%2 == 1 {
+			name += "_" + strconv.Itoa(i)
+		}
+		if st := f.Lookup(nil, &root, name, &out); st != fuse.ENOENT {
+			t.Fatalf("lookup of unknown %s: %v", name, st)
+		}
+	}
+	if n := len(f.nodes.m); n != 0 {
+		t.Errorf("lookups of unknown names left %d nodes", n)
+	}
 	for _, c := range []fuse.Caller{{Owner: fuse.Owner{Uid: 1000, Gid: 5}}, {Owner: fuse.Owner{Uid: 5, Gid: 1000}}, {Owner: fuse.Owner{Uid: 0, Gid: 5}}} {
 		h := fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID, Caller: c}
 		if st := f.Lookup(nil, &h, d.String(), &out); st != fuse.OK {
