@@ -248,8 +248,12 @@ launch() {
 	local lf="$STATE/log/$name.log"
 	echo "=== $(date -Is) $SELF: starting $name: $*" >>"$lf"
 	rm -f "$(pidfile "$name")"
-	(cd "$STATE" && BASEFS_OPENSTACK_SERVICE="$name@$STATE" exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ \
-		"$(pidfile "$name")" "$@" </dev/null >>"$lf" 2>&1 9>&-) &
+	# The service keeps no descriptor of ours beyond 0-2: an inherited lock (a caller's
+	# `flock FILE make run-openstack`) or pipe (a test harness waiting for EOF) would be held
+	# for as long as the service runs.
+	(cd "$STATE" && BASEFS_OPENSTACK_SERVICE="$name@$STATE" exec setsid bash -c 'echo $$ >"$1"; shift
+		for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+		exec "$@"' _ "$(pidfile "$name")" "$@" </dev/null >>"$lf" 2>&1 9>&-) &
 	for _ in $(seq 1 50); do
 		[ -s "$(pidfile "$name")" ] && return 0
 		sleep 0.05
