@@ -252,7 +252,7 @@ launch() {
 	# `flock FILE make run-openstack`) or pipe (a test harness waiting for EOF) would be held
 	# for as long as the service runs.
 	(cd "$STATE" && BASEFS_OPENSTACK_SERVICE="$name@$STATE" exec setsid bash -c 'echo $$ >"$1"; shift
-		for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+		for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
 		exec "$@"' _ "$(pidfile "$name")" "$@" </dev/null >>"$lf" 2>&1 9>&-) &
 	for _ in $(seq 1 50); do
 		[ -s "$(pidfile "$name")" ] && return 0
