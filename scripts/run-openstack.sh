@@ -156,12 +156,11 @@ use_plain() {
 	start_openstack
 }
 
-# stop_basefs: SIGTERM the daemon serving $INSTANCES/_base (it unmounts) and wait until the mount
-# is gone.
+# stop_basefs: SIGTERM the supervisor of the daemon serving $INSTANCES/_base (it unmounts; its
+# pid is the mount root's user.basefs.supervisor attribute) and wait until the mount is gone.
 stop_basefs() {
 	local base=$INSTANCES/_base pid
-	pid=$("$bin/basefs" status --base "$base" --json 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pid"])' 2>/dev/null || true)
-	[ -n "$pid" ] || pid=$(cat "$work/basefs-mount.pid" 2>/dev/null || true)
+	pid=$("$PY" -c 'import os,sys; print(os.getxattr(sys.argv[1], "user.basefs.supervisor").decode())' "$base" 2>/dev/null || true)
 	[ -n "$pid" ] || die "$base is a mount point but no basefs answers for it; unmount it first"
 	kill -TERM "$pid" 2>/dev/null || true
 	for _ in $(seq 1 300); do
