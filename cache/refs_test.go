@@ -61,7 +61,7 @@ func TestWritersAndCollectorsShareChunks(t *testing.T) {
 	}
 	var adopted, removed, collected atomic.Int64
 	start := time.Now()
-	for round := 0; time.Since(start) < 8*time.Second; round++ {
+	for round := 0; time.Since(start) < 4*time.Second; round++ {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		loop := func(f func(n int)) {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -34,6 +36,7 @@ func newOutageProxy(t *testing.T, ep string) (*outageProxy, string) {
 		t.Fatal(err)
 	}
 	p := &outageProxy{t: t, down: make(chan struct{}), ReverseProxy: httputil.NewSingleHostReverseProxy(u)}
+	p.ErrorLog = log.New(io.Discard, "", 0) // a refused connection while Glance is down is the point
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
 	return p, srv.URL
