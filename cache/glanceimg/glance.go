@@ -64,6 +64,9 @@ func New(cfg Config) *Layer {
 	}
 	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional)}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	cfg.Cache.KeepCounter("glance.completion_retries", &l.retries)
+	cfg.Cache.KeepCounter("glance.tier_index_ignored", &l.indexIgnored)
+	cfg.Cache.KeepCounter("glance.manifests_recorded", &l.propsRecorded)
 	cfg.Names.OnForget(l.forget)
 	return l
 }
