@@ -6,12 +6,15 @@
 //	chunks/<first 2 hex>/<64 hex>   one chunk object (header + raw or zstd payload)
 //	manifests/<64 hex>              one canonical manifest
 //	tmp/                            objects being written; anything here after a crash is junk
+//	refs.lock                       the reference lock (refs.go): writers of manifests share it,
+//	                                whoever deletes chunks holds it alone; never removed
 //
 // Writes are atomic: an object is written to tmp/, synced, then linked to its final name (a
 // link never replaces, so concurrent writers of one object are safe and exactly one creates
 // it), and the directory synced. A Batch (batch.go) makes many objects durable with one
 // syncfs before their links and one after. A crash leaves nothing or the whole object. Every
-// read is verified against the object's digest.
+// read is verified against the object's digest. Deletes of manifests are synced at once;
+// deletes of chunks when the deleter calls SyncChunkDirs.
 package local
 
 import (
