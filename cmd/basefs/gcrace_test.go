@@ -124,6 +124,19 @@ func TestGCRacesWritersAndKills(t *testing.T) {
 		}
 	}
 	d := startDaemon(t, state, mnt, args...)
+	// The state after the kills still takes every image (sharing what is left) and serves it.
+	for i := range variants {
+		part := filepath.Join(mnt, names[i]+".part")
+		if err := os.WriteFile(part, contents[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(part, filepath.Join(mnt, names[i])); err != nil {
+			t.Fatalf("adopt %s after the kills: %v\n%s", names[i], err, d.log)
+		}
+		if got := shaFile(t, filepath.Join(mnt, names[i])); got != sha256.Sum256(contents[i]) {
+			t.Fatalf("%s reads other bytes after the kills", names[i])
+		}
+	}
 	listed := listImages(t, state)
 	for _, im := range listed {
 		f, err := os.Open(filepath.Join(d.mnt, im))
