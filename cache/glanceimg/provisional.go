@@ -397,6 +397,10 @@ func (p *provisional) complete() {
 		p.mu.Unlock()
 		p.l.retries.Add(1)
 		p.l.log.Warn("Glance image: whole-image check could not finish; the image stays readable and completion is tried again", "glance_id", p.meta.ID, "attempt", attempt, "retry_in", wait, "err", err)
+		select { // a Glance read of the attempt itself is no sign that Glance came back
+		case <-p.wake:
+		default:
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
