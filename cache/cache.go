@@ -65,6 +65,8 @@ type Cache struct {
 	images map[chunkstore.Digest]*Image // by digest, or by a ChunkSource's key
 
 	names      Names
+	keptMu     sync.Mutex
+	kept       []namedCounter // counters of layers above kept across processes (KeepCounter)
 	onManifest func(*chunkstore.Manifest)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.

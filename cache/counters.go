@@ -14,8 +14,8 @@ import (
 )
 
 // Every counter `basefs status` and /metrics show outlives the serving process: the cache's
-// (reads, bytes, repairs, …), each origin's (fetches, bytes, misses, …), the write-back's and
-// the manager's. They are kept in <state>/counters.json (ManagerConfig.Counters) as one flat
+// (reads, bytes, repairs, …), each origin's (fetches, bytes, misses, …), the write-back's,
+// the manager's, and those a layer above registers (Cache.KeepCounter: the Glance layer's). They are kept in <state>/counters.json (ManagerConfig.Counters) as one flat
 // object, name → value, saved every second while they change and at a handover, and loaded by
 // the next process, so Prometheus sees one counter across restarts (a crash loses at most the
 // last second's counts). Gauges (fetches in flight) and latency histograms are not kept.

@@ -61,10 +61,21 @@
 // there. Publish fills a tier (dir:// or s3://) ahead of time, manifest after chunks.
 //
 // An image completed through a ChunkSource is written back whole (WriteBackImage): the chunks
-// the tier lacks, the manifest, then the entry the layer above adds (a Glance index entry).
+// the tier lacks, the manifest, then what the layer above records (Glance's basefs_manifest).
 //
-// Lock order: Cache.mu, then an lru's mu; no lock is held across I/O, nor while a
-// ChunkSource is called.
+// # Writers of references and the collector
+//
+// One rule (chunkstore/local refs.go): whatever writes a chunk or finds one present and then
+// writes a manifest naming it — an import, nova's adoption (Adopt, until its name is
+// recorded), a completed ChunkSource — holds the shared side of the state's reference lock
+// until that manifest is durable; cleanup, Remove and the capacity bound hold the exclusive
+// side (after gcMu) from computing references to their last delete. It is a flock, so
+// `basefs import` beside a daemon follows it too. A removal goes names first, then the
+// manifest (its directory synced), then the chunks no other manifest names (their
+// directories synced): a crash part way leaves the image whole or gone.
+//
+// Lock order: Manager.gcMu, then the reference lock; Cache.mu, then an lru's mu; no mutex is
+// held across I/O, nor while a ChunkSource is called.
 //
 // List and Verify describe and re-hash what a local state holds (basefs ls, basefs verify).
 package cache

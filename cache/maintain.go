@@ -74,6 +74,11 @@ func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) e
 func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) error {
 	m.gcMu.Lock()
 	defer m.gcMu.Unlock()
+	unlock, err := m.c.Local().ExclusiveRefs(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	users, err := m.inUse(ctx)
 	if err != nil {
 		return err
@@ -104,10 +109,12 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 	}
 	c := m.c
 	chunks := c.forgetLazy(d)
-	if err := m.removeLocked(ctx, []chunkstore.Digest{d}, chunks, false, &GCReport{}); err != nil {
+	// Names first (removeLocked forgets every name of d; also name, which may be a
+	// provisional image's): a crash part way leaves the whole image, or nothing of it.
+	if err := c.names.Forget(d, name); err != nil {
 		return err
 	}
-	if err := c.names.Forget(d, name); err != nil {
+	if err := m.removeLocked(ctx, []chunkstore.Digest{d}, chunks, false, &GCReport{}); err != nil {
 		return err
 	}
 	m.log.Info("image removed on unlink", "name", name, "image", d.String())
@@ -118,6 +125,13 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 // `<sha1>` or a `<digest>`): chunked and deduplicated into the local state, its name recorded.
 func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Digest, error) {
 	c := m.c
+	// A writer of references until its name is recorded too (importer holds the lock itself
+	// while it writes; this keeps the manifest from looking unnamed to a collector in between).
+	unlock, err := c.Local().ShareRefs(ctx)
+	if err != nil {
+		return chunkstore.Digest{}, err
+	}
+	defer unlock()
 	res, err := importer.Import(ctx, c.Local(), path, importer.Options{Format: "raw"})
 	if err != nil {
 		return chunkstore.Digest{}, err

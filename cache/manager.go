@@ -224,6 +224,11 @@ func usePath(root string, d chunkstore.Digest) string {
 func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 	m.gcMu.Lock()
 	defer m.gcMu.Unlock()
+	unlock, err := m.c.Local().ExclusiveRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	users, err := m.inUse(ctx)
 	if err != nil {
 		return nil, err
@@ -267,9 +272,11 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 	return rep, nil
 }
 
-// removeLocked removes images (their manifests, profiles, and in-memory state) and every
-// local chunk of theirs, or in extra, that no remaining image references; with dry set it
-// only counts. The caller holds gcMu.
+// removeLocked removes images — first their names, then their manifests (each removal
+// synced), profiles and in-memory state — then every local chunk of theirs, or in extra, that
+// no remaining image references; with dry set it only counts. A crash part way leaves each
+// image whole or gone (its chunks at worst orphans, evicted first by the capacity bound). The
+// caller holds gcMu and the exclusive side of the reference lock (chunkstore/local refs.go).
 func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.Digest, dry bool, rep *GCReport) error {
 	refs, manifests, err := m.references(ctx, remove)
 	if err != nil {
@@ -293,6 +300,9 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 	}
 	for _, d := range remove {
 		if !dry {
+			if err := m.c.names.Forget(d, ""); err != nil {
+				return err
+			}
 			if err := m.c.Local().DeleteManifest(ctx, d); err != nil {
 				return err
 			}
@@ -303,6 +313,12 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 			m.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)
 		}
 	}
+	var deleted []chunkstore.Digest
+	defer func() {
+		if err := m.c.Local().SyncChunkDirs(deleted); err != nil {
+			m.log.Warn("chunk deletions not synced", "err", err)
+		}
+	}()
 	for _, c := range orphans {
 		n, err := m.c.Local().ChunkStoredSize(c)
 		if err != nil {
@@ -314,6 +330,7 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 			if err := m.c.Local().DeleteChunk(ctx, c); err != nil {
 				return err
 			}
+			deleted = append(deleted, c)
 			m.c.dropChunk(c)
 			m.chunksRemoved.Add(1)
 			m.bytesFreed.Add(n)
@@ -349,96 +366,6 @@ func (m *Manager) references(ctx context.Context, except []chunkstore.Digest) (m
 		return nil
 	})
 	return refs, removed, err
-}
-
-// enforceCapacity evicts chunks until the local chunk objects fit CacheSize: first chunks no
-// image references, then chunks of unused images, least recently read first; chunks of
-// images in use only if an origin can give them again.
-func (m *Manager) enforceCapacity(ctx context.Context, users map[chunkstore.Digest][]string, dry bool, rep *GCReport) error {
-	type cand struct {
-		d    chunkstore.Digest
-		size int64
-		rank int // 0 unreferenced, 1 unused image, 2 in-use image
-		last int64
-	}
-	inUseChunks := make(map[chunkstore.Digest]bool)
-	refs := make(map[chunkstore.Digest]bool)
-	err := m.c.Local().WalkManifests(ctx, func(d chunkstore.Digest) error {
-		man, err := m.c.Local().GetManifest(ctx, d)
-		if err != nil {
-			return nil // removed meanwhile
-		}
-		for _, c := range man.Chunks {
-			refs[c] = true
-			if len(users[d]) > 0 {
-				inUseChunks[c] = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var cands []cand
-	var total int64
-	err = m.c.Local().WalkChunks(ctx, func(d chunkstore.Digest) error {
-		fi, err := os.Stat(m.c.Local().ChunkPath(d))
-		if err != nil {
-			return nil
-		}
-		total += fi.Size()
-		c := cand{d: d, size: fi.Size(), last: m.c.lastRead(d, fi.ModTime())}
-		switch {
-		case !refs[d]:
-			c.rank = 0
-		case inUseChunks[d]:
-			c.rank = 2
-		default:
-			c.rank = 1
-		}
-		cands = append(cands, c)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	rep.StoredBytes = total
-	if m.cfg.CacheSize < 0 || total <= m.cfg.CacheSize {
-		return nil
-	}
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].rank != cands[j].rank {
-			return cands[i].rank < cands[j].rank
-		}
-		return cands[i].last < cands[j].last
-	})
-	for _, c := range cands {
-		if total <= m.cfg.CacheSize {
-			break
-		}
-		if c.rank == 2 && !m.c.originHas(ctx, c.d) {
-			continue // in use and nowhere else: never evicted
-		}
-		rep.Evicted++
-		rep.EvictedBytes += c.size
-		total -= c.size
-		if !dry {
-			if err := m.c.Local().DeleteChunk(ctx, c.d); err != nil {
-				return err
-			}
-			m.c.dropChunk(c.d)
-			m.evictions.Add(1)
-			m.evictedBytes.Add(c.size)
-		}
-	}
-	rep.StoredBytes = total
-	if !dry {
-		m.log.Info("capacity bound applied", "evicted_chunks", rep.Evicted, "evicted_bytes", rep.EvictedBytes, "stored_bytes", total, "cache_size", m.cfg.CacheSize)
-	}
-	if total > m.cfg.CacheSize {
-		m.log.Warn("local chunks exceed --cache-size: the rest belong to images in use and no origin has them", "stored_bytes", total, "cache_size", m.cfg.CacheSize)
-	}
-	return nil
 }
 
 // ScrubReport tells what a scrub found.

@@ -106,5 +106,16 @@ func (c *Cache) keptCounters() []namedCounter {
 			namedCounter{p + "dropped", &w.dropped}, namedCounter{p + "bytes", &w.bytes},
 			namedCounter{p + "entries", &w.entries})
 	}
+	c.keptMu.Lock()
+	out = append(out, c.kept...)
+	c.keptMu.Unlock()
 	return out
+}
+
+// KeepCounter keeps counter v of a layer above across processes, as the cache's own, under
+// name (it must be unique; call it before NewManager, which loads the saved values).
+func (c *Cache) KeepCounter(name string, v *atomic.Int64) {
+	c.keptMu.Lock()
+	defer c.keptMu.Unlock()
+	c.kept = append(c.kept, namedCounter{name, v})
 }

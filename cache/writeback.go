@@ -132,8 +132,8 @@ func (w *writeBack) submit(key wbKey, send func() bool) {
 	}
 }
 
-// Then is what WriteBackImage writes after an image's chunks and manifest: an entry of the
-// layer above in tier t (created is false if it was there already).
+// Then is what WriteBackImage does after an image's chunks and manifest reached tier t: what
+// the layer above records (created is false if there was nothing to do).
 type Then func(ctx context.Context, t chunkstore.Store) (created bool, err error)
 
 // WriteBackImage writes image d (manifest m, read through a ChunkSource and now complete) to
@@ -301,8 +301,8 @@ type WriteBackSnapshot struct {
 	Present   int64  `json:"present"`   // offered but already there (put-if-absent)
 	Failed    int64  `json:"failed"`    // writes that failed (the tier down, refused, …)
 	Dropped   int64  `json:"dropped"`   // not queued: the queue was full
-	// Entries counts the entries the layer above wrote after a completed image (a Glance
-	// index entry, cache/glanceimg).
+	// Entries counts what the layer above recorded after a completed image (a Glance
+	// image's basefs_manifest, cache/glanceimg).
 	Entries int64 `json:"entries"`
 }
 

@@ -33,7 +33,10 @@
 # an admin context without user or project, and policy.yaml sets every Glance policy rule to ""
 # (always allowed), so plain curl with no X-Auth-Token / X-Roles header may create, upload,
 # download (also ranged), PATCH (custom properties), publicize, deactivate and delete images.
-# This is a private loopback test server: never bind it elsewhere.
+# This is a private loopback test server: never bind it elsewhere. In particular it has no
+# property protections: anyone who reaches it may set basefs_manifest, the value basefs hosts
+# trust for an image's manifest, so it is no trust root (scripts/start-openstack.sh's Glance,
+# with Keystone, lets only the basefs role write it).
 set -euo pipefail
 
 die() { echo "start-glance.sh: $*" >&2; exit 1; }

@@ -61,6 +61,7 @@ type Status struct {
 type GlanceState struct {
 	Error   string                  `json:"error,omitempty"`
 	Catalog *glanceref.CatalogStats `json:"catalog,omitempty"`
+	Layer   *glanceref.LayerStats   `json:"images,omitempty"`
 }
 
 // WritableState counts the writable area's plain files (nova's ephemeral, swap, downloads).

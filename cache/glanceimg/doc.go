@@ -2,7 +2,7 @@
 // Glance): by id, by nova's name, lazily by range, and through a fleet's shared tier.
 //
 // Layer.Ensure makes a Glance image usable by id: by the manifest its basefs_manifest
-// property names (accepted only if its source is that image);
+// property names (the trust root, below; accepted only if its source is that image);
 // else, for a raw image, as a provisional image; else (qcow2 and other formats) by streaming
 // it once, checking the stream against os_hash_value and checksum, converting it with
 // qemu-img and chunking it into the local state (nothing kept on any failure). The Glance
@@ -25,8 +25,13 @@
 // (memory, local state, or Glance again). Background fill fetches the rest in 16 MiB ranges.
 // When every chunk has been seen the whole image is hashed (from the verified chunks) and
 // compared with os_hash_value and checksum: on a match the manifest is written (after every
-// chunk is durable), then the alias's digest; on a mismatch the image is marked bad — every
-// later read fails (EIO at the FUSE boundary) and the Glance origin's corruption counter grows.
+// chunk is durable), then the alias's digest; on a mismatch — or when Glance serves bytes
+// other than those first read — the image is marked bad: every later read fails (EIO at the
+// FUSE boundary) and the Glance origin's corruption counter grows. Nothing else marks it bad:
+// a completion that cannot finish (Glance down, a full disk) is tried again for ever, with
+// capped exponential backoff (1 s doubling to 1 min), at once when a Glance read succeeds
+// again, until the image is removed or the daemon exits; reads go on meanwhile, and status
+// (and basefs_glance_completion*) shows the attempts, the last error and the next try.
 //
 // What is guaranteed when, for a provisional image: bytes are trusted on first fetch (Glance
 // gives nothing finer than a whole-image hash to check a range against); from then on they
@@ -37,15 +42,22 @@
 // restart the image is provisional again (its alias records the id) and chunks are fetched
 // again.
 //
-// Shared tier: a lazily read image's chunks reach the write-back tier as they arrive (named
-// by their own SHA-256, so safe there before the whole-image check); when it completes, the
-// chunks the tier lacks, its manifest, then a Glance index entry glance/<id> → manifest digest
-// and the os_hash_value it was checked against (GlanceIndex, index.go; kept by a shared tier
-// that stores opaque objects, chunkstore/s3). Ensure of a raw image without basefs_manifest
-// asks each such tier for the entry before going lazy (indexedImage) and uses the manifest it
-// names only if that manifest (fetched by digest) describes this Glance image and both it and
-// the entry carry Glance's current os_hash_algo and os_hash_value. An entry is thus a hint:
-// a wrong or stale one costs a lookup, never wrong bytes.
+// Shared tier and trust: a manifest is trusted for a Glance image only through the image's
+// basefs_manifest property, a value the tier's writers cannot forge — Glance property
+// protections let only the basefs service role create or change it (scripts/lib/
+// openstack-config.sh), and it is written only after the whole image was checked against
+// os_hash_value: by `basefs publish glance://ID`, or by a host with --write-back that
+// completed the image, after its chunks and manifest reached the tier (recordManifest; a
+// host without the role is refused, and the next host reads Glance). The manifest the
+// property names is fetched by digest, so verified, and must describe that image. A lazily
+// read image's chunks reach the write-back tier as they arrive (named by their own SHA-256,
+// so safe there before the whole-image check). The tier's Glance index (glance/<id> →
+// manifest, written by earlier versions) is never used: an entry that disagrees with the
+// property is counted (status, basefs_glance_tier_index_ignored_total), logged and ignored
+// (auditIndex), and the image is served from Glance as if there were none. Hosts thus need
+// only read access to the tier. A no-Keystone Glance (scripts/start-glance.sh, for tests)
+// gives every caller an admin context without roles: there anyone who reaches Glance may set
+// the property, and it is no trust root.
 //
 // Lock order: Layer.mu, then Cache.mu or a provisional's mu; no lock is held across I/O.
 package glanceimg

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 
@@ -42,6 +45,13 @@ type Layer struct {
 	log     *slog.Logger
 	flight  singleflight.Group // one ensure per Glance id
 
+	ctx    context.Context // ends with Close: completions waiting to retry stop
+	cancel context.CancelFunc
+
+	retries       atomic.Int64 // completion attempts that failed for a transient cause
+	indexIgnored  atomic.Int64 // shared-tier index entries not backed by basefs_manifest
+	propsRecorded atomic.Int64 // basefs_manifest properties this host recorded
+
 	mu   sync.Mutex
 	prov map[string]*provisional // lazily read images by Glance id
 }
@@ -53,8 +63,33 @@ func New(cfg Config) *Layer {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	cfg.Cache.KeepCounter("glance.completion_retries", &l.retries)
+	cfg.Cache.KeepCounter("glance.tier_index_ignored", &l.indexIgnored)
+	cfg.Cache.KeepCounter("glance.manifests_recorded", &l.propsRecorded)
 	cfg.Names.OnForget(l.forget)
 	return l
+}
+
+// Close stops the completions that wait to retry (the daemon is exiting).
+func (l *Layer) Close() { l.cancel() }
+
+// Stats returns what the layer tells an operator (basefs status).
+func (l *Layer) Stats() glanceref.LayerStats {
+	s := glanceref.LayerStats{CompletionRetries: l.retries.Load(), TierIndexIgnored: l.indexIgnored.Load(), ManifestsRecorded: l.propsRecorded.Load()}
+	l.mu.Lock()
+	ps := make([]*provisional, 0, len(l.prov))
+	for _, p := range l.prov {
+		ps = append(ps, p)
+	}
+	l.mu.Unlock()
+	for _, p := range ps {
+		if c, ok := p.completion(); ok {
+			s.Completing = append(s.Completing, c)
+		}
+	}
+	slices.SortFunc(s.Completing, func(a, b glanceref.Completion) int { return strings.Compare(a.GlanceID, b.GlanceID) })
+	return s
 }
 
 // forget drops the lazy state of any Glance image that was, or completed as, image d.
@@ -86,9 +121,9 @@ func ProvisionalKey(id string) chunkstore.Digest {
 //  1. nova's name already maps to a local manifest: that image;
 //  2. the image carries basefs_manifest: the manifest from the origins (its source must be
 //     this Glance image), chunks lazily from the origins or, for a raw image, Glance by range;
-//  3. a raw image without a manifest: the manifest a shared tier's Glance index names, if it
-//     describes this image's current data (another host completed it: indexedImage); else a
-//     provisional image read lazily by range (see doc.go);
+//  3. a raw image without a manifest: a provisional image read lazily by range (see doc.go);
+//     a shared tier's Glance index entry is never used, only reported when it disagrees with
+//     basefs_manifest (auditIndex);
 //  4. any other format: streamed once, checked against os_hash_value/checksum, converted with
 //     qemu-img and chunked into the local state (nothing kept on any failure).
 //
@@ -141,6 +176,7 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 	if _, err := glance.QemuFormat(meta.DiskFormat); err != nil {
 		return nil, err
 	}
+	l.auditIndex(ctx, meta)
 	if prop := meta.Manifest(); prop != "" {
 		im, err := l.publishedImage(ctx, meta, prop)
 		if err == nil {
@@ -149,9 +185,6 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 		l.log.Warn("Glance image names a manifest basefs cannot use; falling back to Glance's data", "glance_id", id, "manifest", prop, "err", err)
 	}
 	if meta.DiskFormat == "raw" {
-		if im := l.indexedImage(ctx, meta); im != nil {
-			return im, nil // another host completed it and wrote it back to a shared tier
-		}
 		return l.newProvisional(meta)
 	}
 	res, _, err := glance.Import(ctx, client, l.c.Local(), id, importer.Options{})

@@ -6,21 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
 )
 
-// GlanceIndex is an optional interface of a shared tier: an index from Glance image ids to
-// the manifests hosts made of them. A raw Glance image without a basefs_manifest property is
-// read lazily as a provisional image (provisional.go); the host that completes it (its whole data
-// matched os_hash_value) writes its manifest to the tier with write-back, then an entry here,
-// so that the next host can use that manifest — and the tier's chunks — instead of Glance.
+// GlanceIndex is an optional interface of a shared tier: entries glance/<id> → a manifest
+// digest, as hosts of earlier versions wrote them after completing a lazily read image.
 //
-// An entry is a hint, not a trust anchor: a reader fetches the manifest it names by digest
-// (content addressing), and uses it only if its source is that Glance image and the entry's
-// and the manifest's os_hash_value are Glance's current one. Entries are put-if-absent.
+// An entry is never trusted: anyone holding the tier's write credentials (every host that
+// writes back) can plant one, with a manifest of their own bytes — content addressing proves
+// a manifest's chunks, not that the manifest is the Glance image. The trust root is the
+// image's basefs_manifest property in Glance, which only the basefs service role may write
+// (Glance property protections) and which is written only after the whole image was checked
+// against os_hash_value (basefs publish, or a completing host with that role). Hosts read an
+// entry only to report it when it disagrees with that property (auditIndex); nothing writes
+// entries any more.
 type GlanceIndex interface {
 	GetGlanceIndex(ctx context.Context, id string) (*GlanceIndexEntry, error)
 	PutGlanceIndex(ctx context.Context, id string, e *GlanceIndexEntry) (created bool, err error)
@@ -108,15 +111,11 @@ func (x tierIndex) PutGlanceIndex(ctx context.Context, id string, e *GlanceIndex
 	return x.t.PutGlanceIndexBytes(ctx, id, e.Encode())
 }
 
-// indexedImage looks raw Glance image meta up in the shared tiers' Glance index (GlanceIndex)
-// and returns the image their entry names, or nil. An entry is used only if the manifest it
-// names (fetched by digest, so verified) describes this Glance image, and both the entry and
-// the manifest carry Glance's current os_hash_algo and os_hash_value; otherwise (the image
-// changed, an entry of another writer, the tier down) the image goes provisional as before.
-func (l *Layer) indexedImage(ctx context.Context, meta *glance.Image) *cache.Image {
-	if meta.HashValue == "" || meta.HashAlgo == "" {
-		return nil
-	}
+// auditIndex reads Glance image meta's entry in each shared tier's index and reports one
+// that is not backed by the image's basefs_manifest property — the trust root (see
+// GlanceIndex): counted (status, metrics), logged, and ignored. Nothing an entry names is
+// ever fetched or served.
+func (l *Layer) auditIndex(ctx context.Context, meta *glance.Image) {
 	for _, o := range l.c.Origins() {
 		gi, ok := indexOf(o)
 		if !ok {
@@ -125,48 +124,40 @@ func (l *Layer) indexedImage(ctx context.Context, meta *glance.Image) *cache.Ima
 		e, err := gi.GetGlanceIndex(ctx, meta.ID)
 		if err != nil {
 			if !chunkstore.IsNotFound(err) {
-				l.log.Warn("shared tier's Glance index not readable; the image goes provisional", "glance_id", meta.ID, "tier", o.String(), "err", err)
+				l.log.Debug("shared tier's Glance index not readable (not needed: it is not trusted)", "glance_id", meta.ID, "tier", o.String(), "err", err)
 			}
 			continue
 		}
-		if e.HashAlgo != meta.HashAlgo || e.HashValue != meta.HashValue {
-			l.log.Warn("shared tier's Glance index entry was made of other data (the image changed?); ignored", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String())
+		if e.Manifest.String() == meta.Manifest() {
 			continue
 		}
-		m, err := l.c.Local().GetManifest(ctx, e.Manifest)
-		fetched := false
-		if chunkstore.IsNotFound(err) {
-			m, err = o.GetManifest(ctx, e.Manifest)
-			fetched = err == nil
-		}
-		if err != nil {
-			if chunkstore.IsCorrupt(err) || errors.Is(err, chunkstore.ErrManifest) {
-				l.c.OriginCounters(o).Corrupt.Add(1)
-			}
-			l.log.Warn("manifest named by the shared tier's Glance index not usable; the image goes provisional", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String(), "err", err)
-			continue
-		}
-		src := m.Source
-		if src.GlanceID != meta.ID || src.Format != "raw" || src.HashAlgo != meta.HashAlgo || src.HashValue != meta.HashValue || m.Size != meta.Size {
-			l.log.Warn("manifest named by the shared tier's Glance index describes other data; ignored", "glance_id", meta.ID, "tier", o.String(), "manifest", e.Manifest.String(), "source_glance_id", src.GlanceID)
-			continue
-		}
-		if fetched {
-			if _, err := l.c.StoreManifest(ctx, m); err != nil {
-				l.log.Warn("cannot store the manifest named by the Glance index", "glance_id", meta.ID, "err", err)
-				return nil
-			}
-		}
-		im, err := l.c.Image(ctx, e.Manifest)
-		if err == nil {
-			err = l.names.Write(meta.ID, e.Manifest)
-		}
-		if err != nil {
-			l.log.Warn("image named by the shared tier's Glance index not usable; the image goes provisional", "glance_id", meta.ID, "err", err)
-			return nil
-		}
-		l.log.Info("Glance raw image found in the shared tier's Glance index: chunks from the tier, behind it Glance by range", "glance_id", meta.ID, "tier", o.String(), "image", e.Manifest.String())
-		return im
+		l.indexIgnored.Add(1)
+		l.log.Warn("shared tier's Glance index names a manifest the image's basefs_manifest property does not: ignored (a tier writer cannot vouch for a Glance image; forged, stale, or written without the basefs role)",
+			"glance_id", meta.ID, "tier", o.String(), "entry_manifest", e.Manifest.String(), "property", meta.Manifest())
 	}
-	return nil
+}
+
+// recordManifest is the step after a completed image's chunks and manifest were written back
+// to shared tier t: it records the manifest as the image's basefs_manifest property, the root
+// other hosts trust. Glance refuses it (403) unless this host's credentials carry the basefs
+// service role; then the next host reads the image from Glance, as before.
+func (l *Layer) recordManifest(meta *glance.Image, d chunkstore.Digest) cache.Then {
+	var once sync.Once
+	return func(ctx context.Context, _ chunkstore.Store) (bool, error) {
+		var err error
+		done := false
+		once.Do(func() {
+			done = true
+			err = l.origin.Client().SetProperty(ctx, meta.ID, glance.ManifestProperty, d.String())
+		})
+		if !done {
+			return false, nil // a second shared tier: recorded once
+		}
+		if err != nil {
+			return false, fmt.Errorf("record %s on Glance image %s (the basefs service role may): %w", glance.ManifestProperty, meta.ID, err)
+		}
+		l.propsRecorded.Add(1)
+		l.log.Info("completed image recorded as the Glance image's manifest", "glance_id", meta.ID, "property", glance.ManifestProperty, "image", d.String())
+		return true, nil
+	}
 }

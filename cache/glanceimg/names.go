@@ -104,6 +104,7 @@ func (n *Names) Path(id string) string { return filepath.Join(n.dir(), glanceref
 
 // Forget removes the recorded name (a nova name) and every other name of image d.
 func (n *Names) Forget(d chunkstore.Digest, name string) error {
+	removed := false
 	entries, err := os.ReadDir(n.dir())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -115,6 +116,12 @@ func (n *Names) Forget(d chunkstore.Digest, name string) error {
 		}
 		if err := os.Remove(filepath.Join(n.dir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove name %s: %w", e.Name(), err)
+		}
+		removed = true
+	}
+	if removed { // durable before the image's manifest and chunks go (Manager's removal order)
+		if err := syncDir(n.dir()); err != nil {
+			return fmt.Errorf("remove names of %s: %w", d.Short(), err)
 		}
 	}
 	n.mu.Lock()
@@ -184,4 +191,13 @@ func writeAliasFile(root, name, body string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}
+
+func syncDir(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -34,8 +34,20 @@ type provisional struct {
 	window   int // chunks the next sequential fetch asks for
 	bad      error
 	final    chunkstore.Digest
-	finished bool // completion ran (successfully or not)
+	finished bool // completion started
 	done     chan struct{}
+	retry    retryState // completion attempts that failed for a transient cause
+
+	ctx    context.Context // ends when the image is removed or the layer closed
+	cancel context.CancelFunc
+	wake   chan struct{} // a Glance read succeeded: a completion waiting to retry tries now
+}
+
+// retryState is what status shows of a completion that waits to try again.
+type retryState struct {
+	attempts int
+	lastErr  string
+	nextTry  time.Time
 }
 
 var _ cache.ChunkSource = (*provisional)(nil)
@@ -73,13 +85,16 @@ func (l *Layer) newProvisional(meta *glance.Image) (*cache.Image, error) {
 		l: l, c: l.c, key: ProvisionalKey(meta.ID), meta: meta, cs: cs, n: n,
 		state: make([]uint8, n), digests: make([]chunkstore.Digest, n),
 		flights: make(map[int]*rangeFlight), window: 1, seqEnd: -1, done: make(chan struct{}),
+		wake: make(chan struct{}, 1),
 	}
+	p.ctx, p.cancel = context.WithCancel(l.ctx)
 	if err := l.names.Write(meta.ID, chunkstore.Digest{}); err != nil {
 		return nil, fmt.Errorf("image %s: record nova's name: %w", meta.ID, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old := l.prov[meta.ID]; old != nil {
+		p.cancel()
 		return old.im, nil
 	}
 	p.im = l.c.AddSource(p.key, meta.Size, cs, meta.Source(), p)
@@ -107,8 +122,9 @@ func (p *provisional) Done() <-chan struct{} { return p.done }
 // UsePath is the image's alias file: its mtime is the image's recorded use.
 func (p *provisional) UsePath() string { return p.l.names.Path(p.meta.ID) }
 
-// Removed forgets the lazy state (the cache removed the image).
+// Removed forgets the lazy state (the cache removed the image) and stops its completion.
 func (p *provisional) Removed() {
+	p.cancel()
 	p.l.mu.Lock()
 	if p.l.prov[p.meta.ID] == p {
 		delete(p.l.prov, p.meta.ID)
@@ -243,6 +259,7 @@ func (p *provisional) knownChunk(ctx context.Context, i int, d chunkstore.Digest
 		return nil, verr
 	}
 	p.count(func(o *tier.Counters) { o.Fetches.Add(1); o.Bytes.Add(int64(len(buf))) })
+	p.kick()
 	p.c.Admit(ch, p.l.origin)
 	return ch.Data(), nil
 }
@@ -269,6 +286,7 @@ func (p *provisional) fetch(ctx context.Context, i, j int) ([]byte, error) {
 		return nil, err
 	}
 	p.count(func(o *tier.Counters) { o.Fetches.Add(int64(j - i)); o.Bytes.Add(int64(len(buf))) })
+	p.kick()
 	var first []byte
 	for k := i; k < j; k++ {
 		b := buf[int64(k-i)*p.cs : int64(k-i)*p.cs+p.chunkLen(k)]
@@ -328,17 +346,38 @@ func (p *provisional) Fill(ctx context.Context, rate int64, progress func(bytes 
 	}
 }
 
+// kick tells a completion waiting to retry that Glance answered (it tries again at once).
+func (p *provisional) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Completion retries: the first after retryBase, doubling up to retryMax, for ever.
+const (
+	retryBase = time.Second
+	retryMax  = time.Minute
+)
+
 // complete runs once every chunk has been seen: it hashes the whole image (from the verified
 // chunks) against Glance's os_hash_value and checksum; on a match it writes the manifest (after
-// every chunk is durable) and nova's name → digest; on a mismatch it marks the image bad.
+// every chunk is durable) and nova's name → digest. Only proven corruption — the data does not
+// match Glance's hash, or Glance served bytes other than those first read — marks the image
+// bad. Any other failure (Glance down, a full disk) is retried for ever with capped exponential
+// backoff, at once when a Glance read succeeds again, until the image is removed or the layer
+// closed; reads go on meanwhile, and status shows the attempts, the last error and the next try.
 func (p *provisional) complete() {
 	defer close(p.done)
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		err := p.completeOnce()
 		if err == nil {
+			p.mu.Lock()
+			p.retry = retryState{}
+			p.mu.Unlock()
 			return
 		}
-		if errors.Is(err, glance.ErrHashMismatch) || chunkstore.IsCorrupt(err) || attempt == 4 {
+		if errors.Is(err, glance.ErrHashMismatch) || chunkstore.IsCorrupt(err) {
 			p.count(func(o *tier.Counters) { o.Corrupt.Add(1) })
 			p.mu.Lock()
 			p.bad = fmt.Errorf("%w: Glance image %s: %v", glanceref.ErrBadImage, p.meta.ID, err)
@@ -346,13 +385,47 @@ func (p *provisional) complete() {
 			p.l.log.Error("Glance image failed its whole-image check: marked bad, reads fail", "glance_id", p.meta.ID, "err", err)
 			return
 		}
-		p.l.log.Warn("Glance image: whole-image check could not run; trying again", "glance_id", p.meta.ID, "err", err)
-		time.Sleep(time.Duration(attempt+1) * time.Second)
+		if p.ctx.Err() != nil {
+			return
+		}
+		wait := retryMax
+		if attempt < 7 {
+			wait = min(retryMax, retryBase<<(attempt-1))
+		}
+		p.mu.Lock()
+		p.retry = retryState{attempts: attempt, lastErr: err.Error(), nextTry: time.Now().Add(wait)}
+		p.mu.Unlock()
+		p.l.retries.Add(1)
+		p.l.log.Warn("Glance image: whole-image check could not finish; the image stays readable and completion is tried again", "glance_id", p.meta.ID, "attempt", attempt, "retry_in", wait, "err", err)
+		select { // a Glance read of the attempt itself is no sign that Glance came back
+		case <-p.wake:
+		default:
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-p.wake:
+		case <-p.ctx.Done():
+			t.Stop()
+			return
+		}
+		t.Stop()
 	}
 }
 
+// completion returns the image's pending completion retries, if any.
+func (p *provisional) completion() (glanceref.Completion, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.retry
+	if r.attempts == 0 || !p.final.IsZero() || p.bad != nil {
+		return glanceref.Completion{}, false
+	}
+	return glanceref.Completion{GlanceID: p.meta.ID, Attempts: r.attempts, LastError: r.lastErr, NextTry: r.nextTry}, true
+}
+
 func (p *provisional) completeOnce() error {
-	ctx := context.Background()
+	ctx := p.ctx
 	c := p.c
 	v, err := glance.NewVerifier(p.meta)
 	if err != nil {
@@ -376,6 +449,14 @@ func (p *provisional) completeOnce() error {
 	if err := v.Check(); err != nil {
 		return err
 	}
+	// A writer of references (chunkstore/local refs.go) while the manifest and its name are
+	// written. A chunk evicted before that is fetched again from Glance by range when read
+	// (the Glance origin serves the manifest's chunks), so the hash above need not hold it.
+	unlock, err := c.Local().ShareRefs(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	c.Flush()
 	p.mu.Lock()
 	m := &chunkstore.Manifest{Size: p.meta.Size, ChunkSize: p.cs, Chunks: append([]chunkstore.Digest(nil), p.digests...), Source: p.meta.Source()}
@@ -392,16 +473,9 @@ func (p *provisional) completeOnce() error {
 	p.final = d
 	p.mu.Unlock()
 	p.l.log.Info("Glance image complete and verified against os_hash_value: digest assigned", "glance_id", p.meta.ID, "image", d.String())
-	if p.meta.HashValue != "" && p.meta.HashAlgo != "" {
-		// Chunks, then the manifest, then the tier's index entry: the next host finds it.
-		e := &GlanceIndexEntry{Manifest: d, HashAlgo: p.meta.HashAlgo, HashValue: p.meta.HashValue}
-		c.WriteBackImage(d, m, func(ctx context.Context, t chunkstore.Store) (bool, error) {
-			x, ok := indexOf(t)
-			if !ok {
-				return false, nil
-			}
-			return x.PutGlanceIndex(ctx, p.meta.ID, e)
-		})
+	if p.meta.Manifest() != d.String() {
+		// Chunks, then the manifest, then basefs_manifest in Glance: the next host trusts it.
+		c.WriteBackImage(d, m, p.l.recordManifest(p.meta, d))
 	}
 	return nil
 }

@@ -164,6 +164,13 @@ func importRaw(ctx context.Context, s *local.Store, path string, size int64, opt
 		return nil, err
 	}
 	defer f.Close()
+	// A writer of references (local/refs.go): from the first chunk written or found present
+	// until the manifest is durable.
+	unlock, err := s.ShareRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// qemu sees a raw file rounded up to whole 512-byte sectors (and qemu-img convert writes
 	// that size), so the image is the virtual size qemu-img reports; the tail past the end
 	// of a raw file reads as zeros.

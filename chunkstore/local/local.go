@@ -6,12 +6,15 @@
 //	chunks/<first 2 hex>/<64 hex>   one chunk object (header + raw or zstd payload)
 //	manifests/<64 hex>              one canonical manifest
 //	tmp/                            objects being written; anything here after a crash is junk
+//	refs.lock                       the reference lock (refs.go): writers of manifests share it,
+//	                                whoever deletes chunks holds it alone; never removed
 //
 // Writes are atomic: an object is written to tmp/, synced, then linked to its final name (a
 // link never replaces, so concurrent writers of one object are safe and exactly one creates
 // it), and the directory synced. A Batch (batch.go) makes many objects durable with one
 // syncfs before their links and one after. A crash leaves nothing or the whole object. Every
-// read is verified against the object's digest.
+// read is verified against the object's digest. Deletes of manifests are synced at once;
+// deletes of chunks when the deleter calls SyncChunkDirs.
 package local
 
 import (
@@ -219,7 +222,25 @@ func (s *Store) syncPath(p string) error {
 	return fsync(f)
 }
 
-// DeleteChunk removes chunk d; removing an absent chunk is not an error.
+// SyncChunkDirs makes the deletions of chunks ds durable: it syncs each directory they were in
+// once (DeleteChunk does not, so that a collector deleting many pays one barrier per shard).
+func (s *Store) SyncChunkDirs(ds []chunkstore.Digest) error {
+	seen := make(map[string]bool)
+	for _, d := range ds {
+		dir := filepath.Dir(s.ChunkPath(d))
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		if err := s.syncPath(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sync %s after deletes: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// DeleteChunk removes chunk d; removing an absent chunk is not an error (SyncChunkDirs makes
+// deletions durable).
 func (s *Store) DeleteChunk(ctx context.Context, d chunkstore.Digest) error {
 	if s.readOnly {
 		return fmt.Errorf("delete chunk %s: %s is read-only", d.Short(), s)
@@ -303,8 +324,16 @@ func (s *Store) DeleteManifest(ctx context.Context, d chunkstore.Digest) error {
 	if s.readOnly {
 		return fmt.Errorf("delete manifest %s: %s is read-only", d.Short(), s)
 	}
-	if err := os.Remove(s.ManifestPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(s.ManifestPath(d)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		return fmt.Errorf("delete manifest %s: %w", d.Short(), err)
+	}
+	// Durable before any chunk of it goes: a crash never brings back a manifest whose
+	// chunks were deleted.
+	if err := s.syncPath(filepath.Dir(s.ManifestPath(d))); err != nil {
+		return fmt.Errorf("delete manifest %s: sync its directory: %w", d.Short(), err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -251,12 +252,17 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 			catalog = glance.NewCatalog(gc.ListIDs, o.glance.listMinInterval)
 		}
 	}
+	var glp atomic.Pointer[glanceimg.Layer] // set below; status may be asked before
 	if o.glance.configured() {
 		ctl.Glance = func() *control.GlanceState {
 			g := &control.GlanceState{Error: glanceErr}
 			if catalog != nil {
 				cs := catalog.Stats()
 				g.Catalog = &cs
+			}
+			if gl := glp.Load(); gl != nil {
+				ls := gl.Stats()
+				g.Layer = &ls
 			}
 			return g
 		}
@@ -275,6 +281,8 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		return err
 	}
 	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log})
+	glp.Store(gl)
+	defer gl.Close()
 	ctl.EnsureGlance = gl.Ensure
 	defer c.Close() // every fetched chunk durable before exit
 	mgr, err := cache.NewManager(c, cache.ManagerConfig{
@@ -300,7 +308,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	ctl.SetManager(mgr)
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(c.Collector(), requestLatency)
+		reg.MustRegister(c.Collector(), gl.Collector(), requestLatency)
 		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,9 +19,11 @@ import (
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
+	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
@@ -282,8 +286,9 @@ func TestS3CorruptObjectNextTier(t *testing.T) {
 // TestS3WriteBackGlanceRawHostsInTurn: a raw Glance image without basefs_manifest; 4 hosts
 // with --write-back and the tiers s3:// then Glance read it one after another, each with an
 // empty state. Host 1 reads it lazily from Glance by range (background fill on) and, once it
-// is complete and matches os_hash_value, writes its chunks, its manifest and a Glance index
-// entry to RGW. Hosts 2–4 find the entry and take every chunk from RGW: Glance serves each
+// is complete and matches os_hash_value, writes its chunks and its manifest to RGW and records
+// the manifest as the image's basefs_manifest in Glance. Hosts 2–4 find the property and take
+// every chunk from RGW: Glance serves each
 // chunk once in total, and every host reads the image's bytes.
 func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 	url, store := s3Tier(t)
@@ -309,7 +314,7 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 			t.Fatalf("host 0: ensure %+v; want a provisional image (nothing in RGW yet)", st)
 		}
 		if i > 0 && (st.Provisional || st.Digest == nil || st.Digest.String() != digest) {
-			t.Fatalf("host %d: ensure %+v; want the manifest %s from RGW's Glance index\n%s", i, st, digest, h.log)
+			t.Fatalf("host %d: ensure %+v; want the manifest %s basefs_manifest names\n%s", i, st, digest, h.log)
 		}
 		if got := shaFile(t, filepath.Join(h.mnt, st.Name)); got != want {
 			t.Fatalf("host %d read other bytes", i)
@@ -320,7 +325,7 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for wb := h.status().Stats.WriteBack; wb == nil || wb.Entries < 1; wb = h.status().Stats.WriteBack {
 				if time.Now().After(deadline) {
-					t.Fatalf("host 0 wrote back %+v; want the Glance index entry\n%s", wb, h.log)
+					t.Fatalf("host 0 wrote back %+v; want basefs_manifest recorded\n%s", wb, h.log)
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
@@ -343,9 +348,11 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 	}
 	n := 0
 	store.WalkChunks(context.Background(), func(chunkstore.Digest) error { n++; return nil })
-	e, err := store.GetGlanceIndexBytes(context.Background(), id)
-	if err != nil || !strings.Contains(string(e), "manifest "+digest+"\n") {
-		t.Fatalf("RGW's Glance index entry %q, %v; want manifest %s", e, err, digest)
+	if p := glancetest.Meta(t, id)[glance.ManifestProperty]; p != digest {
+		t.Fatalf("Glance image's %s is %v; want %s", glance.ManifestProperty, p, digest)
+	}
+	if _, err := store.GetGlanceIndexBytes(context.Background(), id); !chunkstore.IsNotFound(err) {
+		t.Fatalf("RGW's Glance index holds an entry (%v): hosts no longer write one", err)
 	}
 	if n != dataChunks || fromGlance != dataBytes+zeroBytes || fromS3 != 3*dataBytes {
 		t.Fatalf("RGW holds %d chunks; bytes from Glance %d, from RGW %d; want %d, %d, %d", n, fromGlance, fromS3, dataChunks, dataBytes+zeroBytes, 3*dataBytes)
@@ -353,28 +360,73 @@ func TestS3WriteBackGlanceRawHostsInTurn(t *testing.T) {
 	t.Logf("write-back of a raw Glance image (%d bytes, %d of data), 4 hosts in turn:\n  %s", dataBytes+zeroBytes, dataBytes, strings.Join(figures, "\n  "))
 }
 
-// TestS3GlanceIndexStaleIgnored: an index entry whose os_hash_value is not Glance's current
-// one (the image changed, or a bad writer) is ignored: the image goes provisional and is
-// read from Glance, with the right bytes.
-func TestS3GlanceIndexStaleIgnored(t *testing.T) {
+// TestS3GlanceIndexForgeryNotServed: a writer of the shared tier (a real S3 client with the
+// tier's credentials) plants, for a real Glance image, a manifest of its own bytes whose Source
+// claims that image and its os_hash_value, its chunks, and a Glance index entry naming it. No
+// host serves those bytes: a host finds no basefs_manifest and reads the image from Glance
+// (lazily), counting and logging the entry; once a host with write-back completed the image
+// and recorded basefs_manifest, the next host takes that manifest, and still reports the
+// forged entry.
+func TestS3GlanceIndexForgeryNotServed(t *testing.T) {
 	url, store := s3Tier(t)
 	ep := glancetest.Start(t)
 	dir := t.TempDir()
+	ctx := context.Background()
 	id, data := glanceImage(t, dir, 46, 3<<20, 0)
-	other := &glanceimg.GlanceIndexEntry{Manifest: chunkstore.Sum([]byte("x")), HashAlgo: "sha512", HashValue: strings.Repeat("0", 128)}
-	index, _ := glanceimg.IndexOf(store)
-	if _, err := index.PutGlanceIndex(context.Background(), id, other); err != nil {
+	sum := sha512.Sum512(data)
+	forged := storetest.Data(4646, len(data))
+	m := &chunkstore.Manifest{Size: int64(len(forged)), ChunkSize: chunkstore.DefaultChunkSize,
+		Source: chunkstore.Source{Format: "raw", GlanceID: id, HashAlgo: "sha512", HashValue: hex.EncodeToString(sum[:])}}
+	for off := 0; off < len(forged); off += chunkstore.DefaultChunkSize {
+		ch := chunkstore.NewChunk(forged[off:min(len(forged), off+chunkstore.DefaultChunkSize)])
+		if _, err := store.PutChunk(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		m.Chunks = append(m.Chunks, ch.Digest())
+	}
+	fd, err := store.PutManifest(ctx, m)
+	if err != nil {
 		t.Fatal(err)
 	}
-	h := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), append([]string{"--origin", url, "--glance-endpoint", ep}, noFill...)...)
-	st, err := ensureGlance(t, h, id)
-	if err != nil || !st.Provisional {
-		t.Fatalf("ensure: %+v, %v; want provisional (the stale entry ignored)", st, err)
+	e := &glanceimg.GlanceIndexEntry{Manifest: fd, HashAlgo: "sha512", HashValue: m.Source.HashValue}
+	if _, err := store.PutGlanceIndexBytes(ctx, id, e.Encode()); err != nil {
+		t.Fatal(err)
 	}
-	if got := shaFile(t, filepath.Join(h.mnt, st.Name)); got != sha256.Sum256(data) {
-		t.Fatal("wrong bytes")
+	want := sha256.Sum256(data)
+	host := func(n int, extra ...string) (*daemon, *control.GlanceStatus) {
+		h := startDaemon(t, filepath.Join(dir, fmt.Sprint("state", n)), filepath.Join(dir, fmt.Sprint("mnt", n)),
+			append([]string{"--origin", url, "--glance-endpoint", ep}, extra...)...)
+		st, err := ensureGlance(t, h, id)
+		if err != nil {
+			t.Fatalf("host %d: ensure: %v\n%s", n, err, h.log)
+		}
+		if st.Digest != nil && *st.Digest == fd {
+			t.Fatalf("host %d: ensure named the forged manifest %s", n, fd)
+		}
+		if got := shaFile(t, filepath.Join(h.mnt, st.Name)); got != want {
+			t.Fatalf("host %d served other bytes than the Glance image's", n)
+		}
+		if l := h.status().Glance.Layer; l == nil || l.TierIndexIgnored != 1 {
+			t.Fatalf("host %d: status %+v; want the forged entry counted once", n, l)
+		}
+		if !strings.Contains(h.log.String(), "a tier writer cannot vouch for a Glance image") {
+			t.Fatalf("host %d did not log the forged entry:\n%s", n, h.log)
+		}
+		return h, st
 	}
-	if !strings.Contains(h.log.String(), "made of other data") {
-		t.Fatalf("the stale entry was not reported:\n%s", h.log)
+	h, st := host(0, append([]string{"--write-back"}, noFill...)...)
+	if !st.Provisional {
+		t.Fatalf("host 0: ensure %+v; want the image read from Glance lazily", st)
+	}
+	digest := waitDigest(t, h, id) // read whole above: it completes, is written back and recorded
+	for deadline := time.Now().Add(30 * time.Second); glancetest.Meta(t, id)[glance.ManifestProperty] != digest; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("host 0 did not record %s=%s\n%s", glance.ManifestProperty, digest, h.log)
+		}
+	}
+	h.stop()
+	_, st = host(1, noFill...)
+	if st.Provisional || st.Digest == nil || st.Digest.String() != digest {
+		t.Fatalf("host 1: ensure %+v; want the manifest %s basefs_manifest names", st, digest)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/cmd/internal/cli"
 )
 
@@ -67,6 +69,13 @@ func runStatus(ctx context.Context, args []string) error {
 				fmt.Printf(", last failed: %s", c.LastError)
 			}
 			fmt.Println()
+		}
+		if l := g.Layer; l != nil {
+			fmt.Printf("glance images: %d completion retries, %d shared-tier index entries ignored (not backed by %s), %d %s recorded\n",
+				l.CompletionRetries, l.TierIndexIgnored, glance.ManifestProperty, l.ManifestsRecorded, glance.ManifestProperty)
+			for _, c := range l.Completing {
+				fmt.Printf("  glance://%s: completion attempt %d failed (%s); next try %s\n", c.GlanceID, c.Attempts, c.LastError, c.NextTry.Format(time.RFC3339))
+			}
 		}
 	}
 	if m := st.Manager; m != nil {

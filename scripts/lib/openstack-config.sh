@@ -178,6 +178,9 @@ image_cache_dir = $STATE/glance/image-cache
 debug = $DEBUG
 use_stderr = true
 show_image_direct_url = false
+# basefs_manifest is the manifest basefs hosts trust for an image: only the basefs role writes it.
+property_protection_file = $STATE/glance/property-protections.conf
+property_protection_rule_format = roles
 
 [database]
 connection = $(db_url glance "$DB_GLANCE_PASSWORD" glance)
@@ -201,6 +204,24 @@ config_file = $STATE/glance/glance-api-paste.ini
 $(authtoken glance "$GLANCE_PASSWORD")
 
 $(oslo_sections glance)
+EOF
+# Glance property protections (roles): basefs_manifest names the manifest every basefs host
+# trusts for an image (cache/glanceimg doc.go), so only the basefs service role may create,
+# change or delete it; everyone may read it. Every other property stays as Glance has it. The
+# first section whose pattern matches a property applies.
+write "$STATE/glance/property-protections.conf" <<'EOF'
+# Written by basefs scripts/start-openstack.sh.
+[^basefs_manifest$]
+create = basefs
+read = @
+update = basefs
+delete = basefs
+
+[.*]
+create = @
+read = @
+update = @
+delete = @
 EOF
 write "$STATE/glance/glance-api-paste.ini" <<EOF
 # Written by basefs scripts/start-openstack.sh: Debian's glance-api-keystone pipeline without

@@ -101,7 +101,7 @@ ensure keystone "$KEYSTONE_PORT" "$(conf_hash "$STATE/keystone/keystone.conf" "$
 	h_keystone 90 -- uwsgi --ini "$STATE/keystone/uwsgi.ini"
 
 # Service project, users, roles, services, endpoints: get-or-create, so it can run again.
-k=$(printf '%s\n' "$KEYSTONE_URL $GLANCE_URL $PLACEMENT_URL $NOVA_URL $NEUTRON_URL" "$(sha256sum "$SECRETS")" | sha256sum | cut -c1-16)
+k=$(printf '%s\n' "roles admin basefs:basefs" "$KEYSTONE_URL $GLANCE_URL $PLACEMENT_URL $NOVA_URL $NEUTRON_URL" "$(sha256sum "$SECRETS")" | sha256sum | cut -c1-16)
 if ! stamp_ok keystone-catalog "$k" || [ ! -s "$STATE/project-ids" ]; then
 	t=$EPOCHREALTIME
 	echo "=== $(date -Is) catalog" >>"$STATE/log/keystone-catalog.log"
@@ -139,6 +139,9 @@ for spec in env["USERS"].split():
     else:
         ks.users.update(user, password=password, default_project=project, enabled=True)
     ks.roles.grant(admin_role, user=user, project=project)
+# The basefs service role: the only one Glance lets write basefs_manifest (property protections).
+basefs_role = one(ks.roles.list(name="basefs"), "basefs role") or ks.roles.create("basefs")
+ks.roles.grant(basefs_role, user=one(ks.users.list(name="basefs", domain=domain), "user basefs"), project=project)
 for spec in env["SERVICES"].split():
     name, stype, url = spec.split(":", 2)
     svc = one([s for s in ks.services.list(type=stype) if s.name == name], "service " + name)
@@ -174,7 +177,7 @@ if ! stamp_ok glance-db "$k"; then
 	mark glance-db-sync "$t"
 fi
 MARKER[glance]="$STATE/glance/glance-api.conf"
-ensure glance "$GLANCE_PORT" "$(conf_hash "$STATE/glance/glance-api.conf" "$STATE/glance/glance-api-paste.ini")" \
+ensure glance "$GLANCE_PORT" "$(conf_hash "$STATE/glance/glance-api.conf" "$STATE/glance/glance-api-paste.ini" "$STATE/glance/property-protections.conf")" \
 	h_glance 90 -- "$PY" /usr/bin/glance-api --config-file "$STATE/glance/glance-api.conf" \
 	--config-dir "$STATE/glance/conf.d"
 

@@ -84,6 +84,30 @@ var ErrHashMismatch = errors.New("image data does not match Glance's hash")
 // os_hash_value or checksum: the image is marked bad and never served again by the process.
 var ErrBadImage = errors.New("image marked bad: its data does not match Glance's hash")
 
+// LayerStats is what the Glance layer (package cache/glanceimg) tells an operator.
+type LayerStats struct {
+	// CompletionRetries counts whole-image checks of lazily read images that could not finish
+	// for a transient cause (Glance down, a full disk) and were tried again.
+	CompletionRetries int64 `json:"completion_retries"`
+	// Completing lists the images whose completion waits to be tried again.
+	Completing []Completion `json:"completing,omitempty"`
+	// TierIndexIgnored counts shared-tier Glance index entries ignored because the image's
+	// basefs_manifest property (the trust root) does not name their manifest: forged, stale,
+	// or written by a host without the basefs role.
+	TierIndexIgnored int64 `json:"tier_index_ignored"`
+	// ManifestsRecorded counts basefs_manifest properties this host recorded on Glance images
+	// it completed and wrote back.
+	ManifestsRecorded int64 `json:"manifests_recorded"`
+}
+
+// Completion is a lazily read image whose completion waits to be tried again.
+type Completion struct {
+	GlanceID  string    `json:"glance_id"`
+	Attempts  int       `json:"attempts"`
+	LastError string    `json:"last_error"`
+	NextTry   time.Time `json:"next_try"`
+}
+
 // CatalogStats is what the catalog tells an operator.
 type CatalogStats struct {
 	Images    int       `json:"images"`               // names known from the last good listing

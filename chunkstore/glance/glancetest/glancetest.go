@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -45,6 +46,27 @@ func Start(t testing.TB) string {
 
 // Stop stops the Glance Start started and removes its state.
 func Stop() { glance.Stop("stop-glance.sh") }
+
+// Down stops this process's Glance (scripts/stop-glance.sh), keeping its images: a real
+// outage. Up starts it again on the same port.
+func Down(t testing.TB) {
+	t.Helper()
+	if _, err := glance.Run("stop-glance.sh", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Up starts the Glance Down stopped again, on the same port, and waits until it answers.
+func Up(t testing.TB) {
+	t.Helper()
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := glance.Run("start-glance.sh", []string{"BASEFS_GLANCE_PORT=" + u.Port()}); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // DataPath returns the file in which Glance keeps image id's data (to corrupt it).
 func DataPath(id string) string { return filepath.Join(glance.Dir(), "images", id) }
@@ -107,4 +129,19 @@ func Corrupt(t testing.TB, id string, off int64) {
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Meta returns image id's metadata as Glance shows it (its custom properties included).
+func Meta(t testing.TB, id string) map[string]any {
+	t.Helper()
+	resp, err := hc.Get(endpoint + "/v2/images/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("show Glance image %s: HTTP %d, %v", id, resp.StatusCode, err)
+	}
+	return m
 }
