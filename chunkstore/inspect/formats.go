@@ -31,11 +31,11 @@ var le, be = binary.LittleEndian, binary.BigEndian
 // rawInspector is nova's base FileInspector: always complete, always a match, always safe.
 type rawInspector struct{ rs regionSet }
 
-func (*rawInspector) name() string            { return "raw" }
+func (*rawInspector) name() string          { return "raw" }
 func (i *rawInspector) regions() *regionSet { return &i.rs }
-func (*rawInspector) after() error            { return nil }
-func (*rawInspector) match() bool             { return true }
-func (*rawInspector) safety() error           { return nil }
+func (*rawInspector) after() error          { return nil }
+func (*rawInspector) match() bool           { return true }
+func (*rawInspector) safety() error         { return nil }
 
 // headerOnly covers the formats recognised from their first bytes: qed, vhd, vdi, gpt, luks.
 type headerOnly struct {
