@@ -15,6 +15,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/tier"
 )
 
@@ -30,17 +31,24 @@ type Config struct {
 	Catalog *glance.Catalog
 	// Logger receives the layer's events (nil: discard).
 	Logger *slog.Logger
+	// Limits bound the images converted and the space they take (zero fields: no bound).
+	Limits importer.Limits
+	// Refusals records the images inspection refused (nil: not recorded, and a refused image
+	// is inspected again at its next lookup).
+	Refusals *inspect.Refusals
 }
 
 // Layer makes Glance images usable by the cache, by id or by nova's name. It is safe for
 // concurrent use. Lock order: Layer.mu, then a provisional's mu; no lock is held across I/O.
 type Layer struct {
-	c       *cache.Cache
-	names   *Names
-	origin  *glance.Origin // nil: no Glance (only the names of adopted downloads resolve)
-	catalog *glance.Catalog
-	log     *slog.Logger
-	flight  singleflight.Group // one ensure per Glance id
+	c        *cache.Cache
+	names    *Names
+	origin   *glance.Origin // nil: no Glance (only the names of adopted downloads resolve)
+	catalog  *glance.Catalog
+	log      *slog.Logger
+	flight   singleflight.Group // one ensure per Glance id
+	limits   importer.Limits
+	refusals *inspect.Refusals
 
 	mu   sync.Mutex
 	prov map[string]*provisional // lazily read images by Glance id
@@ -52,7 +60,8 @@ func New(cfg Config) *Layer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional)}
+	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional),
+		limits: cfg.Limits, refusals: cfg.Refusals}
 	cfg.Names.OnForget(l.forget)
 	return l
 }
@@ -130,6 +139,9 @@ func (l *Layer) Ensure(ctx context.Context, id string) (*cache.Image, error) {
 }
 
 func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
+	if err := l.refusals.Glance(id); err != nil {
+		return nil, fmt.Errorf("image %s: %w", id, err)
+	}
 	client := l.origin.Client()
 	meta, err := client.Image(ctx, id)
 	if err != nil {
@@ -138,7 +150,7 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 	if err := meta.Usable(); err != nil {
 		return nil, err
 	}
-	if _, err := glance.QemuFormat(meta.DiskFormat); err != nil {
+	if err := glance.CheckDiskFormat(meta.DiskFormat); err != nil {
 		return nil, err
 	}
 	if prop := meta.Manifest(); prop != "" {
@@ -152,11 +164,15 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 		if im := l.indexedImage(ctx, meta); im != nil {
 			return im, nil // another host completed it and wrote it back to a shared tier
 		}
+		if err := l.inspectLazy(ctx, meta); err != nil {
+			return nil, l.refused(id, err)
+		}
 		return l.newProvisional(meta)
 	}
-	res, _, err := glance.Import(ctx, client, l.c.Local(), id, importer.Options{})
+	res, _, err := glance.Import(ctx, client, l.c.Local(), id, importer.Options{Limits: l.limits})
 	o := l.counters()
 	if err != nil {
+		l.refused(id, err)
 		if errors.Is(err, glance.ErrHashMismatch) && o != nil {
 			o.Corrupt.Add(1)
 		}
