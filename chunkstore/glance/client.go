@@ -185,8 +185,8 @@ func (im *Image) Usable() error {
 	switch {
 	case im.Status != "active":
 		return fmt.Errorf("%w: image %s is %q, not active (only active images have data to serve)", ErrUnusable, im.ID, im.Status)
-	case im.ContainerFormat != "bare":
-		return fmt.Errorf("%w: image %s has container format %q: basefs serves only bare images (as nova's libvirt driver does)", ErrUnusable, im.ID, im.ContainerFormat)
+	case im.ContainerFormat != "bare" && !(im.ContainerFormat == im.DiskFormat && (im.DiskFormat == "ami" || im.DiskFormat == "ari" || im.DiskFormat == "aki")):
+		return fmt.Errorf("%w: image %s has container format %q: basefs serves only bare images and the ami family in its own container (as nova's libvirt driver does)", ErrUnusable, im.ID, im.ContainerFormat)
 	case im.Size <= 0:
 		return fmt.Errorf("%w: image %s has no data (size %d)", ErrUnusable, im.ID, im.Size)
 	case im.DiskFormat == "":
