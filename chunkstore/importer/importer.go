@@ -1,8 +1,11 @@
-// Package importer turns a disk image file of any format qemu-img reads into chunks and a
-// manifest in a local store.
+// Package importer turns a disk image file into chunks and a manifest in a local store.
 //
-// Raw images are read directly; other formats are first converted with `qemu-img convert -O
-// raw` into a temporary file inside the store's tmp/ directory, which is always removed. The
+// The file is inspected first (package inspect, nova's rules): an image nova would refuse is
+// refused before qemu-img sees it. Raw images are read directly; other formats are converted
+// with `qemu-img convert -O raw`, told the detected format and following nothing (qemuimg.go),
+// into a temporary file inside the store's tmp/ directory, which is always removed; every
+// qemu-img runs through package child (scrubbed environment, Pdeathsig, limits). Limits
+// (space.go) bound the virtual size and keep a free-space reserve, watched while converting. The
 // raw bytes are cut into aligned chunks; regions the file system reports as holes (SEEK_DATA)
 // and all-zero chunks become hole entries and are never stored. Chunks are hashed by a pool of
 // workers (one per CPU), each with its own buffer, so memory is bounded by workers × chunk
