@@ -41,14 +41,15 @@ type Config struct {
 // Layer makes Glance images usable by the cache, by id or by nova's name. It is safe for
 // concurrent use. Lock order: Layer.mu, then a provisional's mu; no lock is held across I/O.
 type Layer struct {
-	c        *cache.Cache
-	names    *Names
-	origin   *glance.Origin // nil: no Glance (only the names of adopted downloads resolve)
-	catalog  *glance.Catalog
-	log      *slog.Logger
-	flight   singleflight.Group // one ensure per Glance id
-	limits   importer.Limits
-	refusals *inspect.Refusals
+	c       *cache.Cache
+	names   *Names
+	origin  *glance.Origin // nil: no Glance (only the names of adopted downloads resolve)
+	catalog *glance.Catalog
+	log     *slog.Logger
+	flight  singleflight.Group // one ensure per Glance id
+
+	limits   importer.Limits   // of conversions
+	refusals *inspect.Refusals // inspection's (inspect.go)
 
 	mu   sync.Mutex
 	prov map[string]*provisional // lazily read images by Glance id

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +100,8 @@ func TestQcow2BombOnSmallFilesystem(t *testing.T) {
 	start := time.Now()
 	lowest := free0
 	stop := make(chan struct{})
-	go func() {
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
 		for {
 			select {
 			case <-stop:
@@ -109,11 +111,12 @@ func TestQcow2BombOnSmallFilesystem(t *testing.T) {
 			if f, err := local.FreeBytes(mnt); err == nil && f < lowest {
 				lowest = f
 			}
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // sampling the filesystem, not waiting on a condition
 		}
-	}()
+	})
 	_, err = Import(context.Background(), s, bomb, Options{Format: "qcow2", Limits: Limits{MinFree: 16 << 20, MaxSize: 1 << 30, ConvertTimeout: time.Minute}})
 	close(stop)
+	watcher.Wait()
 	if !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("bomb on a 64 MiB filesystem: %v; want ErrNoSpace", err)
 	}
