@@ -20,5 +20,5 @@
 //
 // The GPT/MBR and LUKS rules are the later oslo.utils inspector's; the python3-nova on
 // Debian 12 does not have them (it calls those images raw). Every other verdict equals the
-// installed nova's, which nova_test.go checks by running nova's own module on the same files.
+// installed nova's, which TestNovaAgrees checks by running nova's own module on the same files.
 package inspect
