@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"time"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/basefs/basefs/chunkstore/child"
 )
 
 // rollback undoes a failed spawn: it stops and undefines the domain it defined (if any) and
@@ -80,10 +80,9 @@ func (a *Agent) waitRunning(ctx context.Context, dom *libvirt.Domain) (string, e
 
 // createOverlay creates the instance disk: a qcow2 overlay of size bytes on the raw view.
 func (a *Agent) createOverlay(ctx context.Context, disk, backing string, size int64) error {
-	cmd := exec.CommandContext(ctx, a.cfg.QemuImg, "create", "-q", "-f", "qcow2", "-b", backing, "-F", "raw", disk, fmt.Sprint(size))
-	out, err := cmd.CombinedOutput()
+	_, err := child.Run(ctx, child.Limits{Timeout: time.Minute}, a.cfg.QemuImg, "create", "-q", "-f", "qcow2", "-b", backing, "-F", "raw", disk, fmt.Sprint(size))
 	if err != nil {
-		return fmt.Errorf("qemu-img create %s on %s: %w: %s", disk, backing, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("qemu-img create %s on %s: %w", disk, backing, err)
 	}
 	return nil
 }

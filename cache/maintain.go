@@ -11,6 +11,7 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/inspect"
 )
 
 // nova's metadata operations on image names, at once (the FUSE tree calls them): utime
@@ -123,6 +124,9 @@ func (m *Manager) Remove(ctx context.Context, d chunkstore.Digest, name string) 
 
 // Adopt imports the file at path, exactly its bytes, as the image called name (nova's
 // `<sha1>` or a `<digest>`): chunked and deduplicated into the local state, its name recorded.
+// It is inspected first like any image: one nova would refuse (a backing file, a data file,
+// a VMDK extent, …, whatever format it holds) is refused (inspect.ErrRefused) and nothing
+// of it kept.
 func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Digest, error) {
 	c := m.c
 	// A writer of references until its name is recorded too (importer holds the lock itself
@@ -132,9 +136,12 @@ func (m *Manager) Adopt(ctx context.Context, path, name string) (chunkstore.Dige
 		return chunkstore.Digest{}, err
 	}
 	defer unlock()
-	res, err := importer.Import(ctx, c.Local(), path, importer.Options{Format: "raw"})
+	res, err := importer.Import(ctx, c.Local(), path, importer.Options{Verbatim: true, Limits: m.cfg.ImportLimits})
 	if err != nil {
-		return chunkstore.Digest{}, err
+		if errors.Is(err, inspect.ErrRefused) {
+			m.log.Warn("download refused: not adopted", "name", name, "err", err)
+		}
+		return chunkstore.Digest{}, m.cfg.Refusals.Record(name, "", err)
 	}
 	d := res.Digest
 	switch len(name) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/inspect"
 )
 
 // ManagerConfig configures the image cache manager.
@@ -42,6 +44,10 @@ type ManagerConfig struct {
 	// Counters, when set, is the file the counters are kept in across processes
 	// (counters.go; CountersPath): loaded by NewManager, kept from RefreshCounters on.
 	Counters string
+	// ImportLimits bound an adopted download (its size; the free space kept).
+	ImportLimits importer.Limits
+	// Refusals records the adopted downloads inspection refused (nil: not recorded).
+	Refusals *inspect.Refusals
 }
 
 // Manager is the image cache manager: nova's semantics (an image in use is never removed;

@@ -14,6 +14,7 @@ import (
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/inspect"
 )
 
 // Maintainer takes nova's metadata operations on image names (the cache manager).
@@ -186,6 +187,9 @@ func (f *FS) adopt(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName s
 		f.cfg.Logger.Error("adoption of a download as an image failed", "from", oldName, "name", newName, "err", err)
 		if errors.Is(err, cache.ErrNameMismatch) {
 			return fuse.EINVAL
+		}
+		if errors.Is(err, inspect.ErrRefused) {
+			return fuse.EACCES // an image nova would refuse (a backing file, …): never adopted
 		}
 		return fuse.EIO
 	}

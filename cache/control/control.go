@@ -33,6 +33,7 @@ import (
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -54,6 +55,8 @@ type Status struct {
 	Manager    *cache.ManagerStats `json:"manager,omitempty"`
 	Glance     *GlanceState        `json:"glance,omitempty"`
 	Writable   *WritableState      `json:"writable,omitempty"`
+	// Refused lists the images inspection refused lately, each with why (issue 23).
+	Refused []inspect.Refused `json:"refused,omitempty"`
 }
 
 // GlanceState tells how the daemon reaches Glance: the error that keeps it from doing so
@@ -101,6 +104,8 @@ type Server struct {
 	Glance func() *GlanceState
 	// Writable counts the writable area (nil: none).
 	Writable func() (files int, bytes int64)
+	// Refusals lists the images inspection refused (nil: none recorded).
+	Refusals *inspect.Refusals
 	// EnsureGlance makes Glance image id usable (nil: no Glance integration).
 	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
 	// Owner is the uid that may use the socket besides root (peer.go; 0: root only).
@@ -201,6 +206,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.Glance != nil {
 		st.Glance = s.Glance()
 	}
+	st.Refused = s.Refusals.List()
 	if s.Writable != nil {
 		n, b := s.Writable()
 		st.Writable = &WritableState{Files: n, Bytes: b}
@@ -249,7 +255,7 @@ func (s *Server) ensureGlance(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case chunkstore.IsNotFound(err):
 			code = http.StatusNotFound
-		case errors.Is(err, glanceref.ErrUnusable):
+		case errors.Is(err, glanceref.ErrUnusable), errors.Is(err, inspect.ErrRefused):
 			code = http.StatusUnprocessableEntity
 		case errors.Is(err, glanceref.ErrHashMismatch), errors.Is(err, glanceref.ErrBadImage):
 			code = http.StatusConflict

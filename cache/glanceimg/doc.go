@@ -3,7 +3,10 @@
 //
 // Layer.Ensure makes a Glance image usable by id: by the manifest its basefs_manifest
 // property names (the trust root, below; accepted only if its source is that image);
-// else, for a raw image, as a provisional image; else (qcow2 and other formats) by streaming
+// else, for a raw image, as a provisional image once its first 256 KiB (one range request)
+// pass nova's inspection (inspect.go: an image that is not raw, or unsafe, is refused, recorded
+// in Config.Refusals for status and never fetched again by this process; nova's name of it
+// does not resolve); else (qcow2 and other formats) by streaming
 // it once, checking the stream against os_hash_value and checksum, converting it with
 // qemu-img and chunking it into the local state (nothing kept on any failure). The Glance
 // origin is the last origin: it serves chunks of raw Glance images by range, each verified

@@ -18,6 +18,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/tier"
 )
 
@@ -33,6 +34,11 @@ type Config struct {
 	Catalog *glance.Catalog
 	// Logger receives the layer's events (nil: discard).
 	Logger *slog.Logger
+	// Limits bound the images converted and the space they take (zero fields: no bound).
+	Limits importer.Limits
+	// Refusals records the images inspection refused (nil: not recorded, and a refused image
+	// is inspected again at its next lookup).
+	Refusals *inspect.Refusals
 }
 
 // Layer makes Glance images usable by the cache, by id or by nova's name. It is safe for
@@ -52,6 +58,9 @@ type Layer struct {
 	indexIgnored  atomic.Int64 // shared-tier index entries not backed by basefs_manifest
 	propsRecorded atomic.Int64 // basefs_manifest properties this host recorded
 
+	limits   importer.Limits   // of conversions
+	refusals *inspect.Refusals // inspection's (inspect.go)
+
 	mu   sync.Mutex
 	prov map[string]*provisional // lazily read images by Glance id
 }
@@ -62,7 +71,8 @@ func New(cfg Config) *Layer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional)}
+	l := &Layer{c: cfg.Cache, names: cfg.Names, origin: cfg.Origin, catalog: cfg.Catalog, log: log, prov: make(map[string]*provisional),
+		limits: cfg.Limits, refusals: cfg.Refusals}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	cfg.Cache.KeepCounter("glance.completion_retries", &l.retries)
 	cfg.Cache.KeepCounter("glance.tier_index_ignored", &l.indexIgnored)
@@ -165,6 +175,9 @@ func (l *Layer) Ensure(ctx context.Context, id string) (*cache.Image, error) {
 }
 
 func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
+	if err := l.refusals.Glance(id); err != nil {
+		return nil, fmt.Errorf("image %s: %w", id, err)
+	}
 	client := l.origin.Client()
 	meta, err := client.Image(ctx, id)
 	if err != nil {
@@ -173,7 +186,7 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 	if err := meta.Usable(); err != nil {
 		return nil, err
 	}
-	if _, err := glance.QemuFormat(meta.DiskFormat); err != nil {
+	if err := glance.CheckDiskFormat(meta.DiskFormat); err != nil {
 		return nil, err
 	}
 	l.auditIndex(ctx, meta)
@@ -185,11 +198,15 @@ func (l *Layer) ensure(ctx context.Context, id string) (*cache.Image, error) {
 		l.log.Warn("Glance image names a manifest basefs cannot use; falling back to Glance's data", "glance_id", id, "manifest", prop, "err", err)
 	}
 	if meta.DiskFormat == "raw" {
+		if err := l.inspectLazy(ctx, meta); err != nil {
+			return nil, l.refused(id, err)
+		}
 		return l.newProvisional(meta)
 	}
-	res, _, err := glance.Import(ctx, client, l.c.Local(), id, importer.Options{})
+	res, _, err := glance.Import(ctx, client, l.c.Local(), id, importer.Options{Limits: l.limits})
 	o := l.counters()
 	if err != nil {
+		l.refused(id, err)
 		if errors.Is(err, glance.ErrHashMismatch) && o != nil {
 			o.Corrupt.Add(1)
 		}

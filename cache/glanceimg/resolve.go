@@ -8,6 +8,7 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/inspect"
 )
 
 // Resolve maps nova's name for an image (the hex SHA-1 of a Glance image id, or an adopted
@@ -41,6 +42,9 @@ func (l *Layer) Resolve(ctx context.Context, name string) (chunkstore.Digest, bo
 		return chunkstore.Digest{}, false, nil
 	}
 	im, err := l.Ensure(ctx, a.id)
+	if errors.Is(err, inspect.ErrRefused) {
+		return chunkstore.Digest{}, false, nil // ENOENT: nova downloads it itself and refuses it
+	}
 	if err != nil {
 		return chunkstore.Digest{}, false, err
 	}
@@ -58,7 +62,7 @@ func (l *Layer) resolveCatalog(ctx context.Context, name string) (chunkstore.Dig
 		return chunkstore.Digest{}, false, err
 	}
 	im, err := l.Ensure(ctx, id)
-	if errors.Is(err, glance.ErrUnusable) || chunkstore.IsNotFound(err) {
+	if errors.Is(err, glance.ErrUnusable) || chunkstore.IsNotFound(err) || errors.Is(err, inspect.ErrRefused) {
 		l.log.Warn("Glance lists an image nova cannot use", "nova_name", name, "glance_id", id, "err", err)
 		return chunkstore.Digest{}, false, nil
 	}

@@ -14,17 +14,29 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 )
 
+// MaxListed bounds a listing (ids held in memory); listTimeout bounds one whole listing, in
+// request timeouts.
+const (
+	MaxListed   = 1 << 20
+	listTimeout = 5
+)
+
 // ListIDs lists the ids of every image the credentials can see: all visibilities (public,
 // private, shared whatever its member status, community), every page.
 func (c *Client) ListIDs(ctx context.Context) ([]string, error) {
 	var ids []string
 	err := c.retry(ctx, "list images", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, listTimeout*c.opts.RequestTimeout)
+		defer cancel()
 		ids = ids[:0]
 		opts := images.ListOpts{Visibility: images.ImageVisibility("all"), MemberStatus: images.ImageMemberStatus("all"), Limit: 1000}
 		return images.List(c.sc, opts).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
 			l, err := images.ExtractImages(p)
 			if err != nil {
 				return false, err
+			}
+			if len(ids)+len(l) > MaxListed {
+				return false, fmt.Errorf("%w: the listing has more than %d images (the most basefs lists)", ErrUnusable, MaxListed)
 			}
 			for _, im := range l {
 				ids = append(ids, im.ID)

@@ -37,6 +37,10 @@ type Options struct {
 	// StallTimeout fails a transfer that receives nothing for this long (default 20 s). Whole
 	// downloads are bounded by it only: a large image may take long, but never stands still.
 	StallTimeout time.Duration
+	// MinRate is the slowest a range read may go, in bytes per second (default 256 KiB/s):
+	// a range of n bytes must be answered within RequestTimeout + n/MinRate, so a server
+	// that trickles cannot hold a guest's read for long.
+	MinRate int64
 	// Attempts is how many times a transient failure is tried (default 4), with exponential
 	// backoff from Backoff (default 200 ms).
 	Attempts int
@@ -76,6 +80,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if opts.Attempts == 0 {
 		opts.Attempts = 4
 	}
+	if opts.MinRate == 0 {
+		opts.MinRate = 256 << 10
+	}
 	if opts.Backoff == 0 {
 		opts.Backoff = 200 * time.Millisecond
 	}
@@ -108,7 +115,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		}
 		ao, eo, how = a, e, "OS_CLOUD="+cloud
 		ao.AllowReauth = true
-		pc, err := config.NewProviderClient(ctx, ao, config.WithTLSConfig(tlsConfig), config.WithHTTPClient(hc))
+		actx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+		defer cancel()
+		pc, err := config.NewProviderClient(actx, ao, config.WithTLSConfig(tlsConfig), config.WithHTTPClient(hc))
 		if err != nil {
 			return nil, authError(how, err)
 		}
@@ -127,7 +136,9 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if v := os.Getenv("OS_INTERFACE"); v != "" {
 		eo.Availability = gophercloud.Availability(strings.TrimSuffix(v, "URL"))
 	}
-	pc, err := config.NewProviderClient(ctx, ao, config.WithHTTPClient(hc))
+	actx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+	defer cancel()
+	pc, err := config.NewProviderClient(actx, ao, config.WithHTTPClient(hc))
 	if err != nil {
 		return nil, authError(how, err)
 	}
@@ -174,8 +185,8 @@ func (im *Image) Usable() error {
 	switch {
 	case im.Status != "active":
 		return fmt.Errorf("%w: image %s is %q, not active (only active images have data to serve)", ErrUnusable, im.ID, im.Status)
-	case im.ContainerFormat != "bare":
-		return fmt.Errorf("%w: image %s has container format %q: basefs serves only bare images (as nova's libvirt driver does)", ErrUnusable, im.ID, im.ContainerFormat)
+	case im.ContainerFormat != "bare" && !(im.ContainerFormat == im.DiskFormat && (im.DiskFormat == "ami" || im.DiskFormat == "ari" || im.DiskFormat == "aki")):
+		return fmt.Errorf("%w: image %s has container format %q: basefs serves only bare images and the ami family in its own container (as nova's libvirt driver does)", ErrUnusable, im.ID, im.ContainerFormat)
 	case im.Size <= 0:
 		return fmt.Errorf("%w: image %s has no data (size %d)", ErrUnusable, im.ID, im.Size)
 	case im.DiskFormat == "":
@@ -191,6 +202,8 @@ func (c *Client) Image(ctx context.Context, id string) (*Image, error) {
 	}
 	var gi *images.Image
 	err := c.retry(ctx, "get image "+id, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+		defer cancel()
 		var err error
 		gi, err = images.Get(ctx, c.sc, id).Extract()
 		return err
@@ -243,6 +256,8 @@ func (c *Client) ReadRange(ctx context.Context, id string, off int64, p []byte) 
 	}
 	what := fmt.Sprintf("image %s bytes %d-%d", id, off, off+int64(len(p))-1)
 	return c.retry(ctx, "read "+what, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout+time.Duration(int64(len(p))*int64(time.Second)/c.opts.MinRate))
+		defer cancel()
 		body, err := c.get(ctx, id, fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1), http.StatusPartialContent)
 		if err != nil {
 			return err

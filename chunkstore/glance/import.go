@@ -14,19 +14,19 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/importer"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
 )
 
-// QemuFormat maps a Glance disk_format to the qemu-img format that reads it, or an error for
-// formats basefs cannot convert to a raw disk.
-func QemuFormat(diskFormat string) (string, error) {
+// CheckDiskFormat refuses, before any byte is fetched, a Glance disk_format basefs never
+// serves: those nova refuses (qed always; ploop and others it has no inspector for). The
+// content is checked against the format later (package inspect).
+func CheckDiskFormat(diskFormat string) error {
 	switch diskFormat {
-	case "raw", "qcow2", "vmdk", "vdi", "vhdx", "qed":
-		return diskFormat, nil
-	case "vhd":
-		return "vpc", nil
+	case "raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx", "iso", "ami", "ari", "aki":
+		return nil
 	}
-	return "", fmt.Errorf("%w: disk format %q cannot be served as a raw disk (basefs reads raw, qcow2, vmdk, vdi, vhd, vhdx, qed)", ErrUnusable, diskFormat)
+	return fmt.Errorf("%w: disk format %q cannot be served as a raw disk (basefs reads what nova accepts: raw, qcow2, vmdk, vdi, vhd, vhdx, iso, ami/ari/aki)", ErrUnusable, diskFormat)
 }
 
 // Verifier hashes image data as it streams by and checks it against the image's
@@ -107,8 +107,9 @@ func (im *Image) Source() chunkstore.Source {
 }
 
 // Import streams image id from Glance once into a temporary file under the store's tmp/,
-// checking the stream against os_hash_value and checksum, converts it to raw with qemu-img
-// if its disk_format is not raw (qemu-img is told the format, never probes), and chunks it
+// checking the stream against os_hash_value and checksum, inspects it (an image nova would
+// refuse, or whose content is not its disk_format, is refused: inspect.ErrRefused), converts
+// it to raw with qemu-img if it is not raw (told the format, following nothing), and chunks it
 // into s with the image's Source recorded in the manifest. Any failure — unknown id, an
 // image not active or not bare, Glance down, a hash mismatch — keeps nothing. opts.Source
 // and opts.Format are set from Glance.
@@ -120,9 +121,15 @@ func Import(ctx context.Context, c *Client, s *local.Store, id string, opts impo
 	if err := im.Usable(); err != nil {
 		return nil, im, err
 	}
-	format, err := QemuFormat(im.DiskFormat)
-	if err != nil {
+	if err := CheckDiskFormat(im.DiskFormat); err != nil {
 		return nil, im, err
+	}
+	if lim := opts.Limits.MaxSize; lim > 0 && im.Size > lim {
+		return nil, im, fmt.Errorf("image %s: %w", id, &inspect.Refusal{DiskFormat: im.DiskFormat,
+			Reason: fmt.Sprintf("Glance says it is %d bytes, larger than the largest accepted (--max-image-size %d)", im.Size, lim)})
+	}
+	if err := importer.CheckFree(filepath.Join(s.Root(), "tmp"), im.Size, opts.Limits.MinFree); err != nil {
+		return nil, im, fmt.Errorf("image %s: download of %d bytes: %w", id, im.Size, err)
 	}
 	v, err := NewVerifier(im)
 	if err != nil {
@@ -153,7 +160,7 @@ func Import(ctx context.Context, c *Client, s *local.Store, id string, opts impo
 	if err := tmp.Close(); err != nil {
 		return nil, im, err
 	}
-	opts.Format = format
+	opts.Format = im.DiskFormat
 	opts.Source = im.Source()
 	res, err := importer.Import(ctx, s, tmp.Name(), opts)
 	if err != nil {

@@ -1,8 +1,11 @@
-// Package importer turns a disk image file of any format qemu-img reads into chunks and a
-// manifest in a local store.
+// Package importer turns a disk image file into chunks and a manifest in a local store.
 //
-// Raw images are read directly; other formats are first converted with `qemu-img convert -O
-// raw` into a temporary file inside the store's tmp/ directory, which is always removed. The
+// The file is inspected first (package inspect, nova's rules): an image nova would refuse is
+// refused before qemu-img sees it. Raw images are read directly; other formats are converted
+// with `qemu-img convert -O raw`, told the detected format and following nothing (qemuimg.go),
+// into a temporary file inside the store's tmp/ directory, which is always removed; every
+// qemu-img runs through package child (scrubbed environment, Pdeathsig, limits). Limits
+// (space.go) bound the virtual size and keep a free-space reserve, watched while converting. The
 // raw bytes are cut into aligned chunks; regions the file system reports as holes (SEEK_DATA)
 // and all-zero chunks become hole entries and are never stored. Chunks are hashed by a pool of
 // workers (one per CPU), each with its own buffer, so memory is bounded by workers × chunk
@@ -11,17 +14,13 @@
 package importer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
 )
 
@@ -40,10 +40,15 @@ type Options struct {
 	// part of the content and is not recorded, so a raw image and a qcow2 made from it get
 	// the same digest; origins that name their data (Glance) fill Source in.
 	Source chunkstore.Source
-	// Format, when set, is the image's format as its origin declares it (Glance's
-	// disk_format): qemu-img is told it instead of probing, so a raw image whose first bytes
-	// look like a qcow2 header is never taken for one.
+	// Format is the image's format as its origin declares it, in Glance's names (raw,
+	// qcow2, vmdk, vhd, vhdx, vdi, iso, ami/ari/aki): the content must match it (package
+	// inspect's rules). "" declares nothing: the detected format is used.
 	Format string
+	// Verbatim imports the file's bytes as they are (nova's finished download, adopted):
+	// inspected and refused if unsafe like any image, but never converted.
+	Verbatim bool
+	// Limits bound the import's size, time and disk use (zero fields: no bound).
+	Limits Limits
 	// Progress, when set, is called with bytes done and total as chunks complete.
 	Progress func(done, total int64)
 }
@@ -61,52 +66,10 @@ type Result struct {
 	ManifestAdded bool              `json:"manifest_added"`
 }
 
-// ImageInfo is what qemu-img says about a file.
-type ImageInfo struct {
-	Format      string `json:"format"`
-	VirtualSize int64  `json:"virtual-size"`
-}
-
-// Inspect runs `qemu-img info --output=json` on path; with a format, qemu-img is told it
-// (`-f FORMAT`) instead of probing.
-func Inspect(ctx context.Context, path string, format ...string) (*ImageInfo, error) {
-	args := []string{"info", "--output=json"}
-	if len(format) > 0 && format[0] != "" {
-		args = append(args, "-f", format[0])
-	}
-	out, err := qemuImg(ctx, append(args, path)...)
-	if err != nil {
-		return nil, err
-	}
-	var info ImageInfo
-	if err := json.Unmarshal(out, &info); err != nil {
-		return nil, fmt.Errorf("qemu-img info %s: unreadable answer: %w", path, err)
-	}
-	if info.Format == "" {
-		return nil, fmt.Errorf("qemu-img info %s: no format reported", path)
-	}
-	return &info, nil
-}
-
-func qemuImg(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return nil, fmt.Errorf("qemu-img not found: install qemu-utils (scripts/setup-host.sh does)")
-		}
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, fmt.Errorf("qemu-img %s: %s", args[0], msg)
-	}
-	return out, nil
-}
-
-// Import imports the image at path into s.
+// Import imports the image at path into s. The file is inspected first (package inspect):
+// an image nova would refuse is refused (an error wrapping inspect.ErrRefused) before
+// qemu-img sees it, and qemu-img is then told the detected format and follows nothing.
+// Nothing is kept on any failure.
 func Import(ctx context.Context, s *local.Store, path string, opts Options) (*Result, error) {
 	if opts.ChunkSize == 0 {
 		opts.ChunkSize = chunkstore.DefaultChunkSize
@@ -121,39 +84,56 @@ func Import(ctx context.Context, s *local.Store, path string, opts Options) (*Re
 	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 {
 		return nil, fmt.Errorf("import %s: not a regular file or block device", path)
 	}
-	f, err := os.Open(path) // fail early and clearly on permissions
+	verdict, err := inspect.CheckFile(path, opts.Format)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
-	f.Close()
-	info, err := Inspect(ctx, path, opts.Format)
+	format := verdict.QemuFormat
+	if opts.Verbatim {
+		format = "raw"
+	}
+	lim := opts.Limits
+	tmpDir := filepath.Join(s.Root(), "tmp")
+	if err := CheckFree(tmpDir, 0, lim.MinFree); err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	info, err := Inspect(ctx, path, format)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
 	if info.VirtualSize <= 0 {
 		return nil, fmt.Errorf("import %s: the image is empty (virtual size %d): nothing to import", path, info.VirtualSize)
 	}
-	if info.VirtualSize > chunkstore.MaxImageSize {
-		return nil, fmt.Errorf("import %s: virtual size %d is larger than basefs supports (1 PiB)", path, info.VirtualSize)
+	if info.VirtualSize > chunkstore.MaxImageSize || (lim.MaxSize > 0 && info.VirtualSize > lim.MaxSize) {
+		return nil, fmt.Errorf("import %s: %w", path, &inspect.Refusal{Format: verdict.Format, DiskFormat: opts.Format,
+			Reason: fmt.Sprintf("virtual size %d is larger than the largest accepted (--max-image-size %d)", info.VirtualSize, min(max(lim.MaxSize, 0), chunkstore.MaxImageSize))})
 	}
+	gctx, stop := guard(ctx, tmpDir, lim.MinFree)
+	defer stop()
 	rawPath := path
-	if info.Format != "raw" {
-		tmp, err := os.CreateTemp(filepath.Join(s.Root(), "tmp"), "import-*.raw")
+	if format != "raw" {
+		tmp, err := os.CreateTemp(tmpDir, "import-*.raw")
 		if err != nil {
 			return nil, fmt.Errorf("import %s: temporary file for conversion: %w", path, err)
 		}
 		tmp.Close()
 		defer os.Remove(tmp.Name())
-		if _, err := qemuImg(ctx, "convert", "-f", info.Format, "-O", "raw", path, tmp.Name()); err != nil {
-			return nil, fmt.Errorf("import %s: convert %s to raw: %w", path, info.Format, err)
+		if err := convert(gctx, path, format, tmp.Name(), lim.ConvertTimeout); err != nil {
+			if cause := context.Cause(gctx); cause != nil && errors.Is(cause, ErrNoSpace) {
+				err = cause
+			}
+			return nil, fmt.Errorf("import %s: convert %s to raw: %w", path, format, err)
 		}
 		rawPath = tmp.Name()
 	}
-	res, err := importRaw(ctx, s, rawPath, info.VirtualSize, opts)
+	res, err := importRaw(gctx, s, rawPath, info.VirtualSize, opts)
 	if err != nil {
+		if cause := context.Cause(gctx); cause != nil && errors.Is(cause, ErrNoSpace) {
+			err = cause
+		}
 		return nil, fmt.Errorf("import %s: %w", path, err)
 	}
-	res.Format = info.Format
+	res.Format = verdict.Format
 	return res, nil
 }
 

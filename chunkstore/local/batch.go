@@ -61,6 +61,9 @@ func (b *Batch) PutChunk(ctx context.Context, c *chunkstore.Chunk) (added bool, 
 		}
 		return false, 0, err
 	}
+	if err := b.s.reserve(len(c.Data())); err != nil {
+		return false, 0, fmt.Errorf("put chunk %s: %w", d.Short(), err)
+	}
 	b.mu.Lock()
 	_, dup := b.pending[d]
 	if !dup {

@@ -34,6 +34,7 @@ type Store struct {
 	root     string
 	readOnly bool
 	syncs    atomic.Int64 // fsync and syncfs calls (Syncs)
+	minFree  int64
 }
 
 var _ chunkstore.Store = (*Store)(nil)
@@ -42,12 +43,15 @@ var _ chunkstore.Store = (*Store)(nil)
 type Options struct {
 	// ReadOnly opens an existing layout for reading only (an origin); puts and deletes fail.
 	ReadOnly bool
+	// MinFree is the free space chunk writes leave on the store's filesystem (nova's
+	// ephemeral files share it): a put that would go below it fails with ErrNoSpace. 0: none.
+	MinFree int64
 }
 
 // Open opens (and unless ReadOnly, creates) the store rooted at root.
 func Open(root string, opts Options) (*Store, error) {
 	root = filepath.Clean(root)
-	s := &Store{root: root, readOnly: opts.ReadOnly}
+	s := &Store{root: root, readOnly: opts.ReadOnly, minFree: opts.MinFree}
 	if opts.ReadOnly {
 		fi, err := os.Stat(root)
 		if err != nil {
@@ -147,6 +151,9 @@ func (s *Store) PutChunk(ctx context.Context, c *chunkstore.Chunk) (bool, error)
 	p := s.ChunkPath(c.Digest())
 	if ok, err := exists(p); err != nil || ok {
 		return false, err
+	}
+	if err := s.reserve(len(c.Data())); err != nil {
+		return false, fmt.Errorf("put chunk %s: %w", c.Digest().Short(), err)
 	}
 	hdr, payload := chunkstore.EncodeObject(c.Data())
 	tmp, err := s.writeTemp(hdr[:], payload, true)

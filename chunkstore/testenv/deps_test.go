@@ -48,6 +48,9 @@ var deps = []dep{
 	{name: "mkfs.ext4", pkg: "e2fsprogs", script: setupHost},
 	{name: "mkswap", pkg: "util-linux", script: setupHost},
 	{name: "flock", pkg: "util-linux", script: setupHost},
+	{name: "prlimit", pkg: "util-linux", script: setupHost}, // qemu-img info under nova's limits (chunkstore/child)
+	{name: "mount", pkg: "mount", script: setupHost},        // a small tmpfs state (the qcow2 bomb test)
+	{name: "umount", pkg: "mount", script: setupHost},
 	{name: "python3", pkg: "python3", script: setupHost}, // Debian's /usr/bin/python3, not the pyenv one first on PATH
 	{name: "nova", py: true, pkg: "python3-nova", script: setupHost},
 	{name: "oslo_log", py: true, pkg: "python3-nova", script: setupHost},   // a dependency of python3-nova

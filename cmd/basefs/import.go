@@ -20,6 +20,7 @@ type importOptions struct {
 	chunkSize int64
 	json      bool
 	glance    glanceOptions
+	limits    limitsOptions
 }
 
 func (o *importOptions) AddFlags(fs *pflag.FlagSet) {
@@ -27,6 +28,7 @@ func (o *importOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&o.chunkSize, "chunk-size", chunkstore.DefaultChunkSize, "chunk size in bytes: a power of two from 65536 to 16777216")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	o.glance.AddFlags(fs)
+	o.limits.AddFlags(fs)
 }
 
 func init() {
@@ -50,7 +52,11 @@ func runImport(ctx context.Context, args []string) error {
 	if err := chunkstore.ValidChunkSize(o.chunkSize); err != nil {
 		return usageError{Msg: "--chunk-size: " + err.Error()}
 	}
-	s, err := local.Open(o.state, local.Options{})
+	lim, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
+	s, err := local.Open(o.state, local.Options{MinFree: lim.MinFree})
 	if err != nil {
 		return err
 	}
@@ -69,9 +75,9 @@ func runImport(ctx context.Context, args []string) error {
 	p := newProgress("importing")
 	var res *importer.Result
 	if id != "" {
-		res, err = importGlance(ctx, gc, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
+		res, err = importGlance(ctx, gc, s, id, importer.Options{ChunkSize: o.chunkSize, Progress: p.update, Limits: lim})
 	} else {
-		res, err = importer.Import(ctx, s, fs.Arg(0), importer.Options{ChunkSize: o.chunkSize, Progress: p.update})
+		res, err = importer.Import(ctx, s, fs.Arg(0), importer.Options{ChunkSize: o.chunkSize, Progress: p.update, Limits: lim})
 	}
 	p.done()
 	if err != nil {

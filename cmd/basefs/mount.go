@@ -29,6 +29,7 @@ import (
 	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/cmd/internal/cli"
 	"github.com/basefs/basefs/fs"
@@ -52,6 +53,7 @@ type mountOptions struct {
 	glance         glanceOptions
 	owner          string
 	group          string
+	limits         limitsOptions
 
 	// The shared S3 tier (cmd/basefs/s3.go).
 	s3        s3Options
@@ -77,6 +79,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.owner, "owner", "0", "`USER` (or UID) owning the mount's root and its images, and allowed on the control socket besides root: nova-compute's user (its utime of a base image needs it)")
 	f.StringVar(&o.group, "group", "kvm", "`GROUP` (or GID) that may read images besides root and the owner: the hypervisor's (qemu runs as libvirt-qemu, group kvm); no other local user may look up, list or read them")
 	o.glance.AddFlags(f)
+	o.limits.AddFlags(f)
 	// The shared S3 tier (cmd/basefs/s3.go).
 	o.s3.AddFlags(f)
 	f.BoolVar(&o.writeBack, "write-back", false, "also write chunks and manifests fetched from origins behind the first s3:// origin to it (asynchronously, put-if-absent)")
@@ -127,6 +130,9 @@ func (o *mountOptions) validate() error {
 		if v.v < 0 {
 			return usageError{Msg: fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
 		}
+	}
+	if _, err := o.limits.limits(); err != nil {
+		return err
 	}
 	if o.cacheSize < -1 {
 		return usageError{Msg: fmt.Sprintf("--cache-size %d: must be -1 (no bound) or 0 or more bytes", o.cacheSize)}
@@ -229,13 +235,18 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if err != nil {
 		return err
 	}
-	st, err := local.Open(o.state, local.Options{})
+	lim, err := o.limits.limits()
+	if err != nil {
+		return err
+	}
+	st, err := local.Open(o.state, local.Options{MinFree: lim.MinFree})
 	if err != nil {
 		return err
 	}
 	sock := control.SocketFromState(st.Root())
 	access, _ := o.access() // validated by basefs mount
-	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log, Owner: access.Uid}
+	refusals := &inspect.Refusals{}
+	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log, Owner: access.Uid, Refusals: refusals}
 	stopCtl := ctl.Serve(l)
 	defer stopCtl()
 	var gorigin *glance.Origin
@@ -280,7 +291,8 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if err != nil {
 		return err
 	}
-	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log})
+	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log,
+		Limits: lim, Refusals: refusals})
 	glp.Store(gl)
 	defer gl.Close()
 	ctl.EnsureGlance = gl.Ensure
@@ -294,6 +306,8 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		Interval:      o.interval,
 		InUse:         inUseScanner(o.instancesPaths, names.Digest),
 		Counters:      cache.CountersPath(st.Root()),
+		ImportLimits:  lim,
+		Refusals:      refusals,
 	})
 	if err != nil {
 		return err

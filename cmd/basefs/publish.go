@@ -25,6 +25,7 @@ type publishOptions struct {
 	json    bool
 	glance  glanceOptions
 	s3      s3Options
+	limits  limitsOptions
 }
 
 func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
@@ -34,6 +35,7 @@ func (o *publishOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	o.glance.AddFlags(f)
 	o.s3.AddFlags(f)
+	o.limits.AddFlags(f)
 }
 
 func init() {
@@ -53,6 +55,10 @@ func runPublish(ctx context.Context, args []string) error {
 	}
 	if f.NArg() == 0 {
 		return usageError{Msg: "name at least one image DIGEST"}
+	}
+	lim, err := o.limits.limits()
+	if err != nil {
+		return err
 	}
 	var images []chunkstore.Digest
 	glanceIDs := map[int]string{} // index in images → Glance id
@@ -81,7 +87,7 @@ func runPublish(ctx context.Context, args []string) error {
 	}
 	var src *local.Store
 	if len(glanceIDs) > 0 {
-		src, err = local.Open(o.state, local.Options{}) // Glance images are imported into it
+		src, err = local.Open(o.state, local.Options{MinFree: lim.MinFree}) // Glance images are imported into it
 	} else {
 		src, err = openExisting(o.state)
 	}
@@ -100,7 +106,7 @@ func runPublish(ctx context.Context, args []string) error {
 		// Convert if needed and chunk into the local state first (verified against Glance's hashes).
 		for i, id := range glanceIDs {
 			ip := newProgress("importing " + id)
-			res, err := importGlance(ctx, gc, src, id, importer.Options{Progress: ip.update})
+			res, err := importGlance(ctx, gc, src, id, importer.Options{Progress: ip.update, Limits: lim})
 			ip.done()
 			if err != nil {
 				return err

@@ -85,6 +85,9 @@ func runStatus(ctx context.Context, args []string) error {
 	if w := st.Writable; w != nil {
 		fmt.Printf("writable files: %d (%s on local disk)\n", w.Files, humanBytes(w.Bytes))
 	}
+	for _, r := range st.Refused {
+		fmt.Printf("refused %s at %s: %s\n", r.Name, r.At.Format(time.RFC3339), r.Reason)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORIGIN\tFETCHES\tBYTES\tCORRUPT\tERRORS")
 	for _, o := range s.Origins {
