@@ -10,7 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -210,12 +210,21 @@ func ReadBody(r io.Reader, size, limit int64) ([]byte, error) {
 	return body, nil
 }
 
-// Redact returns URL raw with any password in it replaced by "xxxxx", for errors and logs
-// (a URL that does not parse is shown as "<unparsable URL>": it may hold anything).
+// Redact returns URL raw as given, but with the userinfo of its authority (what stands
+// before an '@' between "//" and the path) replaced by "xxxxx", for errors and logs. It works
+// on the text, so a URL that does not parse is shown as written, minus any credentials.
 func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
+	i := strings.Index(raw, "//")
+	if i < 0 {
+		return raw
 	}
-	return u.Redacted()
+	auth := raw[i+2:]
+	if j := strings.IndexAny(auth, "/?#"); j >= 0 {
+		auth = auth[:j]
+	}
+	at := strings.LastIndex(auth, "@")
+	if at < 0 {
+		return raw
+	}
+	return raw[:i+2] + "xxxxx" + raw[i+2+at:]
 }
