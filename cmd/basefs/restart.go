@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/cmd/internal/cli"
 	"github.com/basefs/basefs/fs"
 )
 
@@ -27,7 +26,7 @@ func init() {
 // hand it the FUSE connection and retire the old serving process, and waits until it has.
 func runRestart(ctx context.Context, args []string) error {
 	f := newFlags("restart")
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 {

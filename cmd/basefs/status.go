@@ -38,7 +38,7 @@ func runStatus(ctx context.Context, args []string) error {
 	var o statusOptions
 	f := newFlags("status")
 	o.AddFlags(f)
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	sock := control.SocketFromState(o.state)
