@@ -15,21 +15,9 @@ if [ "$(id -u)" != 0 ]; then
 	echo "setup-packaging.sh: must run as root (installs packages)" >&2
 	exit 1
 fi
-apt_opts=(-o DPkg::Lock::Timeout=900 -y -qq --no-install-recommends)
-
-pkgs=(dpkg-dev fakeroot lintian systemd)
-missing=()
-for p in "${pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		missing+=("$p")
-	fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-	echo "setup-packaging: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=900 update -qq
-	apt-get install "${apt_opts[@]}" "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install_missing setup-packaging dpkg-dev fakeroot lintian systemd
 
 tools=${BASEFS_TOOLS:-/var/cache/basefs-tools}/prometheus
 if [ ! -x "$tools/usr/bin/promtool" ] || [ ! -x "$tools/usr/bin/prometheus" ]; then

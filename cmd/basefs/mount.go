@@ -31,6 +31,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
+	"github.com/basefs/basefs/cmd/internal/config"
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
 )
@@ -99,31 +100,44 @@ func init() {
 }
 
 func runMount(ctx context.Context, args []string) error {
-	var o mountOptions
-	f := newFlags("mount")
-	o.AddFlags(f)
-	r, err := parseFlags(f, args)
+	o, f, _, mnt, err := parseMount(ctx, "mount", args)
 	if err != nil {
 		return err
-	}
-	mnt, err := mountPoint(f, r)
-	if err != nil {
-		return err
-	}
-	// Bad input fails before anything is mounted.
-	if err := o.validate(); err != nil {
-		return explain(r, err)
-	}
-	if _, err := o.s3.openOrigins(ctx, o.origins, slog.New(slog.DiscardHandler)); err != nil {
-		return explain(r, err)
 	}
 	// Serving processes read the configuration again (a reload applies a changed file) but
 	// keep this state directory and mount point.
-	serveArgs := append([]string{"--state=" + o.state}, args...)
+	state, err := filepath.Abs(o.state)
+	if err != nil {
+		return err
+	}
+	serveArgs := append([]string{"--state=" + state}, args...)
 	if f.NArg() == 0 {
 		serveArgs = append(serveArgs, mnt)
 	}
-	return supervise(ctx, o, mnt, serveArgs)
+	return supervise(ctx, *o, mnt, serveArgs)
+}
+
+// parseMount reads the mount's settings (command line, configuration file, nova.conf) as
+// command name (mount, config) and checks them all: bad input fails before anything is done.
+func parseMount(ctx context.Context, name string, args []string) (*mountOptions, *pflag.FlagSet, *config.Result, string, error) {
+	o := new(mountOptions)
+	f := newFlags(name)
+	o.AddFlags(f)
+	r, err := parseFlags(f, args)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	mnt, err := mountPoint(f, r)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if err := o.validate(); err != nil {
+		return nil, nil, nil, "", explain(r, err)
+	}
+	if _, err := o.s3.openOrigins(ctx, o.origins, slog.New(slog.DiscardHandler)); err != nil {
+		return nil, nil, nil, "", explain(r, err)
+	}
+	return o, f, r, mnt, nil
 }
 
 // validate refuses settings that mean nothing (a negative size, rate or age).
@@ -329,6 +343,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c.Collector(), gl.Collector(), requestLatency)
+		reg.MustRegister(daemonMetrics(st.Root(), glanceUp(o.glance.configured(), glanceErr, catalog))...)
 		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error

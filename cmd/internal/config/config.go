@@ -305,3 +305,48 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// PrintSample writes a commented file that sets nothing: every flag of f (but hidden ones)
+// with its help and its default, commented out, under [section] — the default configuration
+// a package installs, made from the flags themselves so that a new flag appears in it.
+func PrintSample(w io.Writer, f *pflag.FlagSet, section, header string) {
+	fmt.Fprint(w, header)
+	fmt.Fprintf(w, "[%s]\n", section)
+	f.VisitAll(func(fl *pflag.Flag) {
+		if fl.Hidden || fl.Name == "config" {
+			return
+		}
+		key := strings.ReplaceAll(fl.Name, "-", "_")
+		fmt.Fprintln(w)
+		_, usage := pflag.UnquoteUsage(fl)
+		for _, l := range wrap(usage, 76) {
+			fmt.Fprintf(w, "# %s\n", l)
+		}
+		vals := []string{fl.DefValue}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			vals = sv.GetSlice()
+			if f.Changed(fl.Name) || len(vals) == 0 {
+				vals = []string{""}
+			}
+		}
+		for _, v := range vals {
+			fmt.Fprintf(w, "#%s = %s\n", key, v)
+		}
+	})
+}
+
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return append(lines, line)
+}
