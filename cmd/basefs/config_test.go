@@ -11,15 +11,17 @@ import (
 // refuses a bad file before it mounts anything.
 func TestConfigCommand(t *testing.T) {
 	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "b"), 0o755)
 	nova := filepath.Join(dir, "nova.conf")
 	os.WriteFile(nova, []byte("[DEFAULT]\nstate_path = "+dir+"/nova\ninstances_path = $state_path/instances\n[image_cache]\nremove_unused_base_images = False\nremove_unused_original_minimum_age_seconds = 3600\nmanager_interval = -1\n"), 0o644)
 	conf := filepath.Join(dir, "basefs.conf")
-	os.WriteFile(conf, []byte("[mount]\nnova_config = "+nova+"\ncache_size = 1073741824\norigin = dir:///srv/a\norigin = dir:///srv/b\n[status]\nstate = /srv/basefs\n"), 0o644)
+	os.WriteFile(conf, []byte("[mount]\nnova_config = "+nova+"\ncache_size = 1073741824\norigin = dir://"+dir+"/a\norigin = dir://"+dir+"/b\n[status]\nstate = /srv/basefs\n"), 0o644)
 	out := mustBasefs(t, "config", "--config", conf, "--scrub-rate", "0")
 	for _, want := range []string{
 		"# nova_config: " + conf + ":2\nnova_config = " + nova,
 		"# cache_size: " + conf + ":3\ncache_size = 1073741824",
-		"# origin: " + conf + ":5\norigin = dir:///srv/b",
+		"# origin: " + conf + ":5\norigin = dir://" + dir + "/b",
 		"# instances_path: " + nova + ":3 [DEFAULT] instances_path\ninstances_path = " + dir + "/nova/instances",
 		"# remove_unused_base_images: " + nova + ":5 [image_cache] remove_unused_base_images\nremove_unused_base_images = false",
 		"# remove_unused_original_min_age: " + nova + ":6 [image_cache] remove_unused_original_minimum_age_seconds\nremove_unused_original_min_age = 3600",
@@ -43,7 +45,7 @@ func TestConfigCommand(t *testing.T) {
 		"[mount]\ncache_size = lots\n":                    conf + `:2: [mount] cache_size = "lots": invalid argument`,
 		"[mount]\nmin_fre = 1\n":                          conf + ":2: [mount] min_fre: basefs mount has no such setting",
 		"[mount]\nscrub_rate = -5\n":                      "--scrub-rate -5: must be 0 or more (scrub-rate set at " + conf + ":2)",
-		"[mounts]\nscrub_rate = 5\n":                      "section [mounts]: no such command",
+		"[muont]\nscrub_rate = 5\n":                       "section [muont]: no such command",
 		"[mount]\nnova_config = /nonexistent/nova.conf\n": "--nova-config: open /nonexistent/nova.conf",
 	} {
 		os.WriteFile(conf, []byte(file), 0o644)
