@@ -110,11 +110,16 @@ func runMount(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	serveArgs := append([]string{"--state=" + state}, args...)
-	if f.NArg() == 0 {
-		serveArgs = append(serveArgs, mnt)
+	if f.NArg() == 0 && !o.adopt {
+		// The mount point is nova's: name it on this process's own command line, which is
+		// how basefs restart and stop recognise a supervisor (checkSupervisor).
+		self, err := executable()
+		if err != nil {
+			return err
+		}
+		return syscall.Exec(self, append(slices.Clone(os.Args), mnt), os.Environ())
 	}
-	return supervise(ctx, *o, mnt, serveArgs)
+	return supervise(ctx, *o, mnt, append([]string{"--state=" + state}, args...))
 }
 
 // parseMount reads the mount's settings (command line, configuration file, nova.conf) as
