@@ -123,6 +123,9 @@ func TestUpgradeUnderRunningGuest(t *testing.T) {
 	if st.Version != "0.0.2+new" || st.PID == pidBefore {
 		t.Fatalf("after dpkg -i the serving process is %d version %q (was %d)", st.PID, st.Version, pidBefore)
 	}
+	if out, err := exec.Command("basefs", "status", "--base", e.Mount).CombinedOutput(); err != nil || !strings.Contains(string(out), "version 0.0.2+new") {
+		t.Fatalf("basefs status after the upgrade: %v\n%s", err, out)
+	}
 	passes := func() int {
 		b, _ := os.ReadFile(res.Console)
 		return len(regexp.MustCompile(`BASEFS-GUEST pass=\d+ `).FindAll(b, -1))
