@@ -8,7 +8,7 @@ FUZZTIME ?= 200000x
 # library's with 8 MiB stacks, which the serving process would lock in memory (mlockall).
 export GOFLAGS += -tags=netgo,osusergo
 
-.PHONY: all build run test setup vet fmt-check fuzz clean bench
+.PHONY: all build run test setup vet fmt-check fuzz clean bench deb
 
 all: build
 
@@ -18,6 +18,14 @@ build:
 
 setup:
 	./scripts/setup-host.sh
+	./scripts/setup-packaging.sh
+
+# make deb: the Debian package (scripts/build-deb.sh: version from git unless VERSION=…) in
+# $(DEB_OUT), checked by lintian (no error or warning).
+DEB_OUT ?= $(BIN)
+deb:
+	./scripts/setup-packaging.sh
+	deb=$$(./scripts/build-deb.sh $(DEB_OUT) $(VERSION)) && echo "$$deb" && lintian --fail-on error,warning "$$deb"
 
 # make run: set up the host, build, and run the main job on the embedded default.
 run: setup build

@@ -24,6 +24,9 @@ type ManagerConfig struct {
 	// remove_unused_original_minimum_age_seconds, 86400 s by default there; 0: as soon as
 	// it is unused).
 	MinAge time.Duration
+	// KeepUnused: cleanup removes no image for being unused, whatever its age (nova's
+	// remove_unused_base_images = False); the capacity bound still evicts chunks.
+	KeepUnused bool
 	// CacheSize bounds the bytes of local chunk objects (negative: no bound; 0: nothing
 	// beyond chunks of images in use that no origin can give again).
 	CacheSize int64
@@ -255,6 +258,8 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 		switch {
 		case len(users[d]) > 0:
 			g.Action, g.Reason = "keep", "in use"
+		case m.cfg.KeepUnused:
+			g.Action, g.Reason = "keep", "removing unused images is off (remove_unused_base_images)"
 		case age < m.cfg.MinAge:
 			g.Action, g.Reason = "keep", fmt.Sprintf("unused for %s, less than the minimum age %s", age.Round(time.Second), m.cfg.MinAge)
 		default:

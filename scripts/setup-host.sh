@@ -26,18 +26,9 @@ pkgs=(
 	passwd                        # useradd, userdel: the unprivileged local users of the access tests
 )
 
-missing=()
-for p in "${pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		missing+=("$p")
-	fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-	echo "setup-host: installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=900 update -qq
-	apt-get install -y -qq -o DPkg::Lock::Timeout=900 --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install_missing setup-host "${pkgs[@]}"
 
 # FUSE: allow_other works as root with an empty /etc/fuse.conf; make sure the device exists.
 [ -e /dev/fuse ] || { echo "setup-host: /dev/fuse is missing: this host cannot mount FUSE" >&2; exit 1; }

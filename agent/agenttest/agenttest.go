@@ -110,6 +110,7 @@ type Env struct {
 	Agent     *agent.Agent
 
 	daemonArgs []string
+	command    func(flags []string, mnt string) *exec.Cmd // how the daemon is started (nil: Basefs(t) mount)
 	daemon     *exec.Cmd
 	waited     chan struct{}
 	mu         sync.Mutex
@@ -162,6 +163,13 @@ func New(t testing.TB) *Env {
 // The daemon always scans the Env's instances directory for images in use.
 func NewWith(t testing.TB, daemonArgs ...string) *Env {
 	t.Helper()
+	return NewWithCommand(t, nil, daemonArgs...)
+}
+
+// NewWithCommand is NewWith with the daemon started by command, given the mount's flags and
+// mount point (a packaged binary, or a systemd unit's ExecStart line, say); nil: Basefs(t) mount.
+func NewWithCommand(t testing.TB, command func(flags []string, mnt string) *exec.Cmd, daemonArgs ...string) *Env {
+	t.Helper()
 	Need(t)
 	guest := GuestDir(t)
 	Basefs(t) // build before the clock of any test starts
@@ -180,6 +188,7 @@ func NewWith(t testing.TB, daemonArgs ...string) *Env {
 		Initrd:     filepath.Join(dir, "initrd.gz"),
 		ids:        map[string]bool{},
 		daemonArgs: daemonArgs,
+		command:    command,
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	for _, d := range []string{e.Origin, e.State, e.Mount} {
@@ -213,8 +222,11 @@ func (e *Env) startDaemon() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"mount", "--state", e.State, "--origin", "dir://" + e.Origin, "--instances-path", e.Instances}, e.daemonArgs...)
-	cmd := exec.Command(Basefs(t), append(args, e.Mount)...)
+	flags := append([]string{"--state", e.State, "--origin", "dir://" + e.Origin, "--instances-path", e.Instances}, e.daemonArgs...)
+	cmd := exec.Command(Basefs(t), append(append([]string{"mount"}, flags...), e.Mount)...)
+	if e.command != nil {
+		cmd = e.command(flags, e.Mount)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type dep struct {
 
 const setupHost = "scripts/setup-host.sh"
 
+// setupPackaging installs what make deb and the packaging tests use (make setup runs it too).
+const setupPackaging = "scripts/setup-packaging.sh"
+
 var deps = []dep{
 	// Installed by scripts/setup-host.sh (make setup, first in make run and make test).
 	{name: "qemu-img", pkg: "qemu-utils", script: setupHost},
@@ -55,6 +58,15 @@ var deps = []dep{
 	{name: "nova", py: true, pkg: "python3-nova", script: setupHost},
 	{name: "oslo_log", py: true, pkg: "python3-nova", script: setupHost},   // a dependency of python3-nova
 	{name: "oslo_utils", py: true, pkg: "python3-nova", script: setupHost}, // likewise
+	// Installed by scripts/setup-packaging.sh (make setup, make deb): the package and its checks.
+	// promtool and prometheus are unpacked from Debian's prometheus by the same script and run
+	// by path (packaging/helpers_test.go).
+	{name: "fakeroot", pkg: "fakeroot", script: setupPackaging},
+	{name: "dpkg-shlibdeps", pkg: "dpkg-dev", script: setupPackaging},
+	{name: "lintian", pkg: "lintian", script: setupPackaging},
+	{name: "systemd-analyze", pkg: "systemd", script: setupPackaging},
+	{name: "systemd-escape", pkg: "systemd", script: setupPackaging},
+	{name: "basefs", pkg: "-", script: "-"}, // /usr/bin/basefs: this project's own package, installed and purged by packaging's upgrade test
 	// The base system: essential packages every Debian machine has.
 	{name: "bash", pkg: "bash"},
 	{name: "sh", pkg: "dash"},
@@ -64,6 +76,9 @@ var deps = []dep{
 	{name: "sleep", pkg: "coreutils"},
 	{name: "apt-get", pkg: "apt", script: "-"}, // the package manager itself (not essential, never absent)
 	{name: "dpkg-query", pkg: "dpkg"},
+	{name: "dpkg", pkg: "dpkg"},
+	{name: "dpkg-deb", pkg: "dpkg"},
+	{name: "mkdir", pkg: "coreutils"},
 	{name: "go", pkg: "-", script: "-"}, // the machine's Go toolchain (/usr/local/go), which builds the tests
 }
 

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	basefsBin = filepath.Join(dir, "basefs")
+	os.Setenv("BASEFS_CONFIG", "") // this host's /etc/basefs/basefs.conf changes no test
 	if out, err := exec.Command("go", "build", "-race", "-o", basefsBin, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		panic(err)

@@ -49,10 +49,16 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 // for Keystone); it returns once the daemon answers on its control socket.
 func startDaemonEnv(t *testing.T, env []string, state, mnt string, extra ...string) *daemon {
 	t.Helper()
+	return startDaemonBin(t, basefsBin, env, state, mnt, extra...)
+}
+
+// startDaemonBin is startDaemonEnv with the binary given (a copy an upgrade can replace).
+func startDaemonBin(t *testing.T, bin string, env []string, state, mnt string, extra ...string) *daemon {
+	t.Helper()
 	os.MkdirAll(mnt, 0o755)
 	args := append(append([]string{"mount", "--state", state}, extra...), mnt)
 	d := &daemon{t: t, state: state, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(basefsBin, args...)
+	d.cmd = exec.Command(bin, args...)
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -379,5 +385,47 @@ func TestDaemonStatusMetricsPublish(t *testing.T) {
 	}
 	if _, err := control.NewClient(control.SocketFromState(d.state)).Status(context.Background()); err == nil {
 		t.Fatal("the control socket still answers after stop")
+	}
+}
+
+// A reload whose new binary cannot serve leaves the old serving process serving and is
+// counted in basefs_handover_failures_total (the BasefsHandoverFailed alert's metric).
+func TestFailedHandoverCounted(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedFUSE(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "basefs")
+	run(t, "cp", basefsBin, bin)
+	port := freePort(t)
+	d := startDaemonBin(t, bin, nil, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	before := d.status().PID
+	// An upgrade to a binary that fails at once.
+	os.Remove(bin)
+	os.WriteFile(bin, []byte("#!/bin/sh\necho broken >&2\nexit 1\n"), 0o755)
+	syscall.Kill(d.cmd.Process.Pid, syscall.SIGHUP)
+	want := "basefs_handover_failures_total 1"
+	var body []byte
+	for deadline := time.Now().Add(30 * time.Second); !bytes.Contains(body, []byte(want)); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q within 30 s:\n%s\nlog:\n%s", want, body, d.log)
+		}
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if st := d.status(); st.PID != before {
+		t.Fatalf("the serving process changed (%d → %d) though the new binary failed", before, st.PID)
+	}
+	// It still stops cleanly.
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+		t.Logf("stopped %.1fs after SIGTERM", time.Since(t0).Seconds())
+	case <-time.After(40 * time.Second):
+		log := d.log.String()
+		d.kill9()
+		t.Fatalf("after a failed handover the daemon did not stop on SIGTERM:\n%s", log)
 	}
 }

@@ -49,7 +49,7 @@ func runGC(ctx context.Context, args []string) error {
 	var o gcOptions
 	f := newFlags("gc")
 	o.AddFlags(f)
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 0 {

@@ -43,7 +43,7 @@ func runImport(ctx context.Context, args []string) error {
 	var o importOptions
 	fs := newFlags("import")
 	o.AddFlags(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -46,7 +46,7 @@ func runLs(ctx context.Context, args []string) error {
 	var o lsOptions
 	fs := newFlags("ls")
 	o.AddFlags(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

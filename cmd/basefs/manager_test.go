@@ -333,3 +333,22 @@ func alignedBuf(n int) []byte {
 	off := 4096 - int(uintptr(unsafe.Pointer(&b[0]))&4095)
 	return b[off : off+n]
 }
+
+// nova.conf's remove_unused_base_images = False reaches the serving process's cache manager:
+// an unused image past the minimum age is kept, and the report says why.
+func TestNovaConfKeepsUnusedImages(t *testing.T) {
+	dir := t.TempDir()
+	origin := filepath.Join(dir, "origin")
+	da, _, a, _ := twoImages(t, dir, origin, 2)
+	nova := filepath.Join(dir, "nova.conf")
+	os.WriteFile(nova, []byte("[DEFAULT]\ninstances_path = "+filepath.Join(dir, "instances")+"\n[image_cache]\nremove_unused_base_images = False\nremove_unused_original_minimum_age_seconds = 0\n"), 0o644)
+	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--origin", "dir://"+origin, "--nova-config", nova,
+		"--fill-rate", "0", "--scrub-rate", "0")
+	if !bytes.Equal(readAll(t, filepath.Join(d.mnt, da)), a) {
+		t.Fatal("wrong bytes")
+	}
+	rep := gc(t, d, false)
+	if !actions(rep, map[string]string{da: "keep"}) || !strings.Contains(rep.Images[0].Reason, "remove_unused_base_images") {
+		t.Fatalf("cleanup with remove_unused_base_images = False: %+v", rep.Images)
+	}
+}

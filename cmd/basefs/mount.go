@@ -31,7 +31,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
-	"github.com/basefs/basefs/cmd/internal/cli"
+	"github.com/basefs/basefs/cmd/internal/config"
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
 )
@@ -45,6 +45,7 @@ type mountOptions struct {
 
 	instancesPaths []string
 	minAge         int64
+	removeUnused   bool
 	cacheSize      int64
 	scrubRate      int64
 	fillRate       int64
@@ -71,6 +72,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.debug, "debug", false, "log every FUSE request")
 	f.StringArrayVar(&o.instancesPaths, "instances-path", []string{"/var/lib/basefs/instances"}, "instance directories scanned for overlays whose bases are in use (repeatable)")
 	f.Int64Var(&o.minAge, "remove-unused-original-min-age", 86400, "seconds an image must be unused before cleanup removes it (nova's default; 0: as soon as it is unused)")
+	f.BoolVar(&o.removeUnused, "remove-unused-base-images", true, "cleanup removes images unused for longer than --remove-unused-original-min-age (nova's remove_unused_base_images; false: never, the capacity bound still applies)")
 	f.Int64Var(&o.cacheSize, "cache-size", -1, "bound on the bytes of local chunks (-1: no bound; 0: keep only chunks of images in use that no origin has)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", 16<<20, "bytes a second background scrub re-verifies (0: off)")
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
@@ -92,33 +94,55 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 func init() {
 	register("mount", command{
 		summary: "serve the _base file system at MOUNTPOINT until SIGINT/SIGTERM",
-		usage:   "mount --state DIR [--origin URL]... [--metrics-addr ADDR] MOUNTPOINT",
+		usage:   "mount [--config FILE] [--nova-config FILE] [--state DIR] [--origin URL]... [--metrics-addr ADDR] [MOUNTPOINT]",
 		run:     runMount,
 	})
 }
 
 func runMount(ctx context.Context, args []string) error {
-	var o mountOptions
-	f := newFlags("mount")
-	o.AddFlags(f)
-	if err := cli.Parse(f, args); err != nil {
-		return err
-	}
-	if f.NArg() != 1 {
-		return usageError{Msg: "want exactly one MOUNTPOINT"}
-	}
-	mnt, err := filepath.Abs(f.Arg(0))
+	o, f, _, mnt, err := parseMount(ctx, "mount", args)
 	if err != nil {
 		return err
 	}
-	// Bad input fails before anything is mounted.
-	if err := o.validate(); err != nil {
+	// Serving processes read the configuration again (a reload applies a changed file) but
+	// keep this state directory and mount point.
+	state, err := filepath.Abs(o.state)
+	if err != nil {
 		return err
+	}
+	if f.NArg() == 0 && !o.adopt {
+		// The mount point is nova's: name it on this process's own command line, which is
+		// how basefs restart and stop recognise a supervisor (checkSupervisor).
+		self, err := executable()
+		if err != nil {
+			return err
+		}
+		return syscall.Exec(self, append(slices.Clone(os.Args), mnt), os.Environ())
+	}
+	return supervise(ctx, *o, mnt, append([]string{"--state=" + state}, args...))
+}
+
+// parseMount reads the mount's settings (command line, configuration file, nova.conf) as
+// command name (mount, config) and checks them all: bad input fails before anything is done.
+func parseMount(ctx context.Context, name string, args []string) (*mountOptions, *pflag.FlagSet, *config.Result, string, error) {
+	o := new(mountOptions)
+	f := newFlags(name)
+	o.AddFlags(f)
+	r, err := parseFlags(f, args)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	mnt, err := mountPoint(f, r)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	if err := o.validate(); err != nil {
+		return nil, nil, nil, "", explain(r, err)
 	}
 	if _, err := o.s3.openOrigins(ctx, o.origins, slog.New(slog.DiscardHandler)); err != nil {
-		return err
+		return nil, nil, nil, "", explain(r, err)
 	}
-	return supervise(ctx, o, mnt, args)
+	return o, f, r, mnt, nil
 }
 
 // validate refuses settings that mean nothing (a negative size, rate or age).
@@ -173,7 +197,7 @@ func runServe(ctx context.Context, args []string) error {
 	f.IntVar(&o.fuseFD, "fuse-fd", -1, "the FUSE connection (/dev/fuse with --link-fd, else a socket the supervisor relays)")
 	f.IntVar(&o.controlFD, "control-fd", -1, "the control socket's listener")
 	f.IntVar(&o.linkFD, "link-fd", -1, "the link to the supervisor (package fs/handover)")
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 || o.fuseFD < 0 || o.controlFD < 0 {
@@ -299,6 +323,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	defer c.Close() // every fetched chunk durable before exit
 	mgr, err := cache.NewManager(c, cache.ManagerConfig{
 		MinAge:        time.Duration(o.minAge) * time.Second,
+		KeepUnused:    !o.removeUnused,
 		CacheSize:     o.cacheSize,
 		ScrubRate:     o.scrubRate,
 		FillRate:      o.fillRate,
@@ -323,6 +348,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(c.Collector(), gl.Collector(), requestLatency)
+		reg.MustRegister(daemonMetrics(st.Root(), glanceUp(o.glance.configured(), glanceErr, catalog))...)
 		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error

@@ -50,7 +50,7 @@ func runPublish(ctx context.Context, args []string) error {
 	var o publishOptions
 	f := newFlags("publish")
 	o.AddFlags(f)
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() == 0 {

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/cmd/internal/cli"
 	"github.com/basefs/basefs/fs"
 )
 
@@ -27,7 +26,7 @@ func init() {
 // hand it the FUSE connection and retire the old serving process, and waits until it has.
 func runRestart(ctx context.Context, args []string) error {
 	f := newFlags("restart")
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 {
@@ -37,14 +36,9 @@ func runRestart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	buf := make([]byte, 32)
-	n, err := unix.Getxattr(mnt, fs.SupervisorXattr, buf)
+	pid, err := supervisorOf(mnt)
 	if err != nil {
-		return fmt.Errorf("%s: no basefs supervisor answers (%v): is it a basefs mount?", mnt, err)
-	}
-	pid, err := strconv.Atoi(string(buf[:n]))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("%s: bad supervisor pid %q", mnt, buf[:n])
+		return err
 	}
 	if err := checkSupervisor(mnt, pid); err != nil {
 		return err
@@ -74,4 +68,60 @@ func runRestart(ctx context.Context, args []string) error {
 		}
 	}
 	return fmt.Errorf("%s: the serving process did not change within 90 s (see the supervisor's log: a new binary that fails to start leaves the old one serving)", mnt)
+}
+
+// supervisorOf asks the mount at mnt for its supervisor's pid.
+func supervisorOf(mnt string) (int, error) {
+	buf := make([]byte, 32)
+	n, err := unix.Getxattr(mnt, fs.SupervisorXattr, buf)
+	if err != nil {
+		return 0, fmt.Errorf("%s: no basefs supervisor answers (%v): is it a basefs mount?", mnt, err)
+	}
+	pid, err := strconv.Atoi(string(buf[:n]))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%s: bad supervisor pid %q", mnt, buf[:n])
+	}
+	return pid, nil
+}
+
+func init() {
+	register("stop", command{
+		summary: "unmount MOUNTPOINT and stop its daemon, once nothing uses it",
+		usage:   "stop [--timeout D] MOUNTPOINT",
+		run:     runStop,
+	})
+}
+
+// runStop asks the mount's supervisor to unmount (SIGTERM) and waits until it has exited. A
+// mount still in use (running guests) stays mounted and served: the error says so.
+func runStop(ctx context.Context, args []string) error {
+	f := newFlags("stop")
+	timeout := f.Duration("timeout", 20*time.Second, "how long to wait for the unmount")
+	if _, err := parseFlags(f, args); err != nil {
+		return err
+	}
+	if f.NArg() != 1 {
+		return usageError{Msg: "want exactly one MOUNTPOINT"}
+	}
+	mnt, err := filepath.Abs(f.Arg(0))
+	if err != nil {
+		return err
+	}
+	pid, err := supervisorOf(mnt)
+	if err != nil {
+		return err
+	}
+	if err := checkSupervisor(mnt, pid); err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal the supervisor %d: %w", pid, err)
+	}
+	for deadline := time.Now().Add(*timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if syscall.Kill(pid, 0) != nil {
+			fmt.Printf("stopped %s (supervisor %d)\n", mnt, pid)
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: still mounted after %s: something uses it (running guests?); it is still served — stop its users, then stop again", mnt, *timeout)
 }

@@ -38,7 +38,7 @@ func runStatus(ctx context.Context, args []string) error {
 	var o statusOptions
 	f := newFlags("status")
 	o.AddFlags(f)
-	if err := cli.Parse(f, args); err != nil {
+	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	sock := control.SocketFromState(o.state)
@@ -56,7 +56,7 @@ func runStatus(ctx context.Context, args []string) error {
 		return cli.PrintJSON(os.Stdout, st)
 	}
 	s := st.Stats
-	fmt.Printf("mount %s, state %s, pid %d\n", st.Mountpoint, st.State, st.PID)
+	fmt.Printf("mount %s, state %s, pid %d, version %s\n", st.Mountpoint, st.State, st.PID, st.Version)
 	fmt.Printf("reads %d (%s), memory hits %d, read errors %d, fetches in flight %d\n", s.Reads, humanBytes(s.BytesRead), s.MemoryHits, s.ReadErrors, s.FetchesInFlight)
 	fmt.Printf("local corrupt %d, repairs %d, manifests fetched %d\n", s.LocalCorrupt, s.Repairs, s.ManifestFetches)
 	if g := st.Glance; g != nil {

@@ -98,7 +98,8 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 			return cmd, cmd.Start()
 		})
-		return superviseLoop(ctx, log, mnt, r.Run, r.Restart, r.Stop)
+		notifyReady(log)
+		return superviseLoop(ctx, log, mnt, r.Run, countFailures(st.Root(), r.Restart), r.Stop)
 	}
 	init, err := handover.ReadInit(dev)
 	if err != nil {
@@ -106,7 +107,8 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 		return err
 	}
 	sv := handover.NewSupervisor(dev, init, log, startServing(self, args, dev, lf))
-	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(nil) }, sv.Restart, sv.Stop)
+	notifyReady(log)
+	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(nil) }, countFailures(st.Root(), sv.Restart), sv.Stop)
 }
 
 // superviseAdopted is `basefs mount --adopt`: the supervisor a serving process starts when
@@ -124,7 +126,8 @@ func superviseAdopted(ctx context.Context, o mountOptions, mnt string, args []st
 	dev, lf, link := os.NewFile(3, "/dev/fuse"), os.NewFile(4, "control"), os.NewFile(5, "link")
 	defer os.Remove(control.SocketFromState(o.state))
 	sv := handover.NewSupervisor(dev, nil, log, startServing(self, args, dev, lf))
-	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(link) }, sv.Restart, sv.Stop)
+	notifyMainPID(log)
+	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(link) }, countFailures(o.state, sv.Restart), sv.Stop)
 }
 
 // superviseLoop runs the connection's supervision (run) until the file system is unmounted:

@@ -50,12 +50,33 @@ func checkSupervisor(mnt string, pid int) error {
 // mountOf returns the file system type and super options of the mount at mnt (the last
 // one mounted there), from /proc/self/mountinfo.
 func mountOf(mnt string) (fstype, opts string, err error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountTable()
 	if err != nil {
 		return "", "", err
 	}
-	defer f.Close()
 	found := false
+	for _, m := range ms {
+		if m.point == mnt {
+			fstype, opts, found = m.fstype, m.opts, true
+		}
+	}
+	if !found {
+		return "", "", fmt.Errorf("%s is not a mount point", mnt)
+	}
+	return fstype, opts, nil
+}
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct{ point, fstype, opts string }
+
+// mountTable reads /proc/self/mountinfo, in mount order.
+func mountTable() ([]mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountEntry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options [optional…] - fstype source superoptions
@@ -67,18 +88,12 @@ func mountOf(mnt string) (fstype, opts string, err error) {
 				break
 			}
 		}
-		if len(fields) < 5 || sep < 0 || len(fields) < sep+4 || unescapeMountinfo(fields[4]) != mnt {
+		if len(fields) < 5 || sep < 0 || len(fields) < sep+4 {
 			continue
 		}
-		fstype, opts, found = fields[sep+1], fields[sep+3], true
+		out = append(out, mountEntry{point: unescapeMountinfo(fields[4]), fstype: fields[sep+1], opts: fields[sep+3]})
 	}
-	if err := sc.Err(); err != nil {
-		return "", "", err
-	}
-	if !found {
-		return "", "", fmt.Errorf("%s is not a mount point", mnt)
-	}
-	return fstype, opts, nil
+	return out, sc.Err()
 }
 
 // unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space, …).

@@ -43,7 +43,7 @@ func runVerify(ctx context.Context, args []string) error {
 	var o verifyOptions
 	fs := newFlags("verify")
 	o.AddFlags(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if o.repair {
