@@ -71,6 +71,13 @@ func Check(r io.ReaderAt, size int64, diskFormat string) (*Result, error) {
 		return &Refusal{Format: got, DiskFormat: diskFormat, Reason: reason}
 	}
 	if err := in.safety(); err != nil {
+		if got == "gpt" && (diskFormat == "aki" || diskFormat == "ari") {
+			// A kernel or ramdisk is no partitioned disk: a Linux bzImage carries the boot
+			// sector signature with x86 code where partition entries would be, and the
+			// deployed nova (Debian's 26.2) calls it raw and boots it. The partition-table
+			// rules (the later inspector's) guard against format confusion, not host reads.
+			return &Result{Format: "raw", QemuFormat: "raw"}, nil
+		}
 		var fe *formatError
 		if errors.As(err, &fe) {
 			return nil, refuse("content does not parse as " + got + ": " + err.Error())

@@ -171,17 +171,20 @@ func TestOpenStackNovaBootsOnBasefs(t *testing.T) {
 	s1 := c.boot("1", diskID, flavor, wantLine)
 	_, got1, bad := glanceOrigin(d.status())
 	served1 := glanceServed(t, glanceLog, off1)
-	t.Logf("server 1 (basefs _base, cold): create → ACTIVE %.1f s, → checksum line %.1f s; Glance served %.1f MiB for the disk (basefs counted %.1f MiB; the guest read %d MiB of %d MiB), kernel %.1f MiB and ramdisk %.1f MiB (nova's downloads)",
+	t.Logf("server 1 (basefs _base, cold): create → ACTIVE %.1f s, → checksum line %.1f s; Glance served %.1f MiB for the disk (basefs counted %.1f MiB; the guest read %d MiB of %d MiB), kernel %.1f MiB and ramdisk %.1f MiB",
 		s1.active.Seconds(), s1.sum.Seconds(), mib(served1[diskID]), mib(got1), osReadBytes>>20, osImageSize>>20,
 		mib(served1[kernelID]), mib(served1[ramdiskID]))
 	if bad != 0 {
 		t.Errorf("basefs counted %d corrupt answers from Glance", bad)
 	}
-	if got1 < osReadBytes || got1 > 2*osReadBytes+(8<<20) || got1 > osImageSize/4 {
-		t.Errorf("bytes from Glance = %d after the guest read %d of a %d-byte image; want about what it read", got1, osReadBytes, osImageSize)
+	// The disk is read lazily: Glance serves about what the guest read. basefs's Glance origin
+	// also counts the kernel (aki) and ramdisk (ari), which it imports whole for nova (nova then
+	// downloads neither), so its count is compared with Glance's for all three.
+	if d1 := served1[diskID]; d1 < osReadBytes || d1 > 2*osReadBytes+(8<<20) || d1 > osImageSize/4 {
+		t.Errorf("Glance served %d bytes of the disk image after the guest read %d of a %d-byte image; want about what it read", d1, osReadBytes, osImageSize)
 	}
-	if s := served1[diskID]; s < got1 || s > got1+(1<<20) {
-		t.Errorf("Glance's log has %d bytes served for the disk image, basefs counted %d", s, got1)
+	if s := served1[diskID] + served1[kernelID] + served1[ramdiskID]; s < got1 || s > got1+(1<<20) {
+		t.Errorf("Glance's log has %d bytes served for the disk, kernel and ramdisk images, basefs counted %d", s, got1)
 	}
 	c.checkOverlay(s1.id, diskBase, base)
 	c.deleteServer(s1.id)

@@ -149,6 +149,18 @@ func Corpus(t testing.TB, dir string) []Case {
 	gptExtra[446+16+4] = 0x83
 	must(t, os.WriteFile(p("gptextra.raw"), gptExtra, 0o644))
 	add(Case{Name: "raw-gpt-extra-partition", Path: p("gptextra.raw"), DiskFormat: "raw", NovaDiffers: "Debian's nova has no MBR check (oslo.utils ≥ 7.3 has)"})
+	// A Linux kernel (bzImage) as nova's AMI-style kernel image: its first sector carries the
+	// boot-sector signature with x86 code where MBR partition entries would be. Debian's nova
+	// calls it raw and boots it (make run-openstack's guest is one); as a raw disk it is refused
+	// like any invalid MBR.
+	kernel := bytes.Clone(raw)
+	copy(kernel, "MZ")
+	mbr(kernel, 0x42, 0x83, 2048) // not a boot flag: code
+	copy(kernel[0x202:], "HdrS")
+	must(t, os.WriteFile(p("vmlinuz"), kernel, 0o644))
+	add(Case{Name: "kernel-as-aki", Path: p("vmlinuz"), DiskFormat: "aki", Safe: true, Format: "raw"})
+	add(Case{Name: "kernel-as-ari", Path: p("vmlinuz"), DiskFormat: "ari", Safe: true, Format: "raw"})
+	add(Case{Name: "kernel-as-raw", Path: p("vmlinuz"), DiskFormat: "raw", NovaDiffers: "Debian's nova has no MBR check (oslo.utils ≥ 7.3 has)"})
 
 	// LUKS: an encrypted disk basefs cannot serve; version 2 nova refuses outright.
 	for _, v := range []uint16{1, 2} {
