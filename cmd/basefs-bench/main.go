@@ -176,6 +176,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == bench.LoopbackCommand {
 		os.Exit(bench.ServeLoopback(os.Args[2:], os.Stdout, os.Stderr))
 	}
+	// scripts/fleet.sh's shaped links to the services of the root namespace.
+	if len(os.Args) > 1 && os.Args[1] == bench.ShaperCommand {
+		os.Exit(bench.ServeShaper(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
