@@ -52,6 +52,9 @@ type Counters struct {
 	Served, ServedBytes atomic.Int64 // chunks and their uncompressed bytes sent to peers
 	Refused             atomic.Int64 // requests refused as not authenticated
 	Failed              atomic.Int64 // requests this host could not serve
+	// Asking: chunks a peer sent that failed verification (refused), and requests to a peer
+	// that failed (dead, stalled, refused); after either the next owner is asked.
+	Corrupt, AskFailed atomic.Int64
 }
 
 // Node is a host's member of the peer tier: its memberlist, its peer server and the origin
@@ -220,6 +223,13 @@ func (n *Node) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.C
 		ch, err := n.fetch(ctx, m, d)
 		if err == nil {
 			return ch, nil
+		}
+		if chunkstore.IsCorrupt(err) {
+			n.stats.Corrupt.Add(1)
+			n.log.Error("a peer sent a corrupt chunk: refused, asking the next owner", "peer", m.name, "chunk", d.String(), "err", err)
+		} else {
+			n.stats.AskFailed.Add(1)
+			n.log.Warn("peer request failed: asking the next owner", "peer", m.name, "chunk", d.String(), "err", err)
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {

@@ -325,6 +325,11 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 			return err
 		}
 		defer peers.Close()
+		ctl.Peers = func() *control.PeerState {
+			c := peers.Stats()
+			return &control.PeerState{Members: peers.Members(), Served: c.Served.Load(), ServedBytes: c.ServedBytes.Load(),
+				Refused: c.Refused.Load(), Failed: c.Failed.Load(), Corrupt: c.Corrupt.Load(), AskFailed: c.AskFailed.Load()}
+		}
 		ccfg.Origins = append([]chunkstore.Getter{peers}, ccfg.Origins...)
 	}
 	raiseOpenFiles(log)
