@@ -292,3 +292,19 @@ func TestRendezvous(t *testing.T) {
 		}
 	}
 }
+
+// With one host the peer tier answers at once: the cost of asking it per chunk fetched.
+func BenchmarkGetChunkAlone(b *testing.B) {
+	node, err := Start(Config{Addr: "127.0.0.1:0", Secret: secret, Timeout: time.Second, Owners: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer node.Close()
+	d := chunkstore.Sum([]byte("x"))
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := node.GetChunk(ctx, d); !chunkstore.IsNotFound(err) {
+			b.Fatal(err)
+		}
+	}
+}

@@ -31,7 +31,6 @@ import (
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
-	"github.com/basefs/basefs/chunkstore/peer"
 	"github.com/basefs/basefs/cmd/internal/config"
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
@@ -317,19 +316,21 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		ccfg.Origins = append(slices.Clip(origins), gorigin)
 		ccfg.OnManifest = gorigin.Register
 	}
-	var peers *peer.Node
+	var cacheRef atomic.Pointer[cache.Cache]
 	if o.peers.on() {
 		// The peers are asked first: a chunk's owner serves it from its copy or takes it once
 		// from the origins behind them.
-		if peers, err = o.peers.start(log); err != nil {
+		peers, stopPeers, err := o.peers.startPeers(ctx, log, func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+			if c := cacheRef.Load(); c != nil {
+				return c.Chunk(ctx, d)
+			}
+			return nil, fmt.Errorf("chunk %s: this host is starting", d.Short())
+		})
+		if err != nil {
 			return err
 		}
-		defer peers.Close()
-		ctl.Peers = func() *control.PeerState {
-			c := peers.Stats()
-			return &control.PeerState{Members: peers.Members(), Served: c.Served.Load(), ServedBytes: c.ServedBytes.Load(),
-				Refused: c.Refused.Load(), Failed: c.Failed.Load(), Corrupt: c.Corrupt.Load(), AskFailed: c.AskFailed.Load()}
-		}
+		defer stopPeers()
+		ctl.Peers = peers.state
 		ccfg.Origins = append([]chunkstore.Getter{peers}, ccfg.Origins...)
 	}
 	raiseOpenFiles(log)
@@ -337,9 +338,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if err != nil {
 		return err
 	}
-	if peers != nil {
-		peers.SetSource(c.Chunk) // its copy, or one fetch from the origins behind the peers
-	}
+	cacheRef.Store(c) // before the peers serve: they serve its copy, or one fetch from the origins behind them
 	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log,
 		Limits: lim, Refusals: refusals})
 	glp.Store(gl)
