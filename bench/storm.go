@@ -30,7 +30,7 @@ type stormRun struct {
 	n                    int
 	peers                bool
 	tier, peer, glance   int64 // bytes, summed over the hosts' origins
-	times                []float64
+	times, inReads       []float64
 	errors               int
 	killedAt             time.Duration
 	tierLink, tierLinkRq int64 // the shaper's own count of the tier link
@@ -141,6 +141,7 @@ func runStorm(ctx context.Context, e *env, r *Result) error {
 // stormReport adds the rows, highlights and plots of the storms.
 func stormReport(r *Result, runs []stormRun, unique int64) {
 	lone := Summarize(runs[0].times).Max
+	loneReads := Summarize(runs[0].inReads).Max
 	var labels []string
 	fig := Figure{File: "storm-tier", Title: "Bytes from the tier ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
 	tfig := Figure{File: "storm-time", Title: "Slowest host's boot trace ÷ a lone host's", XLabel: "hosts", YLabel: "× lone host", Kind: "line"}
@@ -167,16 +168,22 @@ func stormReport(r *Result, runs []stormRun, unique int64) {
 			r.add(fmt.Sprintf("N=%d %s: bytes from Glance ÷ unique", s.n, name), "×", "lower", name, []float64{float64(s.glance) / u}, "", nil)
 			r.add(fmt.Sprintf("N=%d %s: slowest host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Max / lone}, "", nil)
 			r.add(fmt.Sprintf("N=%d %s: median host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Median / lone}, "", nil)
+			rs := Summarize(s.inReads)
+			r.add(fmt.Sprintf("N=%d %s: slowest host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Max / loneReads}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: median host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Median / loneReads}, "", nil)
 			r.add(fmt.Sprintf("N=%d %s: read errors", s.n, name), "reads", "lower", name, []float64{float64(s.errors)}, "", nil)
 			if peers && s.n == runs[len(runs)-1].n {
-				r.highlight("N=%d with peers: the tier served %.2f× the unique bytes (peers off: %.2f×), peers moved %.2f×; slowest host %.2f× a lone host's boot trace (peers off: %.2f×)",
-					s.n, tier, float64(by[false][len(by[false])-1].tier)/u, float64(s.peer)/u, sum.Max/lone, Summarize(by[false][len(by[false])-1].times).Max/lone)
+				off := by[false][len(by[false])-1]
+				r.highlight("N=%d with peers: the tier served %.2f× the unique bytes (peers off: %.2f×), peers moved %.2f×, Glance %.2f×; slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×)",
+					s.n, tier, float64(off.tier)/u, float64(s.peer)/u, float64(s.glance)/u, sum.Max/lone, Summarize(off.times).Max/lone,
+					rs.Max/loneReads, Summarize(off.inReads).Max/loneReads)
 			}
 		}
 		fig.Series = append(fig.Series, ts)
 		tfig.Series = append(tfig.Series, ss)
 	}
 	r.Figures = append(r.Figures, fig, tfig)
+	r.note("a host's time is its whole replay (the trace's reads issued at their recorded times: the guest's own pace, %.1f s, bounds it from below); its time in reads is the sum of its reads' latencies, what the guest would have waited on its disk (lone host: %.2f s)", lone, loneReads)
 	r.note("unique bytes: what the lone host (N=1, peers off) took from the tier, %s; Glance is not an origin here (the image is published to the tier)", mibText(unique))
 }
 
@@ -269,15 +276,16 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 	var wg sync.WaitGroup
 	for i := 1; i <= n; i++ {
 		wg.Go(func() {
-			d, failed, err := replay(ctx, filepath.Join(f.dir, fmt.Sprintf("h%d", i), "mnt", digest), reads)
+			rp, err := replay(ctx, filepath.Join(f.dir, fmt.Sprintf("h%d", i), "mnt", digest), reads)
 			if kill >= 0 && i == n {
 				return // the killed host
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			run.times = append(run.times, d.Seconds())
-			run.errors += failed
-			if err != nil && failed == 0 {
+			run.times = append(run.times, rp.Took.Seconds())
+			run.inReads = append(run.inReads, rp.InReads.Seconds())
+			run.errors += rp.Failed
+			if err != nil && rp.Failed == 0 {
 				run.errors++
 			}
 		})

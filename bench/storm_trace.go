@@ -33,12 +33,19 @@ func readTimedTrace(path string) ([]timedRead, error) {
 	return out, nil
 }
 
-// replay reads file as the trace did, each read no sooner than its time after start; it
-// returns how long the whole trace took and the reads that failed.
-func replay(ctx context.Context, file string, reads []timedRead) (time.Duration, int, error) {
+// replayed is one host's replay: how long the whole trace took, how long its reads took in
+// all (the time the guest would have waited on its disk), the reads that failed.
+type replayed struct {
+	Took, InReads time.Duration
+	Failed        int
+}
+
+// replay reads file as the trace did, each read no sooner than its time after start.
+func replay(ctx context.Context, file string, reads []timedRead) (replayed, error) {
+	var rp replayed
 	f, err := os.Open(file)
 	if err != nil {
-		return 0, 0, err
+		return rp, err
 	}
 	defer f.Close()
 	var maxLen int64
@@ -47,7 +54,6 @@ func replay(ctx context.Context, file string, reads []timedRead) (time.Duration,
 	}
 	buf := make([]byte, maxLen)
 	start := time.Now()
-	failed := 0
 	var first error
 	for _, r := range reads {
 		if wait := time.Until(start.Add(r.At)); wait > 0 {
@@ -55,16 +61,21 @@ func replay(ctx context.Context, file string, reads []timedRead) (time.Duration,
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return time.Since(start), failed, ctx.Err()
+				rp.Took = time.Since(start)
+				return rp, ctx.Err()
 			case <-t.C:
 			}
 		}
-		if _, err := f.ReadAt(buf[:r.Len], r.Off); err != nil && !errors.Is(err, io.EOF) {
-			failed++
+		t0 := time.Now()
+		_, err := f.ReadAt(buf[:r.Len], r.Off)
+		rp.InReads += time.Since(t0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			rp.Failed++
 			if first == nil {
 				first = err
 			}
 		}
 	}
-	return time.Since(start), failed, first
+	rp.Took = time.Since(start)
+	return rp, first
 }
