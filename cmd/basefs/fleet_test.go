@@ -299,3 +299,33 @@ func TestFleetPeers(t *testing.T) {
 			size>>20, time.Since(start).Round(time.Millisecond), float64(tier-tierBefore)/size)
 	})
 }
+
+// Peer settings that mean nothing are refused before anything is mounted, naming the flag.
+func TestPeerFlagsRefused(t *testing.T) {
+	dir := t.TempDir()
+	short, long := filepath.Join(dir, "short"), filepath.Join(dir, "long")
+	os.WriteFile(short, []byte("too short"), 0o600)
+	os.WriteFile(long, make([]byte, 5000), 0o600)
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("a fleet secret of enough bytes"), 0o600)
+	mnt := filepath.Join(dir, "mnt")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--peer-addr", "127.0.0.1:7947"}, "--peer-secret-file"},
+		{[]string{"--peer-join", "127.0.0.1:7946"}, "--peer-addr"},
+		{[]string{"--peer-addr", "0.0.0.0:7947", "--peer-secret-file", good}, "concrete IP"},
+		{[]string{"--peer-addr", "host1", "--peer-secret-file", good}, "IP:PORT"},
+		{[]string{"--peer-addr", "127.0.0.1:7947", "--peer-secret-file", short}, "at least 16"},
+		{[]string{"--peer-addr", "127.0.0.1:7947", "--peer-secret-file", long}, "more than 4096"},
+		{[]string{"--peer-addr", "127.0.0.1:7947", "--peer-secret-file", filepath.Join(dir, "absent")}, "--peer-secret-file"},
+		{[]string{"--peer-addr", "127.0.0.1:7947", "--peer-secret-file", good, "--peer-timeout", "0"}, "--peer-timeout"},
+		{[]string{"--peer-addr", "127.0.0.1:7947", "--peer-secret-file", good, "--peer-owners", "0"}, "--peer-owners"},
+	} {
+		args := append(append([]string{"mount", "--state", filepath.Join(dir, "state")}, c.args...), mnt)
+		if _, errOut, code := basefs(t, args...); code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("basefs %v: exit %d, %q; want exit 2 naming %s", c.args, code, errOut, c.want)
+		}
+	}
+}

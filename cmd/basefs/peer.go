@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,9 @@ func (o *peerOptions) validate() error {
 			return usageError{Msg: "--peer-join and --peer-secret-file need --peer-addr (the peer tier is off without it)"}
 		}
 		return nil
+	}
+	if host, _, err := net.SplitHostPort(o.addr); err != nil || net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified() {
+		return usageError{Msg: fmt.Sprintf("--peer-addr %q: want IP:PORT with a concrete IP the other hosts reach (it is advertised to them)", o.addr)}
 	}
 	if o.secretFile == "" {
 		return usageError{Msg: "--peer-addr needs --peer-secret-file: only fleet members may read a host's peer port"}
