@@ -54,6 +54,8 @@ type Options struct {
 	// RealChunkSizes: real-boot imports the image at each and boots the basefs ways at each, the
 	// first compared with the others (default: chunkstore.DefaultChunkSize alone).
 	RealChunkSizes []int64
+	// StormHosts: the storm's fleet sizes (default 1, 2, 4, 8, 16; Quick: 1, 2, 4).
+	StormHosts []int
 
 	// ProfileDir, when set, receives the basefs daemon's CPU profile while the read
 	// scenario's patterns run (read-<pattern>.pprof and read-all.pprof, each with `go tool
@@ -123,6 +125,12 @@ func (o *Options) Defaults() {
 	if len(o.RealChunkSizes) == 0 {
 		o.RealChunkSizes = []int64{chunkstore.DefaultChunkSize}
 	}
+	if len(o.StormHosts) == 0 {
+		o.StormHosts = []int{1, 2, 4, 8, 16}
+		if o.Quick {
+			o.StormHosts = []int{1, 2, 4}
+		}
+	}
 	if o.ProfileWindow <= 0 {
 		o.ProfileWindow = 30 * time.Second
 	}
@@ -147,6 +155,7 @@ var scenarios = []scenario{
 	{"concurrent-cold", "Concurrent readers of one cold image", runConcurrentCold},
 	{"scale", "Daemon memory and throughput against image size", runScale},
 	{"dedup", "Deduplication of similar images", runDedup},
+	{"storm", "A boot storm: N hosts (network namespaces) replay a real boot at once, peers off and on", runStorm},
 }
 
 // Scenarios returns the scenario names in their canonical order.

@@ -2,7 +2,7 @@
 // storage engineer runs today (nova's eager _base, a plain local file, go-fuse's loopback),
 // measured in the same invocation on the same machine, and their report.
 //
-// Each scenario (read, verify-cost, cold-boot, concurrent-cold, scale, dedup) builds its own
+// Each scenario (read, verify-cost, cold-boot, real-boot, concurrent-cold, scale, dedup, storm) builds its own
 // images from a seeded generator, runs the real binaries (basefs mount/import/publish,
 // basefs-agent spawn/terminate, qemu-img, fio, dd, libvirtd) and its baselines alternately,
 // run after run, and returns a Result: rows of medians with their spread (min–max), the
@@ -24,6 +24,10 @@
 //     executable again (LoopbackCommand, ServeLoopback), with basefs's mount options, no
 //     passthrough, and its backing file read through the page cache, so that it costs what
 //     FUSE costs and not what the disk does. Readers (fio, dd) are always other processes.
+//   - The storm scenario's hosts are network namespaces of scripts/fleet.sh, each its own
+//     daemon; the fleet's links to the services of the root namespace are this executable
+//     again as a standalone Shaper (ShaperCommand, ServeShaper). Every storm starts from an
+//     empty fleet (down, then up).
 //   - With Options.ProfileDir the read scenario records the basefs serving process's CPU
 //     profile (the control socket's /debug/pprof) during each of its runs and leaves the
 //     profiles and their `go tool pprof -top` there.

@@ -274,6 +274,7 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 	if trace != "" {
 		def.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
 			{Value: "-trace"}, {Value: "enable=blk_co_preadv,file=" + trace},
+			{Value: "-msg"}, {Value: "timestamp=on"}, // each line PID@SECONDS: (the storm replays the times)
 		}}
 	}
 	dom, stop, err := startDomain(ctx, conn, def, name)

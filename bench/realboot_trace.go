@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -15,12 +16,20 @@ import (
 
 // readTrace parses qemu's blk_co_preadv trace lines ("… offset N bytes M …") into extents.
 func readTrace(path string) ([]extent, error) {
+	xs, _, err := scanTrace(path)
+	return xs, err
+}
+
+// scanTrace is readTrace that also returns each read's time in seconds from the line's
+// "PID@SECONDS.MICROS:" prefix (qemu's -msg timestamp=on), NaN where the line has none.
+func scanTrace(path string) ([]extent, []float64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	var xs []extent
+	var ts []float64
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -44,9 +53,18 @@ func readTrace(path string) ([]extent, error) {
 		}
 		if ok == 2 && x.Len > 0 {
 			xs = append(xs, x)
+			t := math.NaN()
+			if _, rest, found := strings.Cut(fields[0], "@"); found {
+				if sec, _, found := strings.Cut(rest, ":"); found {
+					if v, err := strconv.ParseFloat(sec, 64); err == nil {
+						t = v
+					}
+				}
+			}
+			ts = append(ts, t)
 		}
 	}
-	return xs, sc.Err()
+	return xs, ts, sc.Err()
 }
 
 // granuleUse is what reading extents costs at a fetch granularity g (a chunk size): the

@@ -16,5 +16,6 @@
 //
 // Stored chunk objects carry a 16-byte header that says how each is stored (raw, or zstd when
 // that saves space); see EncodeObject. Backends live in sub-packages (local, httpstore, s3) and
-// all pass the suite in storetest (s3 against a real Ceph RGW).
+// all pass the suite in storetest (s3 against a real Ceph RGW); wrappers that are origins
+// themselves in tier (the ordered origins) and peer (the fleet's other hosts, asked first).
 package chunkstore

@@ -21,7 +21,8 @@ pkgs=(
 	dosfstools       # mkfs.vfat: nova's default ephemeral disk format when the image has no os_type
 	pkg-config
 	python3 python3-nova python3-libvirt  # Debian's /usr/bin/python3 and nova's own code, run by the nova tests (scripts/nova-driver.py) with Debian's /usr/bin/python3
-	e2fsprogs util-linux mount    # mkfs.ext4; mkswap, flock: nova's ephemeral and swap disks in the nova tests; prlimit: qemu-img under nova's limits; mount: the bomb test's tmpfs
+	e2fsprogs util-linux mount    # mkfs.ext4; mkswap, flock: nova's ephemeral and swap disks in the nova tests; prlimit: qemu-img under nova's limits; mount: the bomb test's tmpfs; nsenter, setsid: scripts/fleet.sh
+	iproute2                      # ip, tc: scripts/fleet.sh's namespaces, bridge, veth links and their shaping
 	curl                          # health checks in the start scripts
 	passwd                        # useradd, userdel: the unprivileged local users of the access tests
 )

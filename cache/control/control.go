@@ -57,6 +57,19 @@ type Status struct {
 	Writable   *WritableState      `json:"writable,omitempty"`
 	// Refused lists the images inspection refused lately, each with why (issue 23).
 	Refused []inspect.Refused `json:"refused,omitempty"`
+	Peers   *PeerState        `json:"peers,omitempty"`
+}
+
+// PeerState is the peer tier as this host sees it: live members (itself included) and what it
+// served to them (what it read from them is its peer origin's counters in Stats.Origins).
+type PeerState struct {
+	Members     int   `json:"members"`
+	Served      int64 `json:"served"`       // chunks sent to peers
+	ServedBytes int64 `json:"served_bytes"` // their uncompressed bytes
+	Refused     int64 `json:"refused"`      // requests refused as not authenticated
+	Failed      int64 `json:"failed"`       // requests this host could not serve
+	Corrupt     int64 `json:"corrupt"`      // chunks peers sent that failed verification (refused)
+	AskFailed   int64 `json:"ask_failed"`   // requests to peers that failed (dead, stalled)
 }
 
 // GlanceState tells how the daemon reaches Glance: the error that keeps it from doing so
@@ -106,6 +119,8 @@ type Server struct {
 	Writable func() (files int, bytes int64)
 	// Refusals lists the images inspection refused (nil: none recorded).
 	Refusals *inspect.Refusals
+	// Peers reports the peer tier (nil: off).
+	Peers func() *PeerState
 	// EnsureGlance makes Glance image id usable (nil: no Glance integration).
 	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
 	// Owner is the uid that may use the socket besides root (peer.go; 0: root only).
@@ -207,6 +222,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		st.Glance = s.Glance()
 	}
 	st.Refused = s.Refusals.List()
+	if s.Peers != nil {
+		st.Peers = s.Peers()
+	}
 	if s.Writable != nil {
 		n, b := s.Writable()
 		st.Writable = &WritableState{Files: n, Bytes: b}

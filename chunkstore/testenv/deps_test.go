@@ -54,7 +54,10 @@ var deps = []dep{
 	{name: "prlimit", pkg: "util-linux", script: setupHost}, // qemu-img info under nova's limits (chunkstore/child)
 	{name: "mount", pkg: "mount", script: setupHost},        // a small tmpfs state (the qcow2 bomb test)
 	{name: "umount", pkg: "mount", script: setupHost},
-	{name: "python3", pkg: "python3", script: setupHost}, // Debian's /usr/bin/python3, not the pyenv one first on PATH
+	{name: "nsenter", pkg: "util-linux", script: setupHost}, // scripts/fleet.sh: a host's daemon in its network namespace
+	{name: "ip", pkg: "iproute2", script: setupHost},        // scripts/fleet.sh: namespaces, bridge, veth links
+	{name: "tc", pkg: "iproute2", script: setupHost},        // scripts/fleet.sh: the links' bandwidth (tbf)
+	{name: "python3", pkg: "python3", script: setupHost},    // Debian's /usr/bin/python3, not the pyenv one first on PATH
 	{name: "nova", py: true, pkg: "python3-nova", script: setupHost},
 	{name: "oslo_log", py: true, pkg: "python3-nova", script: setupHost},   // a dependency of python3-nova
 	{name: "oslo_utils", py: true, pkg: "python3-nova", script: setupHost}, // likewise

@@ -39,6 +39,7 @@ type options struct {
 	realChunkSizes                  []string
 	profileWindow                   time.Duration
 	profileDir                      string
+	stormHosts                      []int
 }
 
 func (o *options) AddFlags(f *pflag.FlagSet) {
@@ -57,6 +58,7 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.realLinks, "real-links", nil, "real-boot: the shaped `LINKS`, BANDWIDTH/LATENCY each (default 1G/1ms,100M/20ms)")
 	f.StringSliceVar(&o.realChunkSizes, "real-chunk-sizes", nil, fmt.Sprintf("real-boot: import the image and boot the basefs ways at each chunk size in `SIZES`, the first compared with the others (default %dK, basefs's default)", chunkstore.DefaultChunkSize>>10))
 	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
+	f.IntSliceVar(&o.stormHosts, "storm-hosts", nil, "storm: the fleet sizes `N,…` (default 1,2,4,8,16; 1,2,4 with --quick; the first is the lone-host baseline: give 1 first)")
 	f.StringVar(&o.profileDir, "profile", "", "read: write the basefs daemon's CPU profile while the patterns run, and `go tool pprof -top` of it, into `DIR`")
 	// Sizes for tests and experiments.
 	f.StringVar(&o.guestRead, "guest-read", "", "bytes the test guest reads and hashes (default 16M)")
@@ -118,6 +120,12 @@ func (o *options) benchOptions(scenarios []string, set func(flag string) bool) (
 	if o.latency < 0 {
 		return b, usageError{"--latency: must not be negative"}
 	}
+	for i, n := range o.stormHosts {
+		if n < 1 || n > 200 || (i == 0 && n != 1) {
+			return b, usageError{fmt.Sprintf("--storm-hosts %v: want 1 first (the lone-host baseline), then sizes up to 200", o.stormHosts)}
+		}
+	}
+	b.StormHosts = o.stormHosts
 	bw, err := parseBits(o.bandwidth)
 	if err != nil {
 		return b, usageError{"--bandwidth: " + err.Error()}
@@ -175,6 +183,10 @@ func main() {
 	// The read scenario's loopback baseline is this binary too, in a process of its own.
 	if len(os.Args) > 1 && os.Args[1] == bench.LoopbackCommand {
 		os.Exit(bench.ServeLoopback(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	// scripts/fleet.sh's shaped links to the services of the root namespace.
+	if len(os.Args) > 1 && os.Args[1] == bench.ShaperCommand {
+		os.Exit(bench.ServeShaper(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Stderr))
 }

@@ -158,17 +158,10 @@ func makeImage(t *testing.T, dir string, n int, seed uint64) (string, [32]byte) 
 
 func shaFile(t *testing.T, p string) [32]byte {
 	t.Helper()
-	f, err := os.Open(p)
+	s, err := sha256File(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatalf("read %s: %v", p, err)
-	}
-	var s [32]byte
-	h.Sum(s[:0])
 	return s
 }
 

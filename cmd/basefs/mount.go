@@ -59,6 +59,8 @@ type mountOptions struct {
 	// The shared S3 tier (cmd/basefs/s3.go).
 	s3        s3Options
 	writeBack bool
+	// The peer tier (cmd/basefs/peer.go).
+	peers peerOptions
 
 	adopt bool // (hidden) a supervisor started by the serving process: fds 3–5 (handover.go)
 	relay bool // (hidden) relay requests even where the kernel can resend (tests the fallback)
@@ -84,6 +86,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	o.limits.AddFlags(f)
 	// The shared S3 tier (cmd/basefs/s3.go).
 	o.s3.AddFlags(f)
+	o.peers.AddFlags(f)
 	f.BoolVar(&o.writeBack, "write-back", false, "also write chunks and manifests fetched from origins behind the first s3:// origin to it (asynchronously, put-if-absent)")
 	f.BoolVar(&o.adopt, adoptFlag, false, "(internal) supervise the serving process that started this one")
 	f.MarkHidden(adoptFlag)
@@ -171,6 +174,9 @@ func (o *mountOptions) validate() error {
 	}
 	if _, err := o.access(); err != nil {
 		return usageError{Msg: err.Error()}
+	}
+	if err := o.peers.validate(); err != nil {
+		return err
 	}
 	return o.glance.validate()
 }
@@ -310,11 +316,29 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		ccfg.Origins = append(slices.Clip(origins), gorigin)
 		ccfg.OnManifest = gorigin.Register
 	}
+	var cacheRef atomic.Pointer[cache.Cache]
+	if o.peers.on() {
+		// The peers are asked first: a chunk's owner serves it from its copy or takes it once
+		// from the origins behind them.
+		peers, stopPeers, err := o.peers.startPeers(ctx, log, func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+			if c := cacheRef.Load(); c != nil {
+				return c.Chunk(ctx, d)
+			}
+			return nil, fmt.Errorf("chunk %s: this host is starting", d.Short())
+		})
+		if err != nil {
+			return err
+		}
+		defer stopPeers()
+		ctl.Peers = peers.state
+		ccfg.Origins = append([]chunkstore.Getter{peers}, ccfg.Origins...)
+	}
 	raiseOpenFiles(log)
 	c, err := cache.New(ccfg)
 	if err != nil {
 		return err
 	}
+	cacheRef.Store(c) // before the peers serve: they serve its copy, or one fetch from the origins behind them
 	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log,
 		Limits: lim, Refusals: refusals})
 	glp.Store(gl)

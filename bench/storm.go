@@ -1,0 +1,321 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/basefs/basefs/cache/control"
+)
+
+// The storm: N hosts of scripts/fleet.sh (network namespaces on a bridge, each its own daemon)
+// replay the real OS image's boot at once — the reads a traced boot to login: made, at their
+// times — with the peer tier off and on. The image is published to the tier (a static server
+// of the published layout on loopback, reached over the bridge through the fleet's shaped tier
+// link); Glance is not asked.
+
+const stormNet = "10.78.0" // the bench's fleet: its own prefix and /24
+
+// stormRun is one storm: N hosts, peers on or off.
+type stormRun struct {
+	n                    int
+	peers                bool
+	tier, peer, glance   int64 // bytes, summed over the hosts' origins
+	times, inReads       []float64
+	errors               int
+	killedAt             time.Duration
+	tierLink, tierLinkRq int64 // the shaper's own count of the tier link
+}
+
+func runStorm(ctx context.Context, e *env, r *Result) error {
+	if err := needFUSE(); err != nil {
+		return err
+	}
+	if err := needLibvirt(ctx); err != nil {
+		return err
+	}
+	for _, c := range []string{"ip", "tc", "nsenter", "fusermount3"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("storm needs %s (scripts/setup-host.sh installs it)", c)
+		}
+	}
+	o := e.opts
+	img, err := e.osImage(ctx)
+	if err != nil {
+		return err
+	}
+	dirs, err := e.bootDirs("storm")
+	if err != nil {
+		return err
+	}
+	localDir, _ := e.dir("storm", "local")
+	traceDir, _ := e.dir("storm", "trace")
+	os.Chmod(traceDir, 0o777) // qemu (libvirt-qemu) writes the trace
+	localRaw := filepath.Join(localDir, osRawName)
+	if _, err := command(ctx, "cp", "--sparse=always", img.raw, localRaw); err != nil {
+		return err
+	}
+	os.Chmod(localRaw, 0o644)
+	fi, err := os.Stat(localRaw)
+	if err != nil {
+		return err
+	}
+	e.logf("importing and publishing the OS image (%s)", sizeText(fi.Size()))
+	imp, err := e.importPublished(ctx, dirs.originState, dirs.pub, localRaw)
+	if err != nil {
+		return err
+	}
+	b := realBoot{novaInstances: dirs.novaInst, kernel: img.kernel, initrd: img.initrd, virtType: o.VirtType, diskSize: fi.Size()}
+	trace := filepath.Join(traceDir, "blk.trace")
+	e.logf("traced local boot (every guest read logged, with its time)")
+	tb, err := b.plainBoot(ctx, nil, fmt.Sprintf("basefsbench-storm%d", os.Getpid()), localRaw, "", trace)
+	if err != nil {
+		return fmt.Errorf("traced boot: %w", err)
+	}
+	reads, err := readTimedTrace(trace)
+	if err != nil {
+		return err
+	}
+	e.logf("boot trace: login %.1f s, %d reads over %.1f s", tb.Login, len(reads), reads[len(reads)-1].At.Seconds())
+
+	// The tier: the published layout on loopback; the fleet's shaper is its only link.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dirs.pub)), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	fl, err := newStormFleet(e, "http://"+ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer fl.down()
+
+	hosts := o.StormHosts
+	r.set("image", "the real OS image (%s), published to the tier at the default chunk size; digest %s", sizeText(fi.Size()), imp.Digest)
+	r.set("boot trace", "%d reads, %.1f s from the first to the last (a local traced boot to login: in %.1f s)", len(reads), reads[len(reads)-1].At.Seconds(), tb.Login)
+	r.set("tier link", "%s, %s latency (user-space shaper on the bridge)", bandwidthText(o.Bandwidth), o.Latency)
+	r.set("hosts", "%v, each a network namespace with its own daemon (scripts/fleet.sh)", hosts)
+	var runs []stormRun
+	for _, peers := range []bool{false, true} {
+		for _, n := range hosts {
+			run, err := fl.storm(ctx, n, peers, imp.Digest, reads, -1)
+			if err != nil {
+				return err
+			}
+			e.logf("storm N=%d peers=%v: slowest %.1f s, tier %s, peers %s, errors %d", n, peers, slices.Max(run.times), mibText(run.tier), mibText(run.peer), run.errors)
+			runs = append(runs, run)
+		}
+	}
+	lone := runs[0]
+	unique := lone.tier // one host alone fetches each chunk it reads once: the unique bytes
+	if unique == 0 {
+		return fmt.Errorf("the lone host fetched nothing from the tier: the trace read no data")
+	}
+	stormReport(r, runs, unique)
+	// One peer killed at the midpoint of the largest storm.
+	n := hosts[len(hosts)-1]
+	if n >= 2 {
+		mid := time.Duration(Summarize(lone.times).Median / 2 * float64(time.Second))
+		k, err := fl.storm(ctx, n, true, imp.Digest, reads, mid)
+		if err != nil {
+			return err
+		}
+		r.add(fmt.Sprintf("read errors on the %d hosts left, host %d killed after %.1f s", n-1, n, mid.Seconds()), "reads", "lower", "peers on", []float64{float64(k.errors)}, "", nil)
+		r.highlight("host %d of %d killed at the storm's midpoint (%.1f s): %d read errors on the others; the tier served %.2f× the unique bytes",
+			n, n, mid.Seconds(), k.errors, float64(k.tier)/float64(unique))
+	}
+	return nil
+}
+
+// stormReport adds the rows, highlights and plots of the storms.
+func stormReport(r *Result, runs []stormRun, unique int64) {
+	lone := Summarize(runs[0].times).Max
+	loneReads := Summarize(runs[0].inReads).Max
+	var labels []string
+	fig := Figure{File: "storm-tier", Title: "Bytes from the tier ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
+	tfig := Figure{File: "storm-time", Title: "Slowest host's boot trace ÷ a lone host's", XLabel: "hosts", YLabel: "× lone host", Kind: "line"}
+	by := map[bool][]stormRun{}
+	for _, s := range runs {
+		by[s.peers] = append(by[s.peers], s)
+	}
+	for _, s := range by[false] {
+		labels = append(labels, fmt.Sprint(s.n))
+		fig.X = append(fig.X, float64(s.n))
+	}
+	fig.Labels, tfig.Labels, tfig.X = labels, labels, fig.X
+	for _, peers := range []bool{false, true} {
+		name := map[bool]string{false: "peers off", true: "peers on"}[peers]
+		ts, ss := Series{Name: name}, Series{Name: name}
+		for _, s := range by[peers] {
+			sum := Summarize(s.times)
+			tier := float64(s.tier) / float64(unique)
+			ts.Points = append(ts.Points, Summarize([]float64{tier}))
+			ss.Points = append(ss.Points, Summarize([]float64{sum.Max / lone}))
+			u := float64(unique)
+			r.add(fmt.Sprintf("N=%d %s: bytes from the tier ÷ unique", s.n, name), "×", "lower", name, []float64{tier}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: bytes between peers ÷ unique", s.n, name), "×", "lower", name, []float64{float64(s.peer) / u}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: bytes from Glance ÷ unique", s.n, name), "×", "lower", name, []float64{float64(s.glance) / u}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: slowest host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Max / lone}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: median host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Median / lone}, "", nil)
+			rs := Summarize(s.inReads)
+			r.add(fmt.Sprintf("N=%d %s: slowest host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Max / loneReads}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: median host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Median / loneReads}, "", nil)
+			r.add(fmt.Sprintf("N=%d %s: read errors", s.n, name), "reads", "lower", name, []float64{float64(s.errors)}, "", nil)
+			if peers && s.n == runs[len(runs)-1].n {
+				off := by[false][len(by[false])-1]
+				r.highlight("N=%d with peers: the tier served %.2f× the unique bytes (peers off: %.2f×), peers moved %.2f×, Glance %.2f×; slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×)",
+					s.n, tier, float64(off.tier)/u, float64(s.peer)/u, float64(s.glance)/u, sum.Max/lone, Summarize(off.times).Max/lone,
+					rs.Max/loneReads, Summarize(off.inReads).Max/loneReads)
+			}
+		}
+		fig.Series = append(fig.Series, ts)
+		tfig.Series = append(tfig.Series, ss)
+	}
+	r.Figures = append(r.Figures, fig, tfig)
+	r.note("a host's time is its whole replay (the trace's reads issued at their recorded times: the guest's own pace, %.1f s, bounds it from below); its time in reads is the sum of its reads' latencies, what the guest would have waited on its disk (lone host: %.2f s)", lone, loneReads)
+	r.note("unique bytes: what the lone host (N=1, peers off) took from the tier, %s; Glance is not an origin here (the image is published to the tier)", mibText(unique))
+}
+
+// stormFleet runs scripts/fleet.sh for the bench.
+type stormFleet struct {
+	e      *env
+	script string
+	env    []string
+	dir    string
+}
+
+func newStormFleet(e *env, tierURL string) (*stormFleet, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	bin, err := e.dir("storm", "bin")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []string{e.basefs, self} {
+		link := filepath.Join(bin, filepath.Base(p))
+		os.Remove(link)
+		if err := os.Symlink(p, link); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := e.dir("storm", "fleet")
+	if err != nil {
+		return nil, err
+	}
+	o := e.opts
+	return &stormFleet{e: e, script: filepath.Join(root, "scripts", "fleet.sh"), dir: dir,
+		env: append(os.Environ(), "BASEFS_FLEET_DIR="+dir, "BASEFS_FLEET_BIN="+bin, "BASEFS_FLEET_PREFIX=bfsb",
+			"BASEFS_FLEET_NET="+stormNet, "BASEFS_FLEET_TIER_URL="+tierURL, "BASEFS_FLEET_TIER_PORT=7480",
+			"BASEFS_FLEET_ORIGIN=http://"+stormNet+".1:7480/",
+			fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%.0f", o.Bandwidth), "BASEFS_FLEET_TIER_LATENCY="+o.Latency.String())}, nil
+}
+
+func (f *stormFleet) run(ctx context.Context, extra []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, f.script, args...)
+	cmd.Env = append(slices.Clone(f.env), extra...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("fleet.sh %s: %v: %s", strings.Join(args, " "), err, tail(stderr.String(), 5))
+	}
+	return string(out), nil
+}
+
+func (f *stormFleet) down() { f.run(context.Background(), nil, "down") }
+
+// storm brings up n fresh hosts, waits for their membership, replays the trace on every one at
+// once and counts; with kill ≥ 0, host n is killed that long after the start and its own
+// reads are not counted.
+func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string, reads []timedRead, kill time.Duration) (stormRun, error) {
+	run := stormRun{n: n, peers: peers, killedAt: kill}
+	f.down() // every storm starts cold
+	p := map[bool]string{false: "0", true: "1"}[peers]
+	if _, err := f.run(ctx, []string{"BASEFS_FLEET_PEERS=" + p}, "up", fmt.Sprint(n)); err != nil {
+		return run, err
+	}
+	status := func(i int) (*control.Status, error) {
+		var st control.Status
+		out, err := command(ctx, f.e.basefs, "status", "--state", filepath.Join(f.dir, fmt.Sprintf("h%d", i), "state"), "--json")
+		if err != nil {
+			return nil, err
+		}
+		return &st, json.Unmarshal(out, &st)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 1; i <= n; i++ {
+		for {
+			st, err := status(i)
+			if err == nil && (!peers || st.Peers != nil && st.Peers.Members == n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return run, fmt.Errorf("storm N=%d: host %d not ready (status %v)", n, i, err)
+			}
+			time.Sleep(200 * time.Millisecond) // gossip and start-up have no signal to wait on
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 1; i <= n; i++ {
+		wg.Go(func() {
+			rp, err := replay(ctx, filepath.Join(f.dir, fmt.Sprintf("h%d", i), "mnt", digest), reads)
+			if kill >= 0 && i == n {
+				return // the killed host
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			run.times = append(run.times, rp.Took.Seconds())
+			run.inReads = append(run.inReads, rp.InReads.Seconds())
+			run.errors += rp.Failed
+			if err != nil && rp.Failed == 0 {
+				run.errors++
+			}
+		})
+	}
+	if kill >= 0 {
+		time.Sleep(kill)
+		if _, err := f.run(ctx, nil, "kill", fmt.Sprint(n)); err != nil {
+			return run, err
+		}
+	}
+	wg.Wait()
+	last := n
+	if kill >= 0 {
+		last = n - 1
+	}
+	for i := 1; i <= last; i++ {
+		st, err := status(i)
+		if err != nil {
+			return run, fmt.Errorf("storm N=%d: host %d's status: %w", n, i, err)
+		}
+		for _, o := range st.Stats.Origins {
+			switch {
+			case strings.HasPrefix(o.Origin, "peers("):
+				run.peer += o.Bytes
+			case strings.HasPrefix(o.Origin, "glance"):
+				run.glance += o.Bytes
+			default:
+				run.tier += o.Bytes
+			}
+		}
+	}
+	return run, nil
+}
