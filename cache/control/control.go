@@ -9,6 +9,9 @@
 //	POST /v1/glance/<id>/ensure      → GlanceStatus (the daemon makes Glance image <id> usable)
 //	POST /v1/gc[?dry_run=1]          → cache.GCReport (cleanup after the minimum age, capacity)
 //	POST /v1/scrub                   → cache.ScrubReport (re-verify every local chunk now, repair)
+//	POST /v1/prefetch/<name>         → cache.FillInfo (fetch the whole image in the background;
+//	                                   <name>: a digest or nova's name)
+//	GET  /v1/fills/<digest>[?wait=1] → cache.FillInfo (the image's last fill; wait: when it ends)
 //	GET  /debug/pprof/…              → Go's runtime profiles of the serving process (pprof.go)
 package control
 
@@ -22,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +57,7 @@ type Status struct {
 	Images     []cache.ImageInfo   `json:"images"`
 	Stats      cache.StatsSnapshot `json:"stats"`
 	Manager    *cache.ManagerStats `json:"manager,omitempty"`
+	Fills      []cache.FillInfo    `json:"fills,omitempty"` // background fills of this process, by image
 	Glance     *GlanceState        `json:"glance,omitempty"`
 	Writable   *WritableState      `json:"writable,omitempty"`
 	// Refused lists the images inspection refused lately, each with why (issue 23).
@@ -110,6 +115,9 @@ type Server struct {
 	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
 	// Owner is the uid that may use the socket besides root (peer.go; 0: root only).
 	Owner uint32
+	// Resolve maps a name in the mount (a digest, nova's name) to the image's name in the
+	// cache, as the file system does (nil: digests only).
+	Resolve func(ctx context.Context, name string) (chunkstore.Digest, bool, error)
 
 	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
 	manager atomic.Pointer[cache.Manager]
@@ -119,9 +127,8 @@ type Server struct {
 func (s *Server) SetManager(m *cache.Manager) { s.manager.Store(m) }
 
 func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
-	m := s.manager.Load()
+	m := s.readyManager(w)
 	if m == nil {
-		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
 		return
 	}
 	rep, err := m.GC(r.Context(), r.URL.Query().Get("dry_run") == "1")
@@ -133,9 +140,8 @@ func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) scrub(w http.ResponseWriter, r *http.Request) {
-	m := s.manager.Load()
+	m := s.readyManager(w)
 	if m == nil {
-		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
 		return
 	}
 	rep, err := m.Scrub(r.Context(), 0)
@@ -151,6 +157,83 @@ func (s *Server) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
+}
+
+func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	v, ok := names.Parse(name)
+	if !ok || v.ViewGiB != 0 {
+		reply(w, http.StatusBadRequest, apiError{fmt.Sprintf("prefetch %q: not an image name (a 64-hex digest or nova's 40-hex name)", name)})
+		return
+	}
+	m := s.readyManager(w)
+	if m == nil {
+		return
+	}
+	resolve := s.Resolve
+	if resolve == nil {
+		resolve = func(_ context.Context, ref string) (chunkstore.Digest, bool, error) {
+			d, err := chunkstore.ParseDigest(ref)
+			return d, err == nil, nil
+		}
+	}
+	d, ok, err := resolve(r.Context(), v.Ref)
+	switch {
+	case err != nil && !chunkstore.IsNotFound(err):
+		reply(w, http.StatusBadGateway, apiError{fmt.Sprintf("prefetch %s: %v", name, err)})
+		return
+	case err != nil || !ok:
+		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("prefetch %s: no such image here or in the origins", name)})
+		return
+	}
+	info, _, err := m.Prefetch(r.Context(), d)
+	if err != nil {
+		code := http.StatusBadGateway
+		switch {
+		case chunkstore.IsNotFound(err):
+			code = http.StatusNotFound
+		case errors.Is(err, cache.ErrPrefetchOff):
+			code = http.StatusConflict
+		}
+		reply(w, code, apiError{err.Error()})
+		return
+	}
+	reply(w, http.StatusOK, info)
+}
+
+func (s *Server) fill(w http.ResponseWriter, r *http.Request) {
+	d, err := chunkstore.ParseDigest(r.PathValue("digest"))
+	if err != nil {
+		reply(w, http.StatusBadRequest, apiError{err.Error()})
+		return
+	}
+	m := s.readyManager(w)
+	if m == nil {
+		return
+	}
+	info, done, ok := m.Fill(d)
+	if !ok {
+		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("image %s: no fill in this daemon process", d)})
+		return
+	}
+	if r.URL.Query().Get("wait") == "1" {
+		select {
+		case <-done:
+			info, _, _ = m.Fill(d)
+		case <-r.Context().Done():
+			return
+		}
+	}
+	reply(w, http.StatusOK, info)
+}
+
+// readyManager returns the manager, or answers 503 (starting) and nil.
+func (s *Server) readyManager(w http.ResponseWriter) *cache.Manager {
+	m := s.manager.Load()
+	if m == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
+	}
+	return m
 }
 
 // SetCache makes the server answer from c (before it, requests get 503: starting).
@@ -172,6 +255,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/glance/{id}/ensure", s.ensureGlance)
 	mux.HandleFunc("POST /v1/gc", s.gc)
 	mux.HandleFunc("POST /v1/scrub", s.scrub)
+	mux.HandleFunc("POST /v1/prefetch/{name}", s.prefetch)
+	mux.HandleFunc("GET /v1/fills/{digest}", s.fill)
 	handleProfiles(mux)
 	return mux
 }
@@ -202,6 +287,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if m := s.manager.Load(); m != nil {
 		ms := m.Stats()
 		st.Manager = &ms
+		st.Fills = m.Fills()
 	}
 	if s.Glance != nil {
 		st.Glance = s.Glance()
@@ -409,6 +495,30 @@ func (c *Client) Scrub(ctx context.Context) (*cache.ScrubReport, error) {
 		return nil, err
 	}
 	return &rep, nil
+}
+
+// Prefetch asks the daemon to fetch the whole image called name (a digest or nova's name) in
+// the background, and returns the fill's progress (a running fill of the image is joined).
+func (c *Client) Prefetch(ctx context.Context, name string) (*cache.FillInfo, error) {
+	var fi cache.FillInfo
+	if err := c.do(ctx, http.MethodPost, "/v1/prefetch/"+url.PathEscape(name), &fi); err != nil {
+		return nil, err
+	}
+	return &fi, nil
+}
+
+// Fill returns the progress of image d's last fill (d: FillInfo.Image); with wait, once it
+// has ended (ctx bounds the wait).
+func (c *Client) Fill(ctx context.Context, d chunkstore.Digest, wait bool) (*cache.FillInfo, error) {
+	var fi cache.FillInfo
+	path := "/v1/fills/" + d.String()
+	if wait {
+		path += "?wait=1"
+	}
+	if err := c.do(ctx, http.MethodGet, path, &fi); err != nil {
+		return nil, err
+	}
+	return &fi, nil
 }
 
 // EnsureImage makes the daemon know image d (its manifest fetched from an origin if needed)

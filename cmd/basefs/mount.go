@@ -49,6 +49,7 @@ type mountOptions struct {
 	cacheSize      int64
 	scrubRate      int64
 	fillRate       int64
+	prefetchRate   int64
 	profileWindow  time.Duration
 	interval       time.Duration
 	glance         glanceOptions
@@ -76,6 +77,7 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.Int64Var(&o.cacheSize, "cache-size", -1, "bound on the bytes of local chunks (-1: no bound; 0: keep only chunks of images in use that no origin has)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", 16<<20, "bytes a second background scrub re-verifies (0: off)")
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
+	f.Int64Var(&o.prefetchRate, "prefetch-rate", 32<<20, "bytes a second a precache (utime to now of an image no instance uses: nova's cache_image) or basefs prefetch fetches the whole image at (0: off; utime only records use)")
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
 	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run (0: never on their own; basefs gc runs them)")
 	f.StringVar(&o.owner, "owner", "0", "`USER` (or UID) owning the mount's root and its images, and allowed on the control socket besides root: nova-compute's user (its utime of a base image needs it)")
@@ -150,7 +152,7 @@ func (o *mountOptions) validate() error {
 	for _, v := range []struct {
 		name string
 		v    int64
-	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}} {
+	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}, {"--prefetch-rate", o.prefetchRate}} {
 		if v.v < 0 {
 			return usageError{Msg: fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
 		}
@@ -327,6 +329,7 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		CacheSize:     o.cacheSize,
 		ScrubRate:     o.scrubRate,
 		FillRate:      o.fillRate,
+		PrefetchRate:  o.prefetchRate,
 		ProfileWindow: o.profileWindow,
 		Interval:      o.interval,
 		InUse:         inUseScanner(o.instancesPaths, names.Digest),
@@ -371,7 +374,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if h != nil {
 		fcfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
 	}
-	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
+	resolver := fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
+	fcfg.Resolver = resolver
+	ctl.Resolve = resolver.ResolveContext // basefs prefetch: the names the mount has
 	fcfg.Aliases = gl
 	opts := fs.MountOptions(o.debug)
 	opts.DirectMount = false // the connection exists: /dev/fd/N
