@@ -201,3 +201,26 @@ func wantLocal(t *testing.T, d *daemon, digest string, dataBytes int64) {
 		t.Errorf("image %s: st_blocks %d (%d bytes) after its fill; want ≥ %d", digest, s.Blocks, s.Blocks*512, dataBytes)
 	}
 }
+
+// TestNovaCacheImagePrecaches: nova's own LibvirtDriver.cache_image (what `openstack aggregate
+// cache image` reaches on each host) on a base the mount presents finds it present and only
+// utimes it; that utime makes the image wholly local, with no read, before any instance.
+func TestNovaCacheImagePrecaches(t *testing.T) {
+	e := newNovaEnv(t, 86400, "--fill-rate", "0", "--scrub-rate", "0", "--prefetch-rate", "1000000000")
+	id, _, _ := e.image(2520, 6<<20, 2<<20)
+	r := e.nova("fetch-to-raw", "--image-id", id, "--cache-image")
+	if r.Fetched {
+		t.Fatal("LibvirtDriver.cache_image downloaded an image the mount presents")
+	}
+	var fill cache.FillInfo
+	for _, fi := range e.d.status().Fills {
+		fill = waitFillEnd(t, e.d, fi.Image)
+	}
+	st := e.d.status()
+	_, fromGlance, _ := glanceOrigin(st)
+	t.Logf("nova's cache_image: %d bytes from Glance, fill %+v", fromGlance, fill)
+	if fill.Reason != cache.FillPrecache || !fill.Complete || st.Stats.Reads != 0 || st.Manager.PrecacheAsked != 1 {
+		t.Fatalf("after nova's cache_image: fill %+v, %d reads, manager %+v; want a complete precache and no read", fill, st.Stats.Reads, st.Manager)
+	}
+	wantLocal(t, e.d, waitDigest(t, e.d, id), 6<<20)
+}
