@@ -204,7 +204,7 @@ func wantLocal(t *testing.T, d *daemon, digest string, dataBytes int64) {
 
 // TestNovaCacheImagePrecaches: nova's own LibvirtDriver.cache_image (what `openstack aggregate
 // cache image` reaches on each host) on a base the mount presents finds it present and only
-// utimes it; that utime makes the image wholly local, with no read, before any instance.
+// utimes it; that utime makes the image wholly local, fetched once, before any instance.
 func TestNovaCacheImagePrecaches(t *testing.T) {
 	e := newNovaEnv(t, 86400, "--fill-rate", "0", "--scrub-rate", "0", "--prefetch-rate", "1000000000")
 	id, _, _ := e.image(2520, 6<<20, 2<<20)
@@ -219,8 +219,13 @@ func TestNovaCacheImagePrecaches(t *testing.T) {
 	st := e.d.status()
 	_, fromGlance, _ := glanceOrigin(st)
 	t.Logf("nova's cache_image: %d bytes from Glance, fill %+v", fromGlance, fill)
-	if fill.Reason != cache.FillPrecache || !fill.Complete || st.Stats.Reads != 0 || st.Manager.PrecacheAsked != 1 {
-		t.Fatalf("after nova's cache_image: fill %+v, %d reads, manager %+v; want a complete precache and no read", fill, st.Stats.Reads, st.Manager)
+	// (nova-driver.py reports the base with qemu-img info after cache_image returned: one read
+	// of its header, which is not what fetched the image.)
+	if fill.Reason != cache.FillPrecache || !fill.Complete || st.Stats.BytesRead > 1<<20 || st.Manager.PrecacheAsked != 1 {
+		t.Fatalf("after nova's cache_image: fill %+v, %d reads (%d bytes), manager %+v; want a complete precache", fill, st.Stats.Reads, st.Stats.BytesRead, st.Manager)
+	}
+	if fromGlance != 8<<20 {
+		t.Errorf("%d bytes from Glance for an 8 MiB image; want it once", fromGlance)
 	}
 	wantLocal(t, e.d, waitDigest(t, e.d, id), 6<<20)
 }
