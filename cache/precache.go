@@ -115,6 +115,12 @@ func (m *Manager) Precache(ctx context.Context, d chunkstore.Digest) (bool, erro
 	if j := m.fillOf(d); j != nil && j.running() {
 		return false, nil
 	}
+	if im.Open() { // a running guest holds its base open: no scan needed
+		m.precacheInUse.Add(1)
+		return false, nil
+	}
+	// The scan reads every instance disk's header: nova's periodic utime of a base in use
+	// pays it only when the image is not open (its instances are stopped).
 	users, err := m.inUse(ctx)
 	if err != nil {
 		return false, fmt.Errorf("precache image %s: %w", d.Short(), err)
