@@ -149,5 +149,5 @@ func (m *Manager) imageUsed(im *Image) {
 	if m.cfg.FillRate <= 0 {
 		return
 	}
-	m.startFill(im, FillFirstUse, m.cfg.FillRate, unlessEver)
+	m.startFill(im, fillSpec{reason: FillFirstUse, rate: m.cfg.FillRate, skip: firstUseOnce})
 }

@@ -38,6 +38,10 @@ type ManagerConfig struct {
 	// PrefetchRate is how many bytes a second a precache (nova's utime to now of an unused
 	// image) or a prefetch (Prefetch) fetches (0: neither runs; utime only records use).
 	PrefetchRate int64
+	// PrecacheDelay is how long a precache waits before it fetches anything, and then starts
+	// only if the image is still unused: nova's spawn utimes a base just before it creates the
+	// overlay on it (0: at once).
+	PrecacheDelay time.Duration
 	// ProfileWindow is how long after its first read an image's boot profile is recorded
 	// (0: no profiles are recorded; existing ones are still used).
 	ProfileWindow time.Duration

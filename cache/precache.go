@@ -43,7 +43,8 @@ type FillInfo struct {
 	Bytes    int64     `json:"bytes_fetched"`
 	Failed   int64     `json:"chunks_failed"` // left for reads to fetch
 	Running  bool      `json:"running"`
-	Complete bool      `json:"complete"` // every chunk of the image was local when it ended
+	Waiting  bool      `json:"waiting,omitempty"` // a precache's PrecacheDelay, before it fetches
+	Complete bool      `json:"complete"`          // every chunk of the image was local when it ended
 	Stopped  string    `json:"stopped,omitempty"`
 	Started  time.Time `json:"started"`
 	Seconds  float64   `json:"seconds"` // how long it ran (so far)
@@ -101,8 +102,11 @@ func (m *Manager) Fills() []FillInfo {
 // Precache is nova's utime to the current time of image d (what nova's cache_image, and so
 // `openstack aggregate cache image`, does to a base it finds present): unless an instance or
 // an open file uses the image — nova's image cache manager utimes the bases in use — or a fill
-// of it runs, the whole image is fetched in the background at PrefetchRate. It reports whether
-// a fill was started. It returns before any chunk is fetched.
+// of it runs, the whole image is fetched in the background at PrefetchRate. nova's spawn also
+// utimes the base, just before it creates the instance's overlay: so the fill waits
+// PrecacheDelay first and starts only if the image is still unused then (a spawn's image is
+// filled after its first use, at FillRate, if at all). It reports whether a precache was
+// scheduled, and returns before any chunk is fetched.
 func (m *Manager) Precache(ctx context.Context, d chunkstore.Digest) (bool, error) {
 	if m.cfg.PrefetchRate <= 0 {
 		return false, nil // only the use is recorded
@@ -115,23 +119,45 @@ func (m *Manager) Precache(ctx context.Context, d chunkstore.Digest) (bool, erro
 	if j := m.fillOf(d); j != nil && j.running() {
 		return false, nil
 	}
-	if im.Open() { // a running guest holds its base open: no scan needed
-		m.precacheInUse.Add(1)
-		return false, nil
-	}
-	// The scan reads every instance disk's header: nova's periodic utime of a base in use
-	// pays it only when the image is not open (its instances are stopped).
-	users, err := m.inUse(ctx)
+	who, err := m.usedBy(ctx, im)
 	if err != nil {
 		return false, fmt.Errorf("precache image %s: %w", d.Short(), err)
 	}
-	if who := users[d]; len(who) > 0 {
+	if who != "" {
 		m.precacheInUse.Add(1)
-		m.log.Info("utime of an image in use: no precache", "image", d.String(), "users", strings.Join(who, ", "))
+		m.log.Info("utime of an image in use: no precache", "image", d.String(), "users", who)
 		return false, nil
 	}
-	_, started := m.startFill(im, FillPrecache, m.cfg.PrefetchRate, unlessRunning)
+	_, started := m.startFill(im, fillSpec{reason: FillPrecache, rate: m.cfg.PrefetchRate, skip: whileRunning,
+		settle: func(ctx context.Context) string {
+			sleep(ctx, m.cfg.PrecacheDelay)
+			if ctx.Err() != nil {
+				return ""
+			}
+			who, err := m.usedBy(ctx, im)
+			switch {
+			case err != nil:
+				return "in-use scan failed: " + err.Error()
+			case who != "":
+				m.precacheInUse.Add(1)
+				return "in use by " + who + " (a spawn's utime)"
+			}
+			return ""
+		}})
 	return started, nil
+}
+
+// usedBy says who uses im ("": nobody). A running guest holds its base open, so an open image
+// needs no scan; the scan reads every instance disk's header.
+func (m *Manager) usedBy(ctx context.Context, im *Image) (string, error) {
+	if im.Open() {
+		return "open file", nil
+	}
+	users, err := m.inUse(ctx)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(users[im.digest], ", "), nil
 }
 
 // Prefetch fetches the whole of image d in the background at PrefetchRate (`basefs
@@ -146,7 +172,7 @@ func (m *Manager) Prefetch(ctx context.Context, d chunkstore.Digest) (FillInfo, 
 		return FillInfo{}, nil, err
 	}
 	m.prefetches.Add(1)
-	j, _ := m.startFill(im, FillPrefetch, m.cfg.PrefetchRate, unlessRunning)
+	j, _ := m.startFill(im, fillSpec{reason: FillPrefetch, rate: m.cfg.PrefetchRate, skip: whileFetching})
 	return j.snapshot(), j.done, nil
 }
 
@@ -166,32 +192,72 @@ func (m *Manager) fillOf(d chunkstore.Digest) *fillJob {
 	return m.fills[d]
 }
 
-// Whether an earlier fill of the image keeps a new one from starting (startFill).
-func unlessRunning(j *fillJob) bool { return j != nil && j.running() }
-func unlessEver(j *fillJob) bool    { return j != nil }
+// Whether the image's last fill (nil: none) keeps a new one from starting (startFill). A
+// precache still waiting out PrecacheDelay gives way to a prefetch and to a first use.
+func whileRunning(j *fillJob) bool { return j != nil && j.running() }
 
-// startFill starts a fill of im unless skip says the image's last fill keeps it from
-// starting; it returns the fill that is the image's now and whether it is a new one.
-func (m *Manager) startFill(im *Image, reason string, rate int64, skip func(*fillJob) bool) (*fillJob, bool) {
+func whileFetching(j *fillJob) bool {
+	if j == nil {
+		return false
+	}
+	i := j.snapshot()
+	return i.Running && !i.Waiting
+}
+
+func firstUseOnce(j *fillJob) bool {
+	return whileFetching(j) || j != nil && j.snapshot().Reason == FillFirstUse
+}
+
+// fillSpec says what fill to start and when not to.
+type fillSpec struct {
+	reason string
+	rate   int64
+	// skip says whether the image's last fill (nil: none) keeps this one from starting.
+	skip func(*fillJob) bool
+	// settle, when set, runs first (the fill is waiting meanwhile); a reason it returns stops
+	// the fill before it fetches anything.
+	settle func(ctx context.Context) string
+}
+
+// startFill starts a fill of im unless spec.skip says not to; it returns the fill that is the
+// image's now and whether it is a new one.
+func (m *Manager) startFill(im *Image, spec fillSpec) (*fillJob, bool) {
 	m.fillMu.Lock()
 	defer m.fillMu.Unlock()
-	if old := m.fills[im.digest]; skip(old) {
+	old := m.fills[im.digest]
+	if spec.skip(old) {
 		return old, false
+	}
+	if old != nil && old.running() { // a precache waiting: this fill takes over
+		old.update(func(i *FillInfo) { i.Stopped = "a " + spec.reason + " fill took over" })
+		old.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &fillJob{cancel: cancel, done: make(chan struct{}),
-		info: FillInfo{Image: im.digest, Reason: reason, Rate: rate, ToFetch: -1, Running: true, Started: time.Now()}}
+		info: FillInfo{Image: im.digest, Reason: spec.reason, Rate: spec.rate, ToFetch: -1, Running: true,
+			Waiting: spec.settle != nil, Started: time.Now()}}
 	m.fills[im.digest] = j
 	m.fillsRunning.Add(1)
-	if reason != FillFirstUse {
+	if spec.reason != FillFirstUse {
 		m.precacheStarted.Add(1)
 	}
-	m.log.Info("background fill started", "image", im.digest.String(), "reason", reason, "rate", rate)
+	m.log.Info("background fill started", "image", im.digest.String(), "reason", spec.reason, "rate", spec.rate, "waiting", spec.settle != nil)
 	go func() {
 		defer close(j.done)
 		defer m.fillsRunning.Add(-1)
 		defer cancel()
-		m.runFill(ctx, im, j, rate)
+		if spec.settle != nil {
+			why := spec.settle(ctx)
+			j.update(func(i *FillInfo) {
+				i.Waiting = false
+				if why != "" {
+					i.Stopped = why
+				}
+			})
+		}
+		if j.snapshot().Stopped == "" && ctx.Err() == nil {
+			m.runFill(ctx, im, j, spec.rate)
+		}
 		j.mu.Lock()
 		j.info.Running = false
 		j.ended = time.Now()
@@ -200,8 +266,9 @@ func (m *Manager) startFill(im *Image, reason string, rate int64, skip func(*fil
 		}
 		info := j.info
 		j.mu.Unlock()
-		m.log.Info("background fill ended", "image", im.digest.String(), "reason", reason, "chunks", info.Chunks,
-			"bytes", info.Bytes, "failed", info.Failed, "complete", info.Complete, "seconds", j.ended.Sub(info.Started).Seconds())
+		m.log.Info("background fill ended", "image", im.digest.String(), "reason", spec.reason, "chunks", info.Chunks,
+			"bytes", info.Bytes, "failed", info.Failed, "complete", info.Complete, "stopped", info.Stopped,
+			"seconds", j.ended.Sub(info.Started).Seconds())
 	}()
 	return j, true
 }

@@ -87,13 +87,13 @@ func TestPrecacheInUseJoinsYields(t *testing.T) {
 	if started, _ := mgr.Precache(ctx, d); started {
 		t.Fatal("a second utime started a second fill")
 	}
-	fi, done, err := mgr.Prefetch(ctx, d)
-	if err != nil || fi.Reason != FillPrecache || !fi.Running {
-		t.Fatalf("prefetch while a precache runs: %+v, %v; want the precache", fi, err)
-	}
 	chunk := func(i int) chunkstore.Digest { return m.Chunks[i] }
 	if got := g.waitArrived(1, 10*time.Second); len(got) != 1 || got[0] != chunk(0) {
 		t.Fatalf("the fill's first request: %d requests", len(got))
+	}
+	fi, done, err := mgr.Prefetch(ctx, d)
+	if err != nil || fi.Reason != FillPrecache || !fi.Running {
+		t.Fatalf("prefetch while a precache runs: %+v, %v; want the precache", fi, err)
 	}
 	// The guest reads chunk 10: its request goes out beside the fill's.
 	read := make(chan error, 1)
@@ -154,5 +154,39 @@ func TestPrecacheInUseJoinsYields(t *testing.T) {
 	}
 	if fi, _, ok := mgr2.Fill(d2); ok {
 		t.Errorf("the removed image still has a fill: %+v", fi)
+	}
+
+	// nova's spawn: a utime to now of an unused image, then the overlay on it. The precache
+	// waits PrecacheDelay, finds the image in use and fetches nothing.
+	c3, g3, d3, _, _ := gatedImage(t, n, 2580)
+	var spawned atomic.Bool
+	mgr3, err := NewManager(c3, ManagerConfig{CacheSize: -1, PrefetchRate: 1 << 40, PrecacheDelay: 300 * time.Millisecond,
+		InUse: func(context.Context) (map[chunkstore.Digest][]string, error) {
+			if spawned.Load() {
+				return map[chunkstore.Digest][]string{d3: {"instance-2"}}, nil
+			}
+			return nil, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c3.Image(ctx, d3); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := mgr3.Precache(ctx, d3); !started || err != nil {
+		t.Fatalf("spawn's utime: started %v, %v", started, err)
+	}
+	spawned.Store(true)
+	fi, done3, _ := mgr3.Fill(d3)
+	if !fi.Waiting {
+		t.Errorf("a precache before its delay: %+v; want it waiting", fi)
+	}
+	g3.openAll()
+	<-done3
+	if fi, _, _ = mgr3.Fill(d3); fi.Complete || fi.Chunks != 0 || fi.Stopped != "in use by instance-2 (a spawn's utime)" {
+		t.Errorf("precache of an image a spawn took during its delay: %+v", fi)
+	}
+	if got := g3.waitArrived(0, 0); len(got) != 0 {
+		t.Errorf("%d chunk requests for an image a spawn took; want none", len(got))
 	}
 }

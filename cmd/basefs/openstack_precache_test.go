@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
+	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/storetest"
 )
@@ -25,7 +26,7 @@ const osPrecacheBytes = 24 << 20
 // up: an image no server uses is put in an aggregate's image cache with the real `openstack
 // aggregate cache image` (compute API 2.81: nova-conductor → nova-compute → the libvirt
 // driver's cache_image, which finds the base present on the mount and utimes it). Before any
-// server boots from it, the image is wholly local — every chunk present, st_blocks its size —
+// server boots from it, the image is wholly local (after the daemon's --precache-delay, 10 s) — every chunk present, st_blocks its size —
 // fetched from Glance once, with no read of the mount. The aggregate goes at the end; nova's
 // image cache manager later removes the unused base with the others.
 func (c *osCloud) precache(d *daemon, work, base string, adminRC map[string]string) {
@@ -75,10 +76,12 @@ func (c *osCloud) precache(d *daemon, work, base string, adminRC map[string]stri
 	callS := time.Since(tCall)
 	// nova-compute's cache_image runs after the call returned (conductor → compute, cast):
 	// wait for basefs's precache fill to start and to end.
+	// The image is provisional (raw, no manifest yet): the cache knows it by its key.
+	key := glanceimg.ProvisionalKey(id)
 	var fill cache.FillInfo
 	for deadline := time.Now().Add(2 * time.Minute); fill.Reason != cache.FillPrecache || fill.Running; time.Sleep(200 * time.Millisecond) {
 		for _, fi := range d.status().Fills {
-			if fi.Reason == cache.FillPrecache {
+			if fi.Image == key {
 				fill = fi
 			}
 		}

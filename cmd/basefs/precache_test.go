@@ -29,8 +29,9 @@ const precacheRate = 8 << 20
 // makes an image no instance uses wholly local in the background, at --prefetch-rate, with no
 // read: a raw Glance image read lazily (nova's name) and a manifest image from a dir:// origin.
 // A utime of an image an instance overlay uses (nova's image cache manager does that to every
-// base in use) and a utime to an explicit time (ageing) start nothing. basefs prefetch fills an
-// image in use; a second request joins the running fill. Bytes over time stay under the rate.
+// base in use) and a utime to an explicit time (ageing) start nothing; nor does nova's spawn
+// (a utime, then the overlay, within --precache-delay). basefs prefetch fills an image in use;
+// a second request joins the running fill. Bytes over time stay under the rate.
 func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 	testenv.NeedBinary(t, "qemu-img")
 	ep := glancetest.Start(t)
@@ -39,23 +40,25 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 	gid, _ := glanceImage(t, dir, 2501, glanceData, glanceZeros)
 	origin := filepath.Join(dir, "origin")
 	var digests []string
-	for i, n := range []int{8 << 20, 2 << 20, 16 << 20} { // in use, aged, rate
+	for i, n := range []int{8 << 20, 2 << 20, 16 << 20, 2 << 20} { // in use, aged, rate, spawned
 		p, _ := makeImage(t, dir, n, uint64(2510+i))
 		digests = append(digests, lastLine(mustBasefs(t, "import", "--state", origin, p)))
 	}
-	inUse, aged, paced := digests[0], digests[1], digests[2]
+	inUse, aged, paced, spawned := digests[0], digests[1], digests[2], digests[3]
 	inst := filepath.Join(dir, "instances")
 	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--glance-endpoint", ep,
 		"--origin", "dir://"+origin, "--instances-path", inst, "--fill-rate", "0", "--scrub-rate", "0",
-		"--profile-window", "0", "--prefetch-rate", strconv.Itoa(precacheRate))
+		"--profile-window", "0", "--prefetch-rate", strconv.Itoa(precacheRate), "--precache-delay", "1s")
 
 	// An instance overlay backed by the in-use image (created without reading its backing file).
-	uuid := "5f0c3c8e-25b0-4a53-9d7e-8a6f4d1c2b3a"
-	os.MkdirAll(filepath.Join(inst, uuid), 0o755)
-	if out, err := exec.Command("qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", "raw", "-b", filepath.Join(d.mnt, inUse),
-		filepath.Join(inst, uuid, "disk"), "4M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	overlay := func(uuid, img string) {
+		os.MkdirAll(filepath.Join(inst, uuid), 0o755)
+		if out, err := exec.Command("qemu-img", "create", "-q", "-u", "-f", "qcow2", "-F", "raw", "-b", filepath.Join(d.mnt, img),
+			filepath.Join(inst, uuid, "disk"), "4M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img create: %v\n%s", err, out)
+		}
 	}
+	overlay("5f0c3c8e-25b0-4a53-9d7e-8a6f4d1c2b3a", inUse)
 
 	// 1. nova's cache_image: os.path.exists, then utime(path, None), on the Glance image's nova name.
 	nova := filepath.Join(d.mnt, glanceref.NovaName(gid))
@@ -67,8 +70,8 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 		t.Fatalf("utime(%s, NULL): %v", nova, err)
 	}
 	st := d.status()
-	if len(st.Fills) != 1 || st.Fills[0].Reason != cache.FillPrecache || !st.Fills[0].Running {
-		t.Fatalf("after nova's utime of an unused image: fills %+v; want one precache running", st.Fills)
+	if len(st.Fills) != 1 || st.Fills[0].Reason != cache.FillPrecache || !st.Fills[0].Running || !st.Fills[0].Waiting {
+		t.Fatalf("after nova's utime of an unused image: fills %+v; want one precache waiting its delay", st.Fills)
 	}
 	gfill := waitFillEnd(t, d, st.Fills[0].Image)
 	took := time.Since(t0)
@@ -155,10 +158,26 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 		}
 	}
 	took = time.Since(t0)
-	t.Logf("rate bound %d MiB/s: 16 MiB filled in %.2f s (%.1f MiB/s); samples %s", precacheRate>>20, took.Seconds(),
+	defer t.Logf("rate bound %d MiB/s: 16 MiB filled in %.2f s (%.1f MiB/s); samples %s", precacheRate>>20, took.Seconds(),
 		16/took.Seconds(), strings.Join(samples, " "))
 	if !last.Complete || took < time.Duration(float64(16<<20-64<<10)/precacheRate*float64(time.Second)) {
 		t.Fatalf("paced fill: %+v in %s", last, took)
+	}
+
+	// 6. nova's spawn: utime to now of the unused base, then at once the overlay on it. The
+	// precache waits its delay, finds the image in use, and fetches nothing.
+	if err := unix.Utimes(filepath.Join(d.mnt, spawned), nil); err != nil {
+		t.Fatal(err)
+	}
+	overlay("0b6b4d0e-5c1f-4e55-8a57-3c2d1e0f9a8b", spawned)
+	var sp cache.FillInfo
+	for _, fi := range d.status().Fills {
+		if fi.Image.String() == spawned {
+			sp = waitFillEnd(t, d, fi.Image)
+		}
+	}
+	if sp.Reason != cache.FillPrecache || sp.Chunks != 0 || !strings.HasPrefix(sp.Stopped, "in use by 0b6b4d0e") {
+		t.Errorf("a spawn's utime then overlay: fill %+v; want a precache stopped, nothing fetched", sp)
 	}
 }
 
@@ -206,7 +225,7 @@ func wantLocal(t *testing.T, d *daemon, digest string, dataBytes int64) {
 // cache image` reaches on each host) on a base the mount presents finds it present and only
 // utimes it; that utime makes the image wholly local, fetched once, before any instance.
 func TestNovaCacheImagePrecaches(t *testing.T) {
-	e := newNovaEnv(t, 86400, "--fill-rate", "0", "--scrub-rate", "0", "--prefetch-rate", "1000000000")
+	e := newNovaEnv(t, 86400, "--fill-rate", "0", "--scrub-rate", "0", "--prefetch-rate", "1000000000", "--precache-delay", "0")
 	id, _, _ := e.image(2520, 6<<20, 2<<20)
 	r := e.nova("fetch-to-raw", "--image-id", id, "--cache-image")
 	if r.Fetched {
