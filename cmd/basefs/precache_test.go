@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +48,11 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 	}
 	inUse, aged, paced, spawned := digests[0], digests[1], digests[2], digests[3]
 	inst := filepath.Join(dir, "instances")
+	metricsPort := freePort(t)
 	d := startDaemon(t, filepath.Join(dir, "state"), filepath.Join(dir, "mnt"), "--glance-endpoint", ep,
 		"--origin", "dir://"+origin, "--instances-path", inst, "--fill-rate", "0", "--scrub-rate", "0",
-		"--profile-window", "0", "--prefetch-rate", strconv.Itoa(precacheRate), "--precache-delay", "1s")
+		"--profile-window", "0", "--prefetch-rate", strconv.Itoa(precacheRate), "--precache-delay", "1s", "--glance-list-min-interval", "0",
+		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(metricsPort))
 
 	// An instance overlay backed by the in-use image (created without reading its backing file).
 	overlay := func(uuid, img string) {
@@ -150,6 +154,12 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 		}
 		el := time.Since(t0)
 		samples = append(samples, strconv.Itoa(int(el/time.Millisecond))+"ms:"+strconv.Itoa(int(last.Bytes>>10))+"K")
+		if len(samples) == 1 {
+			m := metrics(t, metricsPort)
+			if !strings.Contains(m, "basefs_fills_running 1") || !strings.Contains(m, `basefs_fill_fetched_bytes{image="`+paced+`",reason="prefetch"}`) {
+				t.Errorf("metrics during a fill lack it:\n%s", grepLines(m, "fill"))
+			}
+		}
 		if bound := int64(el.Seconds()*precacheRate) + 64<<10; last.Bytes > bound {
 			t.Fatalf("after %s the fill had fetched %d bytes; the rate allows %d", el, last.Bytes, bound)
 		}
@@ -162,6 +172,10 @@ func TestPrecacheUtimeAndPrefetch(t *testing.T) {
 		16/took.Seconds(), strings.Join(samples, " "))
 	if !last.Complete || took < time.Duration(float64(16<<20-64<<10)/precacheRate*float64(time.Second)) {
 		t.Fatalf("paced fill: %+v in %s", last, took)
+	}
+
+	if m := metrics(t, metricsPort); !strings.Contains(m, `basefs_manager_total{what="precache_fills_started"} 4`) || !strings.Contains(m, "basefs_fills_running 0") {
+		t.Errorf("metrics after the fills:\n%s", grepLines(m, "fill"))
 	}
 
 	// 6. nova's spawn: utime to now of the unused base, then at once the overlay on it. The
@@ -247,4 +261,29 @@ func TestNovaCacheImagePrecaches(t *testing.T) {
 		t.Errorf("%d bytes from Glance for an 8 MiB image; want it once", fromGlance)
 	}
 	wantLocal(t, e.d, waitDigest(t, e.d, id), 6<<20)
+}
+
+// metrics returns the daemon's Prometheus text.
+func metrics(t *testing.T, port int) string {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
