@@ -143,9 +143,11 @@ func (m *Manager) prefetchProfile(im *Image, prof []int) {
 	m.log.Info("boot profile prefetched", "image", im.digest.String(), "chunks", fetched.Load(), "failed", failed.Load(), "seconds", time.Since(start).Seconds())
 }
 
-// imageUsed is called when an image is opened: background fill fetches the rest of it, once
-// per image in a process (precache.go).
+// imageUsed is called when an image is opened: a precache still waiting is a spawn's utime
+// (nova opens the base to make the overlay) and stops; background fill fetches the rest of
+// the image, once per image in a process (precache.go).
 func (m *Manager) imageUsed(im *Image) {
+	m.stopWaitingPrecache(im.digest)
 	if m.cfg.FillRate <= 0 {
 		return
 	}

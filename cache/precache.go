@@ -103,9 +103,10 @@ func (m *Manager) Fills() []FillInfo {
 // `openstack aggregate cache image`, does to a base it finds present): unless an instance or
 // an open file uses the image — nova's image cache manager utimes the bases in use — or a fill
 // of it runs, the whole image is fetched in the background at PrefetchRate. nova's spawn also
-// utimes the base, just before it creates the instance's overlay: so the fill waits
-// PrecacheDelay first and starts only if the image is still unused then (a spawn's image is
-// filled after its first use, at FillRate, if at all). It reports whether a precache was
+// utimes the base, just before it opens it to create the instance's overlay: so the fill waits
+// PrecacheDelay first, is stopped if the image is opened meanwhile, and starts only if the
+// image is still unused then (a spawn's image is filled after its first use, at FillRate, if
+// at all). It reports whether a precache was
 // scheduled, and returns before any chunk is fetched.
 func (m *Manager) Precache(ctx context.Context, d chunkstore.Digest) (bool, error) {
 	if m.cfg.PrefetchRate <= 0 {
@@ -271,6 +272,21 @@ func (m *Manager) startFill(im *Image, spec fillSpec) (*fillJob, bool) {
 			"seconds", j.ended.Sub(info.Started).Seconds())
 	}()
 	return j, true
+}
+
+// stopWaitingPrecache stops image d's precache if it still waits out PrecacheDelay: the image
+// was opened since nova's utime, so the utime was a spawn's.
+func (m *Manager) stopWaitingPrecache(d chunkstore.Digest) {
+	j := m.fillOf(d)
+	if j == nil {
+		return
+	}
+	if i := j.snapshot(); !i.Waiting || i.Reason != FillPrecache {
+		return
+	}
+	j.update(func(i *FillInfo) { i.Stopped = "opened during the delay (a spawn's utime)" })
+	j.cancel()
+	m.precacheInUse.Add(1)
 }
 
 // stopFill stops image d's fill, if one runs (the image is being removed), and forgets it.

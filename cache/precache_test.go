@@ -189,4 +189,28 @@ func TestPrecacheInUseJoinsYields(t *testing.T) {
 	if got := g3.waitArrived(0, 0); len(got) != 0 {
 		t.Errorf("%d chunk requests for an image a spawn took; want none", len(got))
 	}
+
+	// nova's spawn opens the base (qemu-img) right after its utime: the precache stops at once,
+	// even if the instance is gone by the end of the delay.
+	c4, g4, d4, _, _ := gatedImage(t, n, 2600)
+	mgr4, err := NewManager(c4, ManagerConfig{CacheSize: -1, PrefetchRate: 1 << 40, PrecacheDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im4, err := c4.Image(ctx, d4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr4.Precache(ctx, d4)
+	_, done4, _ := mgr4.Fill(d4)
+	im4.Acquire()
+	im4.Release()
+	g4.openAll()
+	<-done4
+	if fi, _, _ := mgr4.Fill(d4); fi.Chunks != 0 || fi.Stopped != "opened during the delay (a spawn's utime)" {
+		t.Errorf("precache of an image opened during its delay: %+v", fi)
+	}
+	if got := g4.waitArrived(0, 0); len(got) != 0 || mgr4.Stats().PrecacheInUse != 1 {
+		t.Errorf("%d chunk requests, %d precaches counted in use; want none and one", len(got), mgr4.Stats().PrecacheInUse)
+	}
 }
