@@ -106,4 +106,3 @@ func (c *Client) Fill(ctx context.Context, d chunkstore.Digest, wait bool) (*cac
 	}
 	return &fi, nil
 }
-
