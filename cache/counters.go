@@ -168,5 +168,9 @@ func (m *Manager) counters() []counterField {
 		{"images_touched", &m.touched, func(s *ManagerStats) *int64 { return &s.Touched }},
 		{"unlinks_refused_in_use", &m.removeRefused, func(s *ManagerStats) *int64 { return &s.RemoveRefused }},
 		{"images_adopted", &m.adopted, func(s *ManagerStats) *int64 { return &s.Adopted }},
+		{"precache_utimes", &m.precacheAsked, func(s *ManagerStats) *int64 { return &s.PrecacheAsked }},
+		{"precache_in_use", &m.precacheInUse, func(s *ManagerStats) *int64 { return &s.PrecacheInUse }},
+		{"prefetches", &m.prefetches, func(s *ManagerStats) *int64 { return &s.Prefetches }},
+		{"precache_fills_started", &m.precacheStarted, func(s *ManagerStats) *int64 { return &s.PrecacheStarted }},
 	}
 }

@@ -34,7 +34,11 @@
 // chunks of images in use only if an origin has them. A cold image's boot profile is fetched
 // ahead of the guest, started in its recorded order, a few chunks at a time (fill.go); it
 // starts nothing while a guest read waits on a chunk it is not fetching itself. Background
-// fill waits for the profiles and yields to every fetch a guest read waits on.
+// fill of a whole image — after its first use (FillRate), or asked for by nova's utime to now
+// of an image no instance uses (Precache: nova's cache_image; it starts after PrecacheDelay if
+// the image is still unused, as nova's spawn utimes a base too) or by Prefetch (PrefetchRate) —
+// waits for the profiles and yields to every fetch a guest read waits on; one runs per image,
+// a second request joins it, removal stops it, and it ends with its process (precache.go).
 //
 // Reads of cached chunks never wait on the fetch of another chunk (flights are per digest).
 //

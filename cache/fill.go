@@ -143,58 +143,13 @@ func (m *Manager) prefetchProfile(im *Image, prof []int) {
 	m.log.Info("boot profile prefetched", "image", im.digest.String(), "chunks", fetched.Load(), "failed", failed.Load(), "seconds", time.Since(start).Seconds())
 }
 
-// imageUsed is called when an image is opened: background fill fetches the rest of it.
+// imageUsed is called when an image is opened: a precache still waiting is a spawn's utime
+// (nova opens the base to make the overlay) and stops; background fill fetches the rest of
+// the image, once per image in a process (precache.go).
 func (m *Manager) imageUsed(im *Image) {
+	m.stopWaitingPrecache(im.digest)
 	if m.cfg.FillRate <= 0 {
 		return
 	}
-	m.fillMu.Lock()
-	queued := m.filled[im.digest]
-	m.filled[im.digest] = true
-	m.fillMu.Unlock()
-	if queued {
-		return
-	}
-	if im.src != nil {
-		go im.src.Fill(context.Background(), m.cfg.FillRate, func(bytes int64, chunks int) {
-			m.filledBytes.Add(bytes)
-			m.filledChunks.Add(int64(chunks))
-		})
-		return
-	}
-	go m.fill(im)
-}
-
-// fill fetches every chunk of im not yet local at FillRate, pausing while guest reads wait
-// on fetches (guest reads always go first).
-func (m *Manager) fill(im *Image) {
-	ctx := context.Background()
-	lim := NewLimiter(m.cfg.FillRate)
-	seen := make(map[chunkstore.Digest]bool)
-	for i, d := range im.m.Chunks {
-		if d.IsZero() || seen[d] {
-			continue
-		}
-		seen[d] = true
-		if m.c.haveLocal(ctx, d) {
-			continue
-		}
-		m.pf.running.Wait() // boot profiles go first
-		m.c.WaitForeground()
-		ch, err := m.c.fetchForFill(ctx, d)
-		if err != nil {
-			m.log.Warn("background fill: chunk not fetched; will be fetched on read", "image", im.digest.String(), "chunk", i, "err", err)
-			continue
-		}
-		m.filledChunks.Add(1)
-		m.filledBytes.Add(int64(len(ch.Data())))
-		if lim.Wait(ctx, int64(len(ch.Data()))) != nil {
-			return
-		}
-	}
-	m.c.Flush()
-	if p, t, _ := Presence(m.c.Local(), im.m); p == t {
-		m.imagesComplete.Add(1)
-		m.log.Info("background fill completed image", "image", im.digest.String())
-	}
+	m.startFill(im, fillSpec{reason: FillFirstUse, rate: m.cfg.FillRate, skip: firstUseOnce})
 }

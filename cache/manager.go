@@ -35,6 +35,13 @@ type ManagerConfig struct {
 	// FillRate is how many bytes a second background fill fetches after an image is first
 	// used (0: no background fill).
 	FillRate int64
+	// PrefetchRate is how many bytes a second a precache (nova's utime to now of an unused
+	// image) or a prefetch (Prefetch) fetches (0: neither runs; utime only records use).
+	PrefetchRate int64
+	// PrecacheDelay is how long a precache waits before it fetches anything, and then starts
+	// only if the image is still unused: nova's spawn utimes a base just before it creates the
+	// overlay on it (0: at once).
+	PrecacheDelay time.Duration
 	// ProfileWindow is how long after its first read an image's boot profile is recorded
 	// (0: no profiles are recorded; existing ones are still used).
 	ProfileWindow time.Duration
@@ -63,8 +70,8 @@ type Manager struct {
 
 	gcMu   sync.Mutex // one cleanup or capacity run at a time
 	fillMu sync.Mutex
-	filled map[chunkstore.Digest]bool // images queued for or done with background fill
-	pf     prefetcher                 // boot-profile prefetches (fill.go)
+	fills  map[chunkstore.Digest]*fillJob // each image's last fill in this process (precache.go)
+	pf     prefetcher                     // boot-profile prefetches (fill.go)
 
 	imagesRemoved, chunksRemoved, bytesFreed  atomic.Int64
 	evictions, evictedBytes                   atomic.Int64
@@ -72,6 +79,9 @@ type Manager struct {
 	filledChunks, filledBytes, imagesComplete atomic.Int64
 	profilesRecorded, profileChunks           atomic.Int64
 	touched, removeRefused, adopted           atomic.Int64  // nova's utime, refused unlinks, adoptions
+	precacheAsked, precacheInUse, prefetches  atomic.Int64  // utimes to now, of them in use; basefs prefetch
+	precacheStarted                           atomic.Int64  // fills precache or prefetch started
+	fillsRunning                              atomic.Int64  // a gauge, not saved
 	base                                      savedCounters // the saved counters last loaded (counters.go)
 }
 
@@ -79,7 +89,7 @@ type Manager struct {
 // NewManager returns the manager of c; with cfg.Counters its counters start where the last
 // process left them (a file that cannot be read is an error).
 func NewManager(c *Cache, cfg ManagerConfig) (*Manager, error) {
-	m := &Manager{c: c, cfg: cfg, log: c.log, filled: make(map[chunkstore.Digest]bool)}
+	m := &Manager{c: c, cfg: cfg, log: c.log, fills: make(map[chunkstore.Digest]*fillJob)}
 	if cfg.Counters != "" {
 		if err := m.loadCounters(cfg.Counters); err != nil {
 			return nil, err
@@ -107,6 +117,10 @@ type ManagerStats struct {
 	Touched          int64 `json:"images_touched"`         // nova's utime on image names
 	RemoveRefused    int64 `json:"unlinks_refused_in_use"` // nova's unlink of an image in use
 	Adopted          int64 `json:"images_adopted"`         // downloads renamed to image names
+	PrecacheAsked    int64 `json:"precache_utimes"`        // utimes to now (nova's cache_image)
+	PrecacheInUse    int64 `json:"precache_in_use"`        // of them, of images in use: no fill
+	Prefetches       int64 `json:"prefetches"`             // basefs prefetch requests
+	PrecacheStarted  int64 `json:"precache_fills_started"` // fills started by either
 }
 
 // Stats returns the counters.
@@ -319,6 +333,7 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 			}
 			os.Remove(ProfilePath(m.c.Local().Root(), d))
 			os.Remove(usePath(m.c.Local().Root(), d))
+			m.stopFill(d, "image removed")
 			m.c.Forget(d)
 			m.imagesRemoved.Add(1)
 			m.log.Info("removed image", "image", d.String(), "min_age", m.cfg.MinAge)

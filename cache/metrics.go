@@ -27,7 +27,13 @@ var (
 )
 
 // Manager counters (when a manager runs).
-var descManager = prometheus.NewDesc("basefs_manager_total", "The image cache manager's actions by kind (images_removed, chunks_removed, bytes_freed, evictions, evicted_bytes, chunks_scrubbed, scrub_corrupt, filled_chunks, filled_bytes, images_touched, unlinks_refused, images_adopted, profile_chunks).", []string{"what"}, nil)
+var descManager = prometheus.NewDesc("basefs_manager_total", "The image cache manager's actions by kind (images_removed, chunks_removed, bytes_freed, evictions, evicted_bytes, chunks_scrubbed, scrub_corrupt, filled_chunks, filled_bytes, images_touched, unlinks_refused, images_adopted, profile_chunks, precache_utimes, precache_in_use, prefetches, precache_fills_started).", []string{"what"}, nil)
+
+// descFills is the gauge of background fills running (first use, precache, prefetch).
+var descFills = prometheus.NewDesc("basefs_fills_running", "Background fills of whole images running (first use, precache, prefetch).", nil, nil)
+
+// descFillBytes is each running fill's progress (an image's series goes when its fill ends).
+var descFillBytes = prometheus.NewDesc("basefs_fill_fetched_bytes", "Bytes a running background fill of an image has fetched, by image and reason.", []string{"image", "reason"}, nil)
 
 // fetchLatency is the latency of chunk requests to each origin, by outcome.
 func newFetchLatency() *prometheus.HistogramVec {
@@ -40,6 +46,8 @@ func newFetchLatency() *prometheus.HistogramVec {
 func (k collector) Describe(ch chan<- *prometheus.Desc) {
 	k.c.fetchLatency.Describe(ch)
 	ch <- descManager
+	ch <- descFills
+	ch <- descFillBytes
 	for _, d := range []*prometheus.Desc{descReads, descBytesRead, descReadErrors, descMemHits, descInFlight,
 		descLocalCorrupt, descRepairs, descFetchSeconds, descFetches, descFetchBytes, descOriginBad, descOriginErrors,
 		descOriginMisses, descWriteBack, descWriteBackB} {
@@ -86,8 +94,15 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 			{"evictions", ms.Evictions}, {"evicted_bytes", ms.EvictedBytes}, {"chunks_scrubbed", ms.Scrubbed},
 			{"scrub_corrupt", ms.ScrubCorrupt}, {"filled_chunks", ms.FilledChunks}, {"filled_bytes", ms.FilledBytes},
 			{"images_touched", ms.Touched}, {"unlinks_refused", ms.RemoveRefused}, {"images_adopted", ms.Adopted},
-			{"profile_chunks", ms.ProfileChunks}} {
+			{"profile_chunks", ms.ProfileChunks}, {"precache_utimes", ms.PrecacheAsked}, {"precache_in_use", ms.PrecacheInUse},
+			{"prefetches", ms.Prefetches}, {"precache_fills_started", ms.PrecacheStarted}} {
 			counter(descManager, float64(r.v), r.what)
+		}
+		ch <- prometheus.MustNewConstMetric(descFills, prometheus.GaugeValue, float64(m.fillsRunning.Load()))
+		for _, f := range m.Fills() {
+			if f.Running {
+				ch <- prometheus.MustNewConstMetric(descFillBytes, prometheus.GaugeValue, float64(f.Bytes), f.Image.String(), f.Reason)
+			}
 		}
 	}
 }

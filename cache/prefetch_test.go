@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/local"
-	"github.com/basefs/basefs/chunkstore/storetest"
 )
 
 // gatedOrigin is a far origin under the test's control (fault injection): every chunk request
@@ -104,45 +102,15 @@ func (g *gatedOrigin) waitArrived(n int, within time.Duration) []chunkstore.Dige
 // on the prefetch's own fetch does not stop the prefetch.
 func TestProfilePrefetchYieldsToGuest(t *testing.T) {
 	const cs, n = chunkstore.MinChunkSize, 32
-	dir := t.TempDir()
-	originStore, err := local.Open(filepath.Join(dir, "origin"), local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, g, d, m, data := gatedImage(t, n, 100)
 	ctx := context.Background()
-	m := &chunkstore.Manifest{Size: n * cs, ChunkSize: cs}
-	var data []byte
-	for i := range n {
-		b := storetest.Data(uint64(100+i), cs)
-		data = append(data, b...)
-		ch := chunkstore.NewChunk(b)
-		if _, err := originStore.PutChunk(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
-		m.Chunks = append(m.Chunks, ch.Digest())
-	}
-	d, err := originStore.PutManifest(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state, err := local.Open(filepath.Join(dir, "state"), local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	profile := make([]int, n)
 	for i := range profile {
 		profile[i] = i
 	}
-	if err := writeProfile(state.Root(), d, profile); err != nil {
+	if err := writeProfile(c.Local().Root(), d, profile); err != nil {
 		t.Fatal(err)
 	}
-	g := newGatedOrigin(originStore)
-	c, err := New(Config{Local: state, Origins: []chunkstore.Getter{g}, MemoryBytes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer g.openAll()
 	mgr, err := NewManager(c, ManagerConfig{CacheSize: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,10 @@ import (
 type Maintainer interface {
 	// Touch records t as the last use of image d (nova's utime of a base file).
 	Touch(ctx context.Context, d chunkstore.Digest, t time.Time) error
+	// Precache takes a utime to the current time of image d (nova's cache_image, `touch`): it
+	// may start fetching the whole image in the background, and returns before any fetch.
+	// It reports whether it started one.
+	Precache(ctx context.Context, d chunkstore.Digest) (bool, error)
 	// Remove removes image d, known by name, now (nova's image cache manager's unlink): its
 	// manifest, its name and every chunk no other image references. An image in use wraps
 	// cache.ErrInUse and nothing is removed.
@@ -31,7 +35,9 @@ type Maintainer interface {
 	Adopt(ctx context.Context, path, name string) (chunkstore.Digest, error)
 }
 
-// setImageAttr: utime on an image or view records the image's last use; every other change
+// setImageAttr: utime on an image or view records the image's last use, and a utime to the
+// current time (utime(path, NULL): nova's cache_image, `touch`; not an explicit time, which is
+// how an image is aged) is also a precache request (Maintainer.Precache); every other change
 // (chmod, chown, truncate) is refused with EROFS — libvirt's DAC driver tolerates EROFS when
 // it relabels a backing file, and fails a domain start on EACCES.
 func (f *FS) setImageAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
@@ -53,6 +59,12 @@ func (f *FS) setImageAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.
 		if err := f.cfg.Maintainer.Touch(ctxOf(cancel), v.im.Digest(), t); err != nil {
 			f.cfg.Logger.Error("utime of an image failed", "image", v.im.Digest().String(), "err", err)
 			return fuse.EIO
+		}
+		if in.Valid&fuse.FATTR_MTIME_NOW != 0 {
+			// The use is recorded: a precache that cannot start is logged, not nova's error.
+			if _, err := f.cfg.Maintainer.Precache(ctxOf(cancel), v.im.Digest()); err != nil {
+				f.cfg.Logger.Warn("utime to now of an image: precache not started", "image", v.im.Digest().String(), "err", err)
+			}
 		}
 	}
 	f.viewAttr(in.NodeId, v, &out.Attr)

@@ -9,6 +9,9 @@
 //	POST /v1/glance/<id>/ensure      → GlanceStatus (the daemon makes Glance image <id> usable)
 //	POST /v1/gc[?dry_run=1]          → cache.GCReport (cleanup after the minimum age, capacity)
 //	POST /v1/scrub                   → cache.ScrubReport (re-verify every local chunk now, repair)
+//	POST /v1/prefetch/<name>         → cache.FillInfo (fetch the whole image in the background;
+//	                                   <name>: a digest or nova's name)
+//	GET  /v1/fills/<digest>[?wait=1] → cache.FillInfo (the image's last fill; wait: when it ends)
 //	GET  /debug/pprof/…              → Go's runtime profiles of the serving process (pprof.go)
 package control
 
@@ -53,6 +56,7 @@ type Status struct {
 	Images     []cache.ImageInfo   `json:"images"`
 	Stats      cache.StatsSnapshot `json:"stats"`
 	Manager    *cache.ManagerStats `json:"manager,omitempty"`
+	Fills      []cache.FillInfo    `json:"fills,omitempty"` // background fills of this process, by image
 	Glance     *GlanceState        `json:"glance,omitempty"`
 	Writable   *WritableState      `json:"writable,omitempty"`
 	// Refused lists the images inspection refused lately, each with why (issue 23).
@@ -125,6 +129,9 @@ type Server struct {
 	EnsureGlance func(ctx context.Context, id string) (*cache.Image, error)
 	// Owner is the uid that may use the socket besides root (peer.go; 0: root only).
 	Owner uint32
+	// Resolve maps a name in the mount (a digest, nova's name) to the image's name in the
+	// cache, as the file system does (nil: digests only).
+	Resolve func(ctx context.Context, name string) (chunkstore.Digest, bool, error)
 
 	cache   atomic.Pointer[cache.Cache] // nil until SetCache: the daemon is starting
 	manager atomic.Pointer[cache.Manager]
@@ -134,9 +141,8 @@ type Server struct {
 func (s *Server) SetManager(m *cache.Manager) { s.manager.Store(m) }
 
 func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
-	m := s.manager.Load()
+	m := s.readyManager(w)
 	if m == nil {
-		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
 		return
 	}
 	rep, err := m.GC(r.Context(), r.URL.Query().Get("dry_run") == "1")
@@ -148,9 +154,8 @@ func (s *Server) gc(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) scrub(w http.ResponseWriter, r *http.Request) {
-	m := s.manager.Load()
+	m := s.readyManager(w)
 	if m == nil {
-		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
 		return
 	}
 	rep, err := m.Scrub(r.Context(), 0)
@@ -166,6 +171,15 @@ func (s *Server) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.Log
+}
+
+// readyManager returns the manager, or answers 503 (starting) and nil.
+func (s *Server) readyManager(w http.ResponseWriter) *cache.Manager {
+	m := s.manager.Load()
+	if m == nil {
+		reply(w, http.StatusServiceUnavailable, apiError{"the basefs daemon is starting"})
+	}
+	return m
 }
 
 // SetCache makes the server answer from c (before it, requests get 503: starting).
@@ -187,6 +201,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/glance/{id}/ensure", s.ensureGlance)
 	mux.HandleFunc("POST /v1/gc", s.gc)
 	mux.HandleFunc("POST /v1/scrub", s.scrub)
+	mux.HandleFunc("POST /v1/prefetch/{name}", s.prefetch)
+	mux.HandleFunc("GET /v1/fills/{digest}", s.fill)
 	handleProfiles(mux)
 	return mux
 }
@@ -217,6 +233,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if m := s.manager.Load(); m != nil {
 		ms := m.Stats()
 		st.Manager = &ms
+		st.Fills = m.Fills()
 	}
 	if s.Glance != nil {
 		st.Glance = s.Glance()

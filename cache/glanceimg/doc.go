@@ -16,7 +16,9 @@
 // Nova's names: the alias table <state>/aliases/<sha1 of image id> holds the Glance id and,
 // once the image's manifest is local, its digest (an adopted download: the digest alone);
 // Layer.Resolve (Resolver) and Layer.Aliases serve package fs, so <sha1> and <sha1>_<N>
-// read the same bytes as <digest> and <digest>_<N>. A name not in the table is looked up in the Glance catalog
+// read the same bytes as <digest> and <digest>_<N>; Layer.CacheKey maps a nova name to the
+// cache's name without asking Glance (the daemon's in-use scan: an overlay on a lazily read
+// image's nova name uses it). A name not in the table is looked up in the Glance catalog
 // (Config.Catalog: Glance's listing, inverted) and the image ensured.
 //
 // A provisional image is a raw Glance image without a manifest, known by its Glance id, known

@@ -144,15 +144,6 @@ func (n *Names) Record(name string, d chunkstore.Digest) error {
 // Write records Glance image id (and its digest, when not zero) under its nova name.
 func (n *Names) Write(id string, d chunkstore.Digest) error { return WriteAlias(n.root, id, d) }
 
-// Digest returns the digest recorded for a nova name (for the in-use scan), if any.
-func (n *Names) Digest(name string) (chunkstore.Digest, bool) {
-	a, err := n.read(name)
-	if err != nil || a.digest.IsZero() {
-		return chunkstore.Digest{}, false
-	}
-	return a.digest, true
-}
-
 // WriteAlias records, in the state directory root, nova's name for Glance image id → id and
 // (when not zero) the image's digest, atomically. `basefs import glance://` uses it.
 func WriteAlias(root, id string, d chunkstore.Digest) error {

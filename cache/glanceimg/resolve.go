@@ -26,17 +26,8 @@ func (l *Layer) Resolve(ctx context.Context, name string) (chunkstore.Digest, bo
 	if err != nil {
 		return chunkstore.Digest{}, false, err
 	}
-	if !a.digest.IsZero() {
-		return a.digest, true, nil
-	}
-	l.mu.Lock()
-	p := l.prov[a.id]
-	l.mu.Unlock()
-	if p != nil {
-		if d := p.finalDigest(); !d.IsZero() {
-			return d, true, nil
-		}
-		return p.key, true, nil
+	if d, ok := l.known(a); ok {
+		return d, true, nil
 	}
 	if l.origin == nil {
 		return chunkstore.Digest{}, false, nil
@@ -114,4 +105,32 @@ func (r Resolver) Resolve(ref string) (chunkstore.Digest, bool) {
 // ResolveContext is Layer.Resolve.
 func (r Resolver) ResolveContext(ctx context.Context, ref string) (chunkstore.Digest, bool, error) {
 	return r.L.Resolve(ctx, ref)
+}
+
+// CacheKey maps nova's name to the name the cache knows the image by without asking Glance
+// (the in-use scan's alias): its digest once recorded, else the key of the image this process
+// reads lazily under it. A name it does not know now is false.
+func (l *Layer) CacheKey(name string) (chunkstore.Digest, bool) {
+	a, err := l.names.read(name)
+	if err != nil {
+		return chunkstore.Digest{}, false
+	}
+	return l.known(a)
+}
+
+// known returns the name the cache knows an alias's image by, if that needs no Glance.
+func (l *Layer) known(a alias) (chunkstore.Digest, bool) {
+	if !a.digest.IsZero() {
+		return a.digest, true
+	}
+	l.mu.Lock()
+	p := l.prov[a.id]
+	l.mu.Unlock()
+	if p == nil {
+		return chunkstore.Digest{}, false
+	}
+	if d := p.finalDigest(); !d.IsZero() {
+		return d, true
+	}
+	return p.key, true
 }

@@ -70,6 +70,8 @@ var deps = []dep{
 	{name: "systemd-analyze", pkg: "systemd", script: setupPackaging},
 	{name: "systemd-escape", pkg: "systemd", script: setupPackaging},
 	{name: "basefs", pkg: "-", script: "-"}, // /usr/bin/basefs: this project's own package, installed and purged by packaging's upgrade test
+	// Installed by the component's start script, which its tests run first.
+	{name: "openstack", pkg: "python3-openstackclient", script: "scripts/lib/openstack-install.sh"}, // the OpenStack test's `openstack aggregate cache image`
 	// The base system: essential packages every Debian machine has.
 	{name: "bash", pkg: "bash"},
 	{name: "sh", pkg: "dash"},

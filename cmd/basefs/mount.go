@@ -49,6 +49,8 @@ type mountOptions struct {
 	cacheSize      int64
 	scrubRate      int64
 	fillRate       int64
+	prefetchRate   int64
+	precacheDelay  time.Duration
 	profileWindow  time.Duration
 	interval       time.Duration
 	glance         glanceOptions
@@ -78,6 +80,8 @@ func (o *mountOptions) AddFlags(f *pflag.FlagSet) {
 	f.Int64Var(&o.cacheSize, "cache-size", -1, "bound on the bytes of local chunks (-1: no bound; 0: keep only chunks of images in use that no origin has)")
 	f.Int64Var(&o.scrubRate, "scrub-rate", 16<<20, "bytes a second background scrub re-verifies (0: off)")
 	f.Int64Var(&o.fillRate, "fill-rate", 32<<20, "bytes a second background fill fetches after an image's first use (0: off)")
+	f.Int64Var(&o.prefetchRate, "prefetch-rate", 32<<20, "bytes a second a precache (utime to now of an image no instance uses: nova's cache_image) or basefs prefetch fetches the whole image at (0: off; utime only records use)")
+	f.DurationVar(&o.precacheDelay, "precache-delay", 10*time.Second, "how long a precache waits before it fetches, then only if the image is still unused (nova's spawn utimes a base just before it makes the overlay; 0: at once)")
 	f.DurationVar(&o.profileWindow, "profile-window", 30*time.Second, "how long after an image's first read its boot profile is recorded (0: off)")
 	f.DurationVar(&o.interval, "manager-interval", 10*time.Minute, "how often cleanup and the capacity bound run (0: never on their own; basefs gc runs them)")
 	f.StringVar(&o.owner, "owner", "0", "`USER` (or UID) owning the mount's root and its images, and allowed on the control socket besides root: nova-compute's user (its utime of a base image needs it)")
@@ -153,7 +157,7 @@ func (o *mountOptions) validate() error {
 	for _, v := range []struct {
 		name string
 		v    int64
-	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}} {
+	}{{"--memory-cache", o.memoryCache}, {"--remove-unused-original-min-age", o.minAge}, {"--scrub-rate", o.scrubRate}, {"--fill-rate", o.fillRate}, {"--prefetch-rate", o.prefetchRate}} {
 		if v.v < 0 {
 			return usageError{Msg: fmt.Sprintf("%s %d: must be 0 or more", v.name, v.v)}
 		}
@@ -167,7 +171,7 @@ func (o *mountOptions) validate() error {
 	for _, v := range []struct {
 		name string
 		v    time.Duration
-	}{{"--profile-window", o.profileWindow}, {"--manager-interval", o.interval}} {
+	}{{"--profile-window", o.profileWindow}, {"--manager-interval", o.interval}, {"--precache-delay", o.precacheDelay}} {
 		if v.v < 0 {
 			return usageError{Msg: fmt.Sprintf("%s %s: must be 0 or more", v.name, v.v)}
 		}
@@ -351,9 +355,11 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 		CacheSize:     o.cacheSize,
 		ScrubRate:     o.scrubRate,
 		FillRate:      o.fillRate,
+		PrefetchRate:  o.prefetchRate,
+		PrecacheDelay: o.precacheDelay,
 		ProfileWindow: o.profileWindow,
 		Interval:      o.interval,
-		InUse:         inUseScanner(o.instancesPaths, names.Digest),
+		InUse:         inUseScanner(o.instancesPaths, gl.CacheKey), // nova's names of lazily read images too
 		Counters:      cache.CountersPath(st.Root()),
 		ImportLimits:  lim,
 		Refusals:      refusals,
@@ -395,7 +401,9 @@ func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuse
 	if h != nil {
 		fcfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
 	}
-	fcfg.Resolver = fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
+	resolver := fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
+	fcfg.Resolver = resolver
+	ctl.Resolve = resolver.ResolveContext // basefs prefetch: the names the mount has
 	fcfg.Aliases = gl
 	opts := fs.MountOptions(o.debug)
 	opts.DirectMount = false // the connection exists: /dev/fd/N

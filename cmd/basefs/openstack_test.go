@@ -214,6 +214,9 @@ func TestOpenStackNovaBootsOnBasefs(t *testing.T) {
 		t.Fatalf("the base left _base with the second server")
 	}
 
+	// openstack aggregate cache image: the image is wholly local before any server boots.
+	c.precache(d, work, base, adminRC)
+
 	// nova's image cache manager, its minimum age lowered: it unlinks the unused base (and the
 	// kernel and ramdisk files it wrote); basefs removes the image and frees its chunks.
 	before := d.status()

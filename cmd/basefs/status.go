@@ -81,6 +81,11 @@ func runStatus(ctx context.Context, args []string) error {
 	if m := st.Manager; m != nil {
 		fmt.Printf("cache manager: %d images removed (%s freed), %d unlinks refused (in use), %d utimes, %d downloads adopted\n",
 			m.ImagesRemoved, humanBytes(m.BytesFreed), m.RemoveRefused, m.Touched, m.Adopted)
+		fmt.Printf("precache: %d utimes to now (%d of images in use: no fill), %d prefetches, %d fills started; background fill %s in %d chunks\n",
+			m.PrecacheAsked, m.PrecacheInUse, m.Prefetches, m.PrecacheStarted, humanBytes(m.FilledBytes), m.FilledChunks)
+	}
+	for _, fi := range st.Fills {
+		fmt.Printf("fill %s\n", fillLine(fi))
 	}
 	if w := st.Writable; w != nil {
 		fmt.Printf("writable files: %d (%s on local disk)\n", w.Files, humanBytes(w.Bytes))
