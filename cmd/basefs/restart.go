@@ -32,15 +32,8 @@ func runRestart(ctx context.Context, args []string) error {
 	if f.NArg() != 1 {
 		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
-	mnt, err := filepath.Abs(f.Arg(0))
+	mnt, pid, err := mountSupervisor(f.Arg(0))
 	if err != nil {
-		return err
-	}
-	pid, err := supervisorOf(mnt)
-	if err != nil {
-		return err
-	}
-	if err := checkSupervisor(mnt, pid); err != nil {
 		return err
 	}
 	sock, err := control.SocketFromMount(mnt)
@@ -103,15 +96,8 @@ func runStop(ctx context.Context, args []string) error {
 	if f.NArg() != 1 {
 		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
-	mnt, err := filepath.Abs(f.Arg(0))
+	mnt, pid, err := mountSupervisor(f.Arg(0))
 	if err != nil {
-		return err
-	}
-	pid, err := supervisorOf(mnt)
-	if err != nil {
-		return err
-	}
-	if err := checkSupervisor(mnt, pid); err != nil {
 		return err
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -124,4 +110,22 @@ func runStop(ctx context.Context, args []string) error {
 		}
 	}
 	return fmt.Errorf("%s: still mounted after %s: something uses it (running guests?); it is still served — stop its users, then stop again", mnt, *timeout)
+}
+
+// mountSupervisor returns mount point arg made absolute and the pid of its supervisor, once
+// checked to be the basefs supervisor of that mount (checkSupervisor): restart and stop signal
+// no other process.
+func mountSupervisor(arg string) (string, int, error) {
+	mnt, err := filepath.Abs(arg)
+	if err != nil {
+		return "", 0, err
+	}
+	pid, err := supervisorOf(mnt)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := checkSupervisor(mnt, pid); err != nil {
+		return "", 0, err
+	}
+	return mnt, pid, nil
 }
