@@ -136,17 +136,13 @@ func runRealBoot(ctx context.Context, e *env, r *Result) error {
 	}
 	www, rawDir, pub, originState := dirs.www, dirs.raw, dirs.pub, dirs.originState
 	instances, mount, novaInst, novaBase := dirs.instances, dirs.mount, dirs.novaInst, dirs.novaBase
-	localDir, _ := e.dir("real-boot", "local")
-	traceDir, _ := e.dir("real-boot", "trace")
-	os.Chmod(traceDir, 0o777) // qemu (libvirt-qemu) writes the trace
 
 	// The local raw file (sparse copy), the qcow2 form on the origin, the published layout
 	// (the image at every chunk size: content-addressed, they share one layout).
-	localRaw := filepath.Join(localDir, osRawName)
-	if _, err := command(ctx, "cp", "--sparse=always", img.raw, localRaw); err != nil {
+	localRaw, traceDir, err := e.localOSImage(ctx, "real-boot", img)
+	if err != nil {
 		return err
 	}
-	os.Chmod(localRaw, 0o644)
 	if err := copyFile(img.qcow2, filepath.Join(rawDir, osQcow2Name)); err != nil {
 		return err
 	}

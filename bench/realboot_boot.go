@@ -293,3 +293,23 @@ func (b realBoot) plainBoot(ctx context.Context, sh *Shaper, name, backing, qcow
 	lb.GuestBytes, lb.GuestReads = st.RdBytes, st.RdReq
 	return lb, nil
 }
+
+// localOSImage makes the scenario's sparse local copy of the OS image (the plain-file boot's
+// base, and what is imported) and the directory qemu writes a boot's read trace into; it
+// returns the copy's path and that directory.
+func (e *env) localOSImage(ctx context.Context, scenario string, img *osImage) (localRaw, traceDir string, err error) {
+	localDir, err := e.dir(scenario, "local")
+	if err != nil {
+		return "", "", err
+	}
+	if traceDir, err = e.dir(scenario, "trace"); err != nil {
+		return "", "", err
+	}
+	os.Chmod(traceDir, 0o777) // qemu (libvirt-qemu) writes the trace
+	localRaw = filepath.Join(localDir, osRawName)
+	if _, err := command(ctx, "cp", "--sparse=always", img.raw, localRaw); err != nil {
+		return "", "", err
+	}
+	os.Chmod(localRaw, 0o644)
+	return localRaw, traceDir, nil
+}

@@ -57,14 +57,10 @@ func runStorm(ctx context.Context, e *env, r *Result) error {
 	if err != nil {
 		return err
 	}
-	localDir, _ := e.dir("storm", "local")
-	traceDir, _ := e.dir("storm", "trace")
-	os.Chmod(traceDir, 0o777) // qemu (libvirt-qemu) writes the trace
-	localRaw := filepath.Join(localDir, osRawName)
-	if _, err := command(ctx, "cp", "--sparse=always", img.raw, localRaw); err != nil {
+	localRaw, traceDir, err := e.localOSImage(ctx, "storm", img)
+	if err != nil {
 		return err
 	}
-	os.Chmod(localRaw, 0o644)
 	fi, err := os.Stat(localRaw)
 	if err != nil {
 		return err
