@@ -129,6 +129,17 @@ func StopPid(pid int, grace time.Duration) bool {
 	return false
 }
 
+// WaitExit waits up to d for process pid (our child or not) to exit, through a pidfd, and
+// reports whether it has; one that is gone already has.
+func WaitExit(pid int, d time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	return pidfdExited(fd, d)
+}
+
 // pidfdExited waits up to d for the process of pidfd fd to exit (the pidfd becomes readable).
 func pidfdExited(fd int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
