@@ -9,21 +9,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
 )
 
 // daemon is a running `basefs mount`.
 type daemon struct {
-	cmd   *exec.Cmd
+	*daemontest.Daemon
 	State string
-	Mount string
 	log   string
-	done  chan struct{}
 }
 
 // daemonFlags are the flags every bench daemon gets: background fill and scrub off (the
@@ -31,7 +27,7 @@ type daemon struct {
 var daemonFlags = []string{"--fill-rate", "0", "--scrub-rate", "0"}
 
 // startDaemon runs `basefs mount --state state [--origin o]… extra… mount` and waits until
-// its control socket answers through the mount.
+// it serves the mount (daemontest: its READY=1, then the mount's first answer).
 func (e *env) startDaemon(ctx context.Context, state, mount string, origins []string, extra ...string) (*daemon, error) {
 	for _, d := range []string{state, mount} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -53,67 +49,28 @@ func (e *env) startDaemon(ctx context.Context, state, mount string, origins []st
 	}
 	cmd := exec.Command(e.basefs, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("basefs mount: %w", err)
-	}
+	dd, err := daemontest.Start(ctx, cmd, mount, 30*time.Second)
 	logf.Close()
-	d := &daemon{cmd: cmd, State: state, Mount: mount, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(d.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if sock, err := control.SocketFromMount(mount); err == nil {
-			if _, err := control.NewClient(sock).Status(ctx); err == nil {
-				return d, nil
-			}
-		}
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("basefs mount exited: %s", tail(d.Log(), 1500))
-		case <-ctx.Done():
-			d.Stop()
-			return nil, ctx.Err()
-		case <-time.After(30 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			d.Stop()
-			return nil, fmt.Errorf("basefs mount did not serve %s within 30 s: %s", mount, tail(d.Log(), 1500))
-		}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, tail(readLog(logPath), 1500))
 	}
+	return &daemon{Daemon: dd, State: state, log: logPath}, nil
 }
 
-// Log returns the daemon's output so far.
-func (d *daemon) Log() string {
-	b, _ := os.ReadFile(d.log)
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
 	return string(b)
 }
 
+// Log returns the daemon's output so far.
+func (d *daemon) Log() string { return readLog(d.log) }
+
 // PID is the daemon's process id.
-func (d *daemon) PID() int { return d.cmd.Process.Pid }
+func (d *daemon) PID() int { return d.Pid }
 
 // Stop asks the daemon to unmount and exit (SIGTERM), kills it after 20 s, and detaches the
 // mount if it is still there.
-func (d *daemon) Stop() {
-	stopProcess(d.cmd.Process, d.done, 20*time.Second)
-	unix.Unmount(d.Mount, unix.MNT_DETACH) // only if the daemon could not
-}
-
-// stopProcess asks p to exit (SIGTERM) unless it has, kills it if it has not within grace,
-// and returns once it has exited: when done is closed.
-func stopProcess(p *os.Process, done <-chan struct{}, grace time.Duration) {
-	select {
-	case <-done:
-		return
-	default:
-	}
-	p.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(grace):
-		p.Kill()
-		<-done
-	}
-}
+func (d *daemon) Stop() { d.Daemon.Stop(20 * time.Second) }
 
 // Status asks the daemon for its status.
 func (d *daemon) Status(ctx context.Context) (*control.Status, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/basefs/basefs/chunkstore/child"
 	"github.com/basefs/basefs/fs"
 )
 
@@ -168,7 +169,7 @@ func (l *loopback) PID() int { return l.cmd.Process.Pid }
 // Stop asks the server to unmount and exit (SIGTERM), kills it after 10 s, and detaches the
 // mount if it is still there.
 func (l *loopback) Stop() {
-	stopProcess(l.cmd.Process, l.done, 10*time.Second)
+	child.Stop(l.cmd.Process, l.done, 10*time.Second)
 	unix.Unmount(l.mnt, unix.MNT_DETACH) // only if the server could not
 }
 

@@ -16,25 +16,23 @@
 set -euo pipefail
 
 die() { echo "start-nginx.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 NGINX=${NGINX:-/usr/sbin/nginx}
 [ -x "$NGINX" ] || NGINX=$(command -v nginx 2>/dev/null) || die "nginx not found (install nginx-light: scripts/setup-host.sh)"
 
 valid_port() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
 state_dir() { echo "${BASEFS_NGINX_DIR:-${TMPDIR:-/tmp}/basefs-nginx-$1}"; }
-running() { [ -s "$1/nginx.pid" ] && kill -0 "$(cat "$1/nginx.pid")" 2>/dev/null; }
+running() { [ -s "$1/nginx.pid" ] && alive "$(cat "$1/nginx.pid")"; }
 
 if [ "${1:-}" = "--stop" ]; then
 	[ $# -eq 2 ] && valid_port "$2" || die "usage: start-nginx.sh --stop PORT"
 	state=$(state_dir "$2")
 	if running "$state"; then
 		pid=$(cat "$state/nginx.pid")
-		kill -QUIT "$pid"
-		for _ in $(seq 1 100); do
-			kill -0 "$pid" 2>/dev/null || exit 0
-			sleep 0.05
-		done
-		die "nginx (pid $pid) did not stop within 5 s"
+		# QUIT: nginx finishes the requests it serves; KILL after 5 s.
+		stop_pid "$pid" 5 QUIT || die "nginx (pid $pid) did not stop"
 	fi
 	exit 0
 fi
@@ -89,10 +87,5 @@ else
 		die "nginx did not start on 127.0.0.1:$port; see $state/error.log"
 fi
 
-for _ in $(seq 1 100); do
-	if running "$state" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		exit 0
-	fi
-	sleep 0.05
-done
-die "nginx on 127.0.0.1:$port did not answer within 5 s; see $state/error.log"
+answers() { running "$state" && ! port_free "$port"; }
+wait_until 50 answers || die "nginx on 127.0.0.1:$port did not answer within 5 s; see $state/error.log"

@@ -211,8 +211,7 @@ ours() {
 	f=$(pidfile "$1")
 	[ -s "$f" ] || return 1
 	pid=$(cat "$f" 2>/dev/null) || return 1
-	[[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] || return 1
-	[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+	[[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] && alive "$pid" || return 1
 	if [ -n "${MARKER[$1]:-}" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "${MARKER[$1]}"; then
 		return 0
 	fi
@@ -227,16 +226,7 @@ stop_service() { # NAME: SIGTERM, wait up to 30 s, then SIGKILL (the process gro
 	fi
 	pid=$(cat "$f")
 	log "stopping $name (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 300); do
-		kill -0 "$pid" 2>/dev/null || break
-		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
-		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-		sleep 0.3
-	fi
+	stop_pid "$pid" 30 TERM group || log "$name (pid $pid) did not stop, even on SIGKILL"
 	rm -f "$f" "$STATE/run/$name.conf-hash"
 }
 # launch NAME CMD...: start CMD in its own session (so its pid is its process group), stdin
@@ -254,11 +244,7 @@ launch() {
 	(cd "$STATE" && BASEFS_OPENSTACK_SERVICE="$name@$STATE" exec setsid bash -c 'echo $$ >"$1"; shift
 		for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
 		exec "$@"' _ "$(pidfile "$name")" "$@" </dev/null >>"$lf" 2>&1 9>&-) &
-	for _ in $(seq 1 50); do
-		[ -s "$(pidfile "$name")" ] && return 0
-		sleep 0.05
-	done
-	die "$name did not start (no pid file); see $lf"
+	wait_until 25 test -s "$(pidfile "$name")" || die "$name did not start (no pid file); see $lf"
 }
 fail_log() { # NAME MESSAGE
 	echo "$SELF: $2; last lines of $STATE/log/$1.log:" >&2

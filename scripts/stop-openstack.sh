@@ -23,6 +23,8 @@
 set -euo pipefail
 
 die() { echo "stop-openstack.sh: $*" >&2; exit 1; }
+# shellcheck source=lib/proc.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/proc.sh"
 
 STATE=${BASEFS_OPENSTACK_DIR:-/var/lib/basefs-openstack}
 case "$STATE" in /*) ;; *) STATE=$(pwd -P)/$STATE ;; esac
@@ -38,9 +40,6 @@ else
 fi
 [ -d "$STATE/run" ] || exit 0
 
-alive() { # PID: exists and is not a zombie
-	kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
-}
 ours() { # NAME PID
 	[[ "$2" =~ ^[0-9]+$ ]] && [ -r "/proc/$2/cmdline" ] && alive "$2" || return 1
 	tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null | grep -qF -- "$STATE/" && return 0
@@ -57,21 +56,9 @@ for s in "${ALL[@]}"; do
 		rm -f "$f" "$STATE/run/$s.conf-hash"
 		continue
 	fi
-	# RabbitMQ's wrapper answers SIGTERM with `rabbitmqctl stop`: give its node the time.
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 1 300); do
-		alive "$pid" || break
-		sleep 0.1
-	done
-	if alive "$pid"; then
-		echo "stop-openstack.sh: $s (pid $pid) did not stop within 30 s: SIGKILL" >&2
-		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-		for _ in $(seq 1 50); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		alive "$pid" && die "$s (pid $pid) did not stop"
-	fi
+	# RabbitMQ's wrapper answers SIGTERM with `rabbitmqctl stop`: give its node the time
+	# (30 s), then SIGKILL its process group.
+	stop_pid "$pid" 30 TERM group || die "$s (pid $pid) did not stop, even on SIGKILL"
 	# Workers that outlived their master (uWSGI, oslo.service, RabbitMQ's beam), if any: same
 	# process group, which is the session start-openstack.sh gave the service.
 	if pgrep -g "$pid" >/dev/null 2>&1; then

@@ -29,9 +29,11 @@ import (
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/chunkstore/child"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -111,8 +113,7 @@ type Env struct {
 
 	daemonArgs []string
 	command    func(flags []string, mnt string) *exec.Cmd // how the daemon is started (nil: Basefs(t) mount)
-	daemon     *exec.Cmd
-	waited     chan struct{}
+	daemon     *daemontest.Daemon
 	mu         sync.Mutex
 	ids        map[string]bool
 }
@@ -228,29 +229,12 @@ func (e *Env) startDaemon() {
 		cmd = e.command(flags, e.Mount)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d, err := daemontest.Start(context.Background(), cmd, e.Mount, 20*time.Second)
 	logf.Close()
-	e.daemon, e.waited = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(e.waited) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if sock, err := control.SocketFromMount(e.Mount); err == nil {
-			if _, err := control.NewClient(sock).Status(context.Background()); err == nil {
-				return
-			}
-		}
-		select {
-		case <-e.waited:
-			t.Fatalf("basefs mount exited: %s", e.DaemonLog())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("basefs mount did not serve %s within 20 s: %s", e.Mount, e.DaemonLog())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.DaemonLog())
 	}
+	e.daemon = d
 }
 
 // SupervisorPID returns the pid of the supervisor of the basefs mount at mnt (its root's
@@ -290,20 +274,11 @@ func (e *Env) cleanup() {
 		}
 	}
 	// A supervisor the serving process started (the first one was killed) unmounts too.
-	if pid := supervisorPID(e.Mount); pid > 0 && (e.daemon == nil || pid != e.daemon.Process.Pid) {
-		syscall.Kill(pid, syscall.SIGTERM)
-		for deadline := time.Now().Add(15 * time.Second); syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
+	if pid := supervisorPID(e.Mount); pid > 0 && (e.daemon == nil || pid != e.daemon.Pid) {
+		child.StopPid(pid, 15*time.Second)
 	}
 	if e.daemon != nil {
-		e.daemon.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.waited:
-		case <-time.After(15 * time.Second):
-			e.daemon.Process.Kill()
-			<-e.waited
-		}
+		e.daemon.Stop(15 * time.Second)
 	}
 	unix.Unmount(e.Mount, unix.MNT_DETACH) // only if the daemon could not
 }

@@ -2,6 +2,12 @@
 // credential of the daemon's — OS_PASSWORD, AWS/S3 keys — ever reaches a child), killed with
 // the process that started it (Pdeathsig), bounded in time by its context and, when asked,
 // in CPU time and address space through prlimit(1) (util-linux), as nova runs qemu-img info.
+//
+// It also holds the lifecycle of the long-lived children (lifecycle.go, notify.go): start one
+// on a socket pair and watch its exit (StartPaired, Started), start it again until it works
+// (Retry), stop it politely then firmly (Stop, StopPid), and wait for a daemon's sd_notify
+// READY=1 (Notify). The handover supervisor and the relay (fs), the benchmarks and the test
+// harness (chunkstore/testenv/daemontest) share these; none keeps a copy.
 package child
 
 import (

@@ -60,6 +60,10 @@ var rules = []rule{
 		why: "fs does not link the peer tier"},
 	{from: "cmd/basefs", deep: true, to: []string{"libvirt.org/...", "agent"},
 		why: "the daemon does not link libvirt"},
+	{from: "chunkstore/child", deep: true, to: append([]string{"..."}, heavy...),
+		why: "process lifecycle is a leaf: fs (supervisor, relay), bench and the harness use it"},
+	{from: "chunkstore/testenv/daemontest", deep: true, to: append([]string{"..."}, heavy...), allow: []string{"chunkstore/child"},
+		why: "the daemon harness knows the daemon by its command line, NOTIFY_SOCKET and mount: cmd tests, agenttest and bench import it"},
 	{from: "...", deep: false, to: []string{"cmd/..."}, why: "nothing imports a binary"},
 	{from: "...", deep: false, to: []string{"bench/..."}, allow: []string{}, why: "only basefs-bench imports bench"},
 }

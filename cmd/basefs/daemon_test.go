@@ -26,6 +26,7 @@ import (
 	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
 )
 
 // daemon is a `basefs mount` child process.
@@ -35,7 +36,8 @@ type daemon struct {
 	state string
 	mnt   string
 	log   *syncBuffer
-	done  chan struct{}
+	done  <-chan struct{}
+	d     *daemontest.Daemon
 }
 
 func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
@@ -46,7 +48,7 @@ func startDaemon(t *testing.T, state, mnt string, extra ...string) *daemon {
 }
 
 // startDaemonEnv is startDaemon with the daemon's environment given (nil: the test's; OS_*
-// for Keystone); it returns once the daemon answers on its control socket.
+// for Keystone); it returns once the daemon serves its mount (daemontest).
 func startDaemonEnv(t *testing.T, env []string, state, mnt string, extra ...string) *daemon {
 	t.Helper()
 	return startDaemonBin(t, basefsBin, env, state, mnt, extra...)
@@ -57,35 +59,22 @@ func startDaemonBin(t *testing.T, bin string, env []string, state, mnt string, e
 	t.Helper()
 	os.MkdirAll(mnt, 0o755)
 	args := append(append([]string{"mount", "--state", state}, extra...), mnt)
-	d := &daemon{t: t, state: state, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Env = env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
+	log := &syncBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = log, log
+	dd, err := daemontest.Start(context.Background(), cmd, mnt, 20*time.Second)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, log)
 	}
-	go func() { d.cmd.Wait(); close(d.done) }()
+	d := &daemon{t: t, cmd: cmd, state: state, mnt: mnt, log: log, done: dd.Dead, d: dd}
 	t.Cleanup(d.stop)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("the daemon's log:\n%s", d.log)
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if sock, err := control.SocketFromMount(mnt); err == nil {
-			if _, err := control.NewClient(sock).Status(context.Background()); err == nil {
-				return d
-			}
-		}
-		select {
-		case <-d.done:
-			t.Fatalf("basefs mount exited early:\n%s", d.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("basefs mount did not come up:\n%s", d.log)
-		}
-	}
+	return d
 }
 
 // syncBuffer is a bytes.Buffer safe to read while the daemon writes its log into it.
@@ -107,18 +96,7 @@ func (s *syncBuffer) String() string {
 }
 
 func (d *daemon) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
-		unix.Unmount(d.mnt, unix.MNT_DETACH)
+	if !d.d.Stop(10 * time.Second) {
 		d.t.Errorf("daemon did not stop on SIGTERM:\n%s", d.log)
 	}
 }

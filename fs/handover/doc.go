@@ -1,6 +1,6 @@
 // Package handover lets a FUSE connection outlive any one basefs process, with no process
 // between the kernel and the one that serves it. The supervisor (basefs mount) opens
-// /dev/fuse, mounts, reads the kernel's INIT and keeps the descriptor; the serving process
+// /dev/fuse and mounts (Mount), reads the kernel's INIT and keeps the descriptor; the serving process
 // (basefs serve) gets the same descriptor and reads and answers it itself (go-fuse). Both
 // hold it, so the death of either leaves the connection in place:
 //
@@ -20,4 +20,7 @@
 //
 // The link between the two is a SOCK_SEQPACKET socket pair (link.go). A kernel without
 // FUSE_NOTIFY_RESEND is detected at mount (Probe); basefs then relays (package fs/relay).
+// Starting, watching and stopping the processes is chunkstore/child's (StartPaired, Retry,
+// Stop), shared with the relay. The tests run the protocol on a real mount with the test
+// binary re-executed as serving process and supervisor.
 package handover

@@ -143,3 +143,19 @@ func LockMemory() error {
 	}
 	return nil
 }
+
+// Mount opens /dev/fuse and mounts it at mnt as basefs: allow_other, default permissions,
+// 1 MiB reads; read-write (images refuse writes themselves; every other name is a local
+// file). The returned file is the connection; nothing has been read from it (Probe, ReadInit).
+func Mount(mnt string) (*os.File, error) {
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions,max_read=%d", fd, 1<<20)
+	if err := unix.Mount("basefs", mnt, "fuse.basefs", unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mount %s: %w (needs root and /dev/fuse)", mnt, err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/fuse"), nil
+}

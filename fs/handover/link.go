@@ -2,11 +2,8 @@ package handover
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // A link is the SOCK_SEQPACKET connection between the supervisor and a serving process: one
@@ -27,15 +24,6 @@ const (
 	msgDrain = 'D'
 	msgAdopt = 'A'
 )
-
-// newLinkPair returns a link and the other end's file, for a process to be started.
-func newLinkPair() (*link, *os.File, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("socketpair: %w", err)
-	}
-	return &link{os.NewFile(uintptr(fds[0]), "link")}, os.NewFile(uintptr(fds[1]), "link"), nil
-}
 
 func (l *link) send(kind byte, payload ...byte) error {
 	_, err := l.f.Write(append([]byte{kind}, payload...))

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/basefs/basefs/chunkstore/child"
 )
 
 // Server is a serving process's side of the handover: its link to the supervisor.
@@ -80,42 +82,31 @@ func (s *Server) Run() {
 		}
 		s.link.close()
 		s.log.Error("the supervisor died; starting another (the mount keeps being served)")
-		for !s.replaceSupervisor() {
-			if !Alive(s.fuseFD) {
-				return
-			}
-			time.Sleep(time.Second) // back off: the binary may be being replaced
+		// Back off between attempts: the binary may be being replaced.
+		if !child.Retry(s.log, "a supervisor", time.Second, func() bool { return !Alive(s.fuseFD) }, s.replaceSupervisor) {
+			return
 		}
 	}
 }
 
 // replaceSupervisor starts a supervisor that adopts this process.
-func (s *Server) replaceSupervisor() bool {
-	l, theirs, err := newLinkPair()
+func (s *Server) replaceSupervisor() error {
+	p, end, err := child.StartPaired(0, s.respawn)
 	if err != nil {
-		s.log.Error("cannot start a supervisor", "err", err)
-		return false
+		return err
 	}
-	cmd, err := s.respawn(theirs)
-	theirs.Close()
-	if err == nil {
-		msg := binary.LittleEndian.AppendUint32(nil, uint32(os.Getpid()))
-		err = l.send(msgAdopt, append(msg, s.init...)...)
-	}
-	if err != nil {
+	l := &link{end}
+	msg := binary.LittleEndian.AppendUint32(nil, uint32(os.Getpid()))
+	if err := l.send(msgAdopt, append(msg, s.init...)...); err != nil {
 		l.close()
-		if cmd != nil && cmd.Process != nil {
-			cmd.Process.Kill()
-		}
-		s.log.Error("cannot start a supervisor", "err", err)
-		return false
+		p.Cmd.Process.Kill()
+		return err
 	}
-	go cmd.Wait()
 	s.mu.Lock()
-	s.link, s.supervisor = l, cmd.Process.Pid
+	s.link, s.supervisor = l, p.Pid
 	s.mu.Unlock()
-	s.log.Info("started a supervisor that adopted this serving process", "supervisor", cmd.Process.Pid)
-	return true
+	s.log.Info("started a supervisor that adopted this serving process", "supervisor", p.Pid)
+	return nil
 }
 
 // SupervisorPID returns the pid of the current supervisor.

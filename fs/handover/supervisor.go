@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/basefs/basefs/fs/internal/proc"
+	"github.com/basefs/basefs/chunkstore/child"
 )
 
 // Supervisor holds a FUSE connection and keeps one serving process on it (see the package
@@ -35,16 +35,16 @@ type Supervisor struct {
 type server struct {
 	link     *link
 	pid      int
-	cmd      *exec.Cmd     // nil: adopted (started by someone else)
-	ready    chan struct{} // closed at its 'R'
-	dead     chan struct{} // closed when its end of the link is gone: it exited
-	retiring bool          // being replaced or stopped on purpose (under Supervisor.mu)
+	proc     *child.Process // nil: adopted (started by someone else)
+	ready    chan struct{}  // closed at its 'R'
+	dead     chan struct{}  // closed when its end of the link is gone: it exited
+	retiring bool           // being replaced or stopped on purpose (under Supervisor.mu)
 }
 
 // process is w's process, to signal.
 func (w *server) process() *os.Process {
-	if w.cmd != nil {
-		return w.cmd.Process
+	if w.proc != nil {
+		return w.proc.Cmd.Process
 	}
 	p, _ := os.FindProcess(w.pid) // never fails on Unix; a pidfd where the kernel has them
 	return p
@@ -103,24 +103,19 @@ func (s *Supervisor) adopt(f *os.File) (*server, error) {
 
 // spawn starts a serving process, hands it INIT and waits until it has attached.
 func (s *Supervisor) spawn(first bool) (*server, error) {
-	l, theirs, err := newLinkPair()
+	p, end, err := child.StartPaired(0, s.start)
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := s.start(theirs)
-	theirs.Close()
-	if err != nil {
-		l.close()
-		return nil, err
-	}
-	w := &server{link: l, pid: cmd.Process.Pid, cmd: cmd, ready: make(chan struct{}), dead: make(chan struct{})}
+	l := &link{end}
+	w := &server{link: l, pid: p.Pid, proc: p, ready: make(chan struct{}), dead: make(chan struct{})}
 	go s.listen(w)
 	flag := byte(0)
 	if first {
 		flag = 1
 	}
 	if err := l.send(msgInit, append([]byte{flag}, s.init...)...); err != nil {
-		cmd.Process.Kill()
+		p.Cmd.Process.Kill()
 		return nil, fmt.Errorf("serving process %d: hand it INIT: %w", w.pid, err)
 	}
 	select {
@@ -129,7 +124,7 @@ func (s *Supervisor) spawn(first bool) (*server, error) {
 	case <-w.dead:
 		return nil, fmt.Errorf("serving process %d exited before it was ready", w.pid)
 	case <-time.After(readyTimeout):
-		cmd.Process.Kill()
+		p.Cmd.Process.Kill()
 		return nil, fmt.Errorf("serving process %d not ready within %s", w.pid, readyTimeout)
 	}
 }
@@ -149,8 +144,8 @@ func (s *Supervisor) listen(w *server) {
 			}
 		}
 	}
-	if w.cmd != nil {
-		w.cmd.Wait()
+	if w.proc != nil {
+		<-w.proc.Dead
 	}
 	w.link.close()
 	close(w.dead)
@@ -199,13 +194,13 @@ func (s *Supervisor) watch(w *server) {
 		defer s.mu.Unlock()
 		return s.closing || !Alive(int(s.dev.Fd()))
 	}
-	ok := proc.Retry(s.log, time.Second, quit, func() error {
+	ok := child.Retry(s.log, "a serving process", time.Second, quit, func() error {
 		nw, err := s.spawn(false)
 		if err != nil {
 			return err
 		}
 		if err := s.serve(nw, 1); err != nil {
-			nw.cmd.Process.Kill()
+			nw.proc.Cmd.Process.Kill()
 			return err
 		}
 		s.log.Info("took over the FUSE connection after a crash; the kernel resends what the dead process held", "old", w.pid, "new", nw.pid, "pause", time.Since(start))
@@ -272,6 +267,6 @@ func (s *Supervisor) Stop() {
 	}
 	s.mu.Unlock()
 	if w != nil {
-		proc.Stop(w.process(), w.dead, 15*time.Second)
+		child.Stop(w.process(), w.dead, 15*time.Second)
 	}
 }

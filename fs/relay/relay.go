@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/basefs/basefs/fs/internal/proc"
+	"github.com/basefs/basefs/chunkstore/child"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,12 +29,10 @@ const (
 )
 
 type worker struct {
-	cmd      *exec.Cmd
-	sock     *os.File // the relay's end
-	pid      int
+	*child.Process
+	sock     *os.File      // the relay's end
 	inflight int           // requests sent and not answered (under relay.mu)
 	ready    chan struct{} // closed when it has answered INIT
-	dead     chan struct{} // closed when the process has exited
 	retiring bool          // being replaced on purpose (under relay.mu)
 }
 
@@ -72,27 +70,11 @@ func New(dev *os.File, log *slog.Logger, start func(sock *os.File) (*exec.Cmd, e
 
 // spawn starts a worker on a new socket pair.
 func (r *Relay) spawn() (*worker, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	p, mine, err := child.StartPaired(4*msgMax, r.start) // one message holds a whole 1 MiB reply
 	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
-	}
-	for _, fd := range fds {
-		// One message must hold a whole 1 MiB reply.
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4*msgMax)
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*msgMax)
-	}
-	mine, theirs := os.NewFile(uintptr(fds[0]), "relay"), os.NewFile(uintptr(fds[1]), "worker")
-	cmd, err := r.start(theirs)
-	theirs.Close()
-	if err != nil {
-		mine.Close()
 		return nil, err
 	}
-	w := &worker{cmd: cmd, sock: mine, pid: cmd.Process.Pid, ready: make(chan struct{}), dead: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(w.dead)
-	}()
+	w := &worker{Process: p, sock: mine, ready: make(chan struct{})}
 	go r.fromWorker(w)
 	return w, nil
 }
@@ -102,15 +84,15 @@ func (r *Relay) replayInit(w *worker) error {
 	msg := append([]byte(nil), r.initMsg...)
 	binary.LittleEndian.PutUint64(msg[8:], replayUnique)
 	if _, err := w.sock.Write(msg); err != nil {
-		return fmt.Errorf("worker %d: send INIT: %w", w.pid, err)
+		return fmt.Errorf("worker %d: send INIT: %w", w.Pid, err)
 	}
 	select {
 	case <-w.ready:
 		return nil
-	case <-w.dead:
-		return fmt.Errorf("worker %d exited before it was ready", w.pid)
+	case <-w.Dead:
+		return fmt.Errorf("worker %d exited before it was ready", w.Pid)
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("worker %d did not answer INIT within 30 s", w.pid)
+		return fmt.Errorf("worker %d did not answer INIT within 30 s", w.Pid)
 	}
 }
 
@@ -242,7 +224,7 @@ func (r *Relay) write(msg []byte) error {
 // watch waits for w to exit; if it was not being replaced, it crashed: start another and hand
 // it everything w held.
 func (r *Relay) watch(w *worker) {
-	<-w.dead
+	<-w.Dead
 	r.mu.Lock()
 	if w.retiring || r.closing {
 		r.mu.Unlock()
@@ -253,24 +235,24 @@ func (r *Relay) watch(w *worker) {
 		r.cur = nil
 	}
 	r.mu.Unlock()
-	r.log.Error("serving process died; starting another on the same FUSE connection", "pid", w.pid, "state", w.cmd.ProcessState.String())
+	r.log.Error("serving process died; starting another on the same FUSE connection", "pid", w.Pid, "state", w.Cmd.ProcessState.String())
 	quit := func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.closing
 	}
-	proc.Retry(r.log, time.Second, quit, func() error {
+	child.Retry(r.log, "a serving process", time.Second, quit, func() error {
 		nw, err := r.spawn()
 		if err != nil {
 			return err
 		}
 		if err := r.replayInit(nw); err != nil {
-			nw.cmd.Process.Kill()
+			nw.Cmd.Process.Kill()
 			return err
 		}
 		r.adopt(w, nw)
 		go r.watch(nw)
-		r.log.Info("took over the FUSE connection after a crash", "old", w.pid, "new", nw.pid)
+		r.log.Info("took over the FUSE connection after a crash", "old", w.Pid, "new", nw.Pid)
 		return nil
 	})
 }
@@ -312,7 +294,7 @@ func (r *Relay) restart() error {
 		return err
 	}
 	if err := r.replayInit(nw); err != nil {
-		nw.cmd.Process.Kill()
+		nw.Cmd.Process.Kill()
 		return fmt.Errorf("the new serving process failed; the old one keeps serving: %w", err)
 	}
 	start := time.Now()
@@ -340,9 +322,9 @@ func (r *Relay) restart() error {
 		}
 	}
 	r.mu.Unlock()
-	proc.Stop(old.cmd.Process, old.dead, 15*time.Second)
+	old.Stop(15 * time.Second)
 	old.sock.Close()
-	r.log.Info("restarted the serving process", "old", old.pid, "new", nw.pid, "drain", time.Since(start), "handed_over", left)
+	r.log.Info("restarted the serving process", "old", old.Pid, "new", nw.Pid, "drain", time.Since(start), "handed_over", left)
 	return nil
 }
 
@@ -368,7 +350,7 @@ func (r *Relay) Stop() {
 	r.cond.Broadcast()
 	r.mu.Unlock()
 	if w != nil {
-		proc.Stop(w.cmd.Process, w.dead, 15*time.Second)
+		w.Stop(15 * time.Second)
 	}
 }
 
@@ -379,5 +361,5 @@ func (r *Relay) CurrentPID() int {
 	if r.cur == nil {
 		return 0
 	}
-	return r.cur.pid
+	return r.cur.Pid
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,7 +25,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if gen := os.Getenv("RELAY_TEST_WORKER"); gen != "" {
+	if gen := os.Getenv("RELAY_TEST_WORKER"); gen == "fail" {
+		os.Exit(1) // a broken upgrade
+	} else if gen != "" {
 		serveTestWorker(gen)
 		return
 	}
@@ -79,7 +82,10 @@ func (k *fakeKernel) recv() (uint64, string) {
 	return binary.LittleEndian.Uint64(buf[8:]), string(buf[outHeaderSize:n])
 }
 
-func TestRelayRestartAndCrash(t *testing.T) {
+// newTestRelay runs a relay under a fake kernel whose workers are this binary re-executed,
+// the nth one as generation n (or, while fail is set, one that exits at once); the first has
+// answered INIT when it returns.
+func newTestRelay(t *testing.T, fail *atomic.Bool) (*Relay, *fakeKernel, <-chan error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -88,12 +94,14 @@ func TestRelayRestartAndCrash(t *testing.T) {
 	k := &fakeKernel{t: t, end: os.NewFile(uintptr(fds[1]), "kernel")}
 	self, _ := os.Executable()
 	var gen atomic.Int32
-	var workers []*exec.Cmd
 	r := New(dev, slog.New(slog.DiscardHandler), func(sock *os.File) (*exec.Cmd, error) {
 		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), "RELAY_TEST_WORKER="+strconv.Itoa(int(gen.Add(1))))
+		g := "fail"
+		if fail == nil || !fail.Load() {
+			g = strconv.Itoa(int(gen.Add(1)))
+		}
+		cmd.Env = append(os.Environ(), "RELAY_TEST_WORKER="+g)
 		cmd.ExtraFiles = []*os.File{sock}
-		workers = append(workers, cmd)
 		return cmd, cmd.Start()
 	})
 	done := make(chan error, 1)
@@ -102,6 +110,11 @@ func TestRelayRestartAndCrash(t *testing.T) {
 	if u, p := k.recv(); u != 1 || p != "gen:1" {
 		t.Fatalf("INIT answered %d %q", u, p)
 	}
+	return r, k, done
+}
+
+func TestRelayRestartAndCrash(t *testing.T) {
+	r, k, done := newTestRelay(t, nil)
 	// A request the worker holds; then it dies: the next worker gets it resent.
 	k.send(opHang, 3)
 	time.Sleep(100 * time.Millisecond)
@@ -138,5 +151,27 @@ func TestRelayRestartAndCrash(t *testing.T) {
 		t.Fatal("the relay did not end when the connection closed")
 	}
 	r.Stop()
+}
 
+// A new worker that fails leaves the old one serving (Restart says so); Stop ends the worker.
+func TestRelayFailedRestartAndStop(t *testing.T) {
+	var fail atomic.Bool
+	r, k, _ := newTestRelay(t, &fail)
+	pid := r.CurrentPID()
+	fail.Store(true)
+	if err := r.Restart(); err == nil || !strings.Contains(err.Error(), "the old one keeps serving") {
+		t.Fatalf("restart to a failing worker: %v, want 'the old one keeps serving'", err)
+	}
+	if r.CurrentPID() != pid {
+		t.Fatalf("the serving process changed (%d → %d) though the new one failed", pid, r.CurrentPID())
+	}
+	k.send(15, 7)
+	if u, p := k.recv(); u != 7 || p != "gen:1" {
+		t.Fatalf("after the failed restart: reply %d %q, want 7 from the first worker", u, p)
+	}
+	r.Stop()
+	if err := unix.Kill(pid, 0); err == nil {
+		t.Fatalf("worker %d still there after Stop", pid)
+	}
+	k.end.Close()
 }

@@ -1,23 +1,47 @@
 # shellcheck shell=bash
-# Sourced by the scripts that stop what they started: stopping one process.
+# Sourced by the scripts that start and stop processes: waiting for one, stopping one.
 
-# stop_pid PID: SIGTERM, up to 10 s for PID to exit, then SIGKILL and up to 2 s more. Fails
-# if PID is still there. The caller checks first that PID is the process it means.
+# alive PID: whether PID is a process that has not exited (a zombie has).
+alive() {
+	kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# stop_pid PID [GRACE [SIGNAL [group]]]: send SIGNAL (TERM) and give PID GRACE seconds (10)
+# to exit, then SIGKILL — its whole process group with "group" (a service in a session of its
+# own: uWSGI, oslo workers) — and up to 5 s more. Fails if PID is still there. The caller
+# checks first that PID is the process it means.
 stop_pid() {
-	kill -TERM "$1" 2>/dev/null || true
-	gone "$1" 100 && return 0
-	kill -KILL "$1" 2>/dev/null || true
-	gone "$1" 20
+	local pid=$1 grace=${2:-10} sig=${3:-TERM} scope=${4:-}
+	kill "-$sig" "$pid" 2>/dev/null || true
+	gone "$pid" $((grace * 10)) && return 0
+	if [ "$scope" = group ]; then
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	else
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	gone "$pid" 50
 }
 
 # gone PID N: whether PID has exited or exits within N tenths of a second.
 gone() {
 	local _i
 	for ((_i = 0; _i < $2; _i++)); do
-		kill -0 "$1" 2>/dev/null || return 0
+		alive "$1" || return 0
 		sleep 0.1
 	done
-	! kill -0 "$1" 2>/dev/null
+	! alive "$1"
+}
+
+# wait_until N CMD...: whether CMD succeeds now or within N tenths of a second (it is tried
+# every tenth): for what gives no signal when it is ready (a port that answers, a pid file).
+wait_until() {
+	local _n=$1 _i
+	shift
+	for ((_i = 0; _i < _n; _i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
 }
 
 # port_free PORT: whether nothing accepts connections on 127.0.0.1:PORT.
