@@ -81,8 +81,26 @@ func New(cfg Config) *Layer {
 	return l
 }
 
-// Close stops the completions that wait to retry (the daemon is exiting).
-func (l *Layer) Close() { l.cancel() }
+// Close stops the completions that wait to retry (the daemon is exiting) and returns once
+// those running have ended: a wait ends at once; an attempt fails at its next Glance read or
+// lock, cancelled.
+func (l *Layer) Close() {
+	l.cancel()
+	l.mu.Lock()
+	ps := make([]*provisional, 0, len(l.prov))
+	for _, p := range l.prov {
+		ps = append(ps, p)
+	}
+	l.mu.Unlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		running := p.finished
+		p.mu.Unlock()
+		if running {
+			<-p.done
+		}
+	}
+}
 
 // Stats returns what the layer tells an operator (basefs status).
 func (l *Layer) Stats() glanceref.LayerStats {

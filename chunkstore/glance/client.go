@@ -89,7 +89,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	hc := http.Client{Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32,
 		ResponseHeaderTimeout: opts.RequestTimeout, IdleConnTimeout: 90 * time.Second,
-	}}
+	}, CheckRedirect: httpx.SameOrigin("glance")} // the Keystone token goes nowhere else
 	if opts.Endpoint != "" {
 		u, err := url.Parse(opts.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
