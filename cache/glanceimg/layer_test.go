@@ -28,11 +28,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	glancetest.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { glancetest.Main(m) }
 
 // layerFixture is a Layer over an empty state whose Glance origin is this process's real
 // Glance, reached through a switch that can make it answer 503 (an outage, in milliseconds).

@@ -26,11 +26,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/testenv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	glancetest.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { glancetest.Main(m) }
 
 // rawImage uploads dataBytes of random data then zeroBytes of zeros to this process's real
 // Glance as a raw image; it returns a client of that Glance, the id and the bytes.
