@@ -42,13 +42,8 @@ func (c *Cache) now() time.Time {
 // noteUse notes a use of im now (a guest read; a ChunkSource's image made).
 func (im *Image) noteUse() { im.use.ns.Store(im.c.now().UnixNano()) }
 
-// noted returns the use noted in this process (zero if none).
-func (im *Image) noted() time.Time {
-	if ns := im.use.ns.Load(); ns != 0 {
-		return time.Unix(0, ns)
-	}
-	return time.Time{}
-}
+// noted returns the use noted in this process (the Unix epoch if none).
+func (im *Image) noted() time.Time { return time.Unix(0, im.use.ns.Load()) }
 
 // recordedPath is the file whose mtime is im's recorded use.
 func (c *Cache) recordedPath(d chunkstore.Digest, im *Image) string {
@@ -109,7 +104,7 @@ func (c *Cache) saveUses() {
 	c.mu.Unlock()
 	for _, im := range ims {
 		u := im.noted()
-		if im.src != nil || u.IsZero() {
+		if im.src != nil || im.use.ns.Load() == 0 {
 			continue
 		}
 		if t, err := c.lastUseOnDisk(im.digest); err != nil || !u.After(t) {
