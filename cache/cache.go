@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -42,6 +41,9 @@ type Config struct {
 	// WriteBack writes chunks and manifests fetched from origins behind the first shared tier
 	// (an s3:// origin, see tier.go) to that tier too, asynchronously (writeback.go).
 	WriteBack bool
+	// Now is the clock images' uses are recorded and aged by (nil: time.Now); tests move it
+	// instead of sleeping.
+	Now func() time.Time
 }
 
 // Cache is the read path over a host's local state and its origins. It is safe for
@@ -68,6 +70,7 @@ type Cache struct {
 	keptMu     sync.Mutex
 	kept       []namedCounter // counters of layers above kept across processes (KeepCounter)
 	onManifest func(*chunkstore.Manifest)
+	clock      func() time.Time // Config.Now (lastuse.go)
 
 	// noVerify is the bench-only switch that serves local chunks without hashing them.
 	noVerify atomic.Bool
@@ -119,6 +122,7 @@ func newCache(cfg Config, pc persistConfig) (*Cache, error) {
 		images:     make(map[chunkstore.Digest]*Image),
 		names:      cfg.Names,
 		onManifest: cfg.OnManifest,
+		clock:      cfg.Now,
 	}
 	if c.names == nil {
 		c.names = noNames{}
@@ -350,37 +354,12 @@ func (c *Cache) loadChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore
 	}
 	switch {
 	case chunkstore.IsCorrupt(err):
-		if qerr := c.quarantine(d, err); qerr != nil {
-			return nil, qerr
-		}
-		ch, err = c.fetchChunk(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		c.stats.repairs.Add(1)
-		c.log.Info("chunk repaired from origin", "chunk", d.String())
-		return ch, nil
+		return c.repairInFlight(ctx, d, err)
 	case chunkstore.IsNotFound(err):
 		return c.fetchChunk(ctx, d)
 	default:
 		return nil, err
 	}
-}
-
-// quarantine moves a local chunk that failed verification aside, counts and logs it, and
-// forgets everything derived from it.
-func (c *Cache) quarantine(d chunkstore.Digest, cause error) error {
-	c.stats.localCorrupt.Add(1)
-	c.mem.remove(d)
-	c.subs.remove(d)
-	c.fds.drop(d)
-	q, err := c.local.QuarantineChunk(d, c.QuarantineDir())
-	c.log.Error("local chunk failed verification; quarantined, fetching again",
-		"chunk", d.String(), "err", cause, "quarantine", q, "quarantine_err", err)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("chunk %s: corrupt and cannot be quarantined: %w", d.Short(), err)
-	}
-	return nil
 }
 
 // readLocal reads chunk d from the local state and verifies it; for a chunk stored raw it

@@ -4,7 +4,8 @@
 // they were last read from disk or network; else from the local state, hashed as it is read;
 // else fetched from the origins in order (chunkstore/tier), once however many readers wait (singleflight keyed
 // by digest), verified, stored atomically, and served. A local chunk that fails verification
-// is moved to <state>/quarantine, counted and logged, then fetched again; if no origin gives
+// is moved to <state>/quarantine, counted and logged, then fetched again (one owner,
+// repair.go, whoever found it: a read, a sub-block read, scrub); if no origin gives
 // good bytes the read fails — wrong bytes are never returned. Wrong bytes from an origin are
 // counted per origin, apart from local corruption.
 //
@@ -27,7 +28,7 @@
 // chunk granularity: an image in use (an instance overlay backed by one of its views, found by
 // the daemon's InUse scan, or an open file) is never removed; an unused one goes after the
 // minimum age since its last use (a read, an open or Touch — nova's utime — never a lookup,
-// persisted as its manifest's mtime; Image.LastUse), with every chunk no remaining image
+// persisted as its manifest's mtime, reads apart in uses/; one owner: lastuse.go), with every chunk no remaining image
 // references. Remove is the same removal now (nova's unlink; ErrInUse when in use); Adopt makes
 // a finished download an image, its exact bytes chunked (maintain.go). The capacity bound
 // evicts unreferenced chunks, then chunks of unused images, least recently read first, and

@@ -130,18 +130,6 @@ func (c *Cache) isPending(d chunkstore.Digest) bool {
 	return ok
 }
 
-// repair moves a local chunk that failed verification aside and fetches it again.
-func (c *Cache) repair(ctx context.Context, d chunkstore.Digest, cause error) error {
-	if err := c.quarantine(d, cause); err != nil {
-		return err
-	}
-	if _, err := c.Chunk(ctx, d); err != nil {
-		return err
-	}
-	c.stats.repairs.Add(1)
-	return nil
-}
-
 // forgetLazy drops image d from memory if it is read through a ChunkSource (it has no
 // manifest: only its name and chunks) and returns the chunks its source has seen (so their
 // local copies can go too).

@@ -17,9 +17,9 @@ type Image struct {
 	digest chunkstore.Digest
 	m      *chunkstore.Manifest
 
-	lastUse atomic.Int64                    // unix nanoseconds of the last read
-	opens   atomic.Int32                    // open file handles (an open image is in use)
-	rec     atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
+	use   imageUse                        // its last use in this process (lastuse.go)
+	opens atomic.Int32                    // open file handles (an open image is in use)
+	rec   atomic.Pointer[profileRecorder] // set while a boot profile is being recorded
 
 	src ChunkSource // set for an image read through a ChunkSource (then m has no chunks)
 
@@ -169,7 +169,7 @@ func (im *Image) readAt(ctx context.Context, p []byte, off int64, guest bool) (i
 // profile being recorded records its chunks.
 func (im *Image) served(off int64, n int) {
 	im.c.stats.reads.Add(1)
-	im.lastUse.Store(time.Now().UnixNano())
+	im.noteUse()
 	if rec := im.rec.Load(); rec != nil && im.src == nil {
 		m := im.m
 		for i := int(off / m.ChunkSize); i < len(m.Chunks) && int64(i)*m.ChunkSize < off+int64(n); i++ {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,47 +23,12 @@ var ErrInUse = errors.New("image in use")
 // ErrNameMismatch is wrapped by an adoption whose content does not hash to its digest name.
 var ErrNameMismatch = errors.New("content does not hash to the image name")
 
-// LastUse returns when the image was last used: the later of its recorded use (RecordedUse)
-// and its last read in this process.
-func (im *Image) LastUse() time.Time {
-	t := time.Unix(0, im.lastUse.Load())
-	if r := im.RecordedUse(); r.After(t) {
-		t = r
-	}
-	return t
-}
-
-// RecordedUse returns the image's persisted last use: the manifest's mtime (for a provisional
-// image, its name's), which Touch (nova's utime) and cleanup's bookkeeping set. It is the
-// file's mtime in the mount: it does not move with every read, so the kernel keeps the
-// image's pages cached (FUSE drops them when it sees an image's mtime change).
-func (im *Image) RecordedUse() time.Time {
-	p := im.c.Local().ManifestPath(im.digest)
-	if im.src != nil {
-		p = im.src.UsePath()
-	}
-	if fi, err := os.Stat(p); err == nil {
-		return fi.ModTime()
-	}
-	return time.Unix(0, im.lastUse.Load())
-}
-
 // Touch records t as the last use of image d, exactly (an older time ages the image: that is
 // how an operator, or a test, makes it eligible for cleanup now).
 func (m *Manager) Touch(ctx context.Context, d chunkstore.Digest, t time.Time) error {
-	c := m.c
-	im := c.loaded(d)
-	p := c.Local().ManifestPath(d)
-	if im != nil {
-		im.lastUse.Store(t.UnixNano())
-		if im.src != nil {
-			p = im.src.UsePath()
-		}
+	if err := m.c.setUse(d, t); err != nil {
+		return err
 	}
-	if err := os.Chtimes(p, t, t); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("image %s: record its use: %w", d.Short(), err)
-	}
-	os.Remove(usePath(c.Local().Root(), d)) // the use is what utime said, reads before it included
 	m.touched.Add(1)
 	return nil
 }

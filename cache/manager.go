@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -206,41 +205,6 @@ func (m *Manager) inUse(ctx context.Context) (map[chunkstore.Digest][]string, er
 	return users, nil
 }
 
-// lastUse returns when image d was last used: the latest of its recorded use (the manifest's
-// mtime: its arrival, nova's utime), its last read recorded by an earlier run (usePath), and
-// its last read in this process — which it records, so a restarted daemon still knows. Reads
-// are kept apart from the manifest's mtime, which is the image file's mtime in the mount: a
-// change of it makes the kernel drop the image's cached pages.
-func (m *Manager) lastUse(d chunkstore.Digest) (time.Time, error) {
-	fi, err := os.Stat(m.c.Local().ManifestPath(d))
-	if err != nil {
-		return time.Time{}, err
-	}
-	t := fi.ModTime()
-	up := usePath(m.c.Local().Root(), d)
-	if ui, err := os.Stat(up); err == nil && ui.ModTime().After(t) {
-		t = ui.ModTime()
-	}
-	if im := m.c.loaded(d); im != nil {
-		if u := time.Unix(0, im.lastUse.Load()); u.After(t) {
-			if err := os.Chtimes(up, u, u); err != nil {
-				os.MkdirAll(filepath.Dir(up), 0o755)
-				if f, err := os.Create(up); err == nil {
-					f.Close()
-					os.Chtimes(up, u, u)
-				}
-			}
-			t = u
-		}
-	}
-	return t, nil
-}
-
-// usePath records, by its mtime, the last read of image d that a daemon saw.
-func usePath(root string, d chunkstore.Digest) string {
-	return filepath.Join(root, "uses", d.String())
-}
-
 // GC removes images unused for longer than MinAge that no instance uses — their manifests
 // and every chunk no remaining image references — then applies the capacity bound. With dry
 // set it changes nothing and reports what it would do.
@@ -258,9 +222,12 @@ func (m *Manager) GC(ctx context.Context, dry bool) (*GCReport, error) {
 	}
 	rep := &GCReport{DryRun: dry}
 	var remove []chunkstore.Digest
-	now := time.Now()
+	if !dry {
+		m.c.saveUses() // so a restarted daemon still knows the reads of this one
+	}
+	now := m.c.now()
 	err = m.c.Local().WalkManifests(ctx, func(d chunkstore.Digest) error {
-		t, err := m.lastUse(d)
+		t, err := m.c.lastUse(d)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
@@ -332,7 +299,7 @@ func (m *Manager) removeLocked(ctx context.Context, remove, extra []chunkstore.D
 				return err
 			}
 			os.Remove(ProfilePath(m.c.Local().Root(), d))
-			os.Remove(usePath(m.c.Local().Root(), d))
+			m.c.forgetUse(d)
 			m.stopFill(d, "image removed")
 			m.c.Forget(d)
 			m.imagesRemoved.Add(1)
@@ -425,7 +392,7 @@ func (m *Manager) Scrub(ctx context.Context, rate int64) (*ScrubReport, error) {
 			rep.Corrupt = append(rep.Corrupt, d)
 			m.scrubCorrupt.Add(1)
 			m.log.Error("scrub found a corrupt chunk", "chunk", d.String(), "err", err)
-			if rerr := m.c.repair(ctx, d, err); rerr != nil {
+			if _, rerr := m.c.repair(ctx, d, err); rerr != nil {
 				rep.Failed = append(rep.Failed, fmt.Sprintf("chunk %s: %v", d, rerr))
 				continue
 			}

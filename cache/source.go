@@ -38,7 +38,7 @@ type ChunkSource interface {
 // src and known as key; if key is known already, that image is returned (and src unused).
 func (c *Cache) AddSource(key chunkstore.Digest, size, chunkSize int64, from chunkstore.Source, src ChunkSource) *Image {
 	im := &Image{c: c, digest: key, m: &chunkstore.Manifest{Size: size, ChunkSize: chunkSize, Source: from}, src: src}
-	im.lastUse.Store(time.Now().UnixNano())
+	im.noteUse()
 	c.mu.Lock()
 	if old := c.images[key]; old != nil {
 		im = old

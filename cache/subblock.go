@@ -147,15 +147,10 @@ func (c *Cache) readChunkAt(ctx context.Context, d chunkstore.Digest, chunkLen, 
 			c.stats.subBlockReads.Add(1)
 			return nil
 		case chunkstore.IsCorrupt(err):
-			if qerr := c.quarantine(d, err); qerr != nil {
-				return qerr
-			}
-			ch, err := c.Chunk(ctx, d)
+			ch, err := c.repair(ctx, d, err)
 			if err != nil {
 				return err
 			}
-			c.stats.repairs.Add(1)
-			c.log.Info("chunk repaired from origin", "chunk", d.String())
 			return copyChunk(dst, ch, chunkLen, within)
 		default:
 			// Not raw, gone (evicted), or unreadable: forget the digests, take the whole chunk.

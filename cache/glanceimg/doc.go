@@ -35,7 +35,8 @@
 // FUSE boundary) and the Glance origin's corruption counter grows. Nothing else marks it bad:
 // a completion that cannot finish (Glance down, a full disk) is tried again for ever, with
 // capped exponential backoff (1 s doubling to 1 min), at once when a Glance read succeeds
-// again, until the image is removed or the daemon exits; reads go on meanwhile, and status
+// again, until the image is removed or the layer closed (either stops a wait at once; Close
+// waits, briefly, for running attempts to end); reads go on meanwhile, and status
 // (and basefs_glance_completion*) shows the attempts, the last error and the next try.
 //
 // What is guaranteed when, for a provisional image: bytes are trusted on first fetch (Glance

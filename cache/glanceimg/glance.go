@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -81,8 +82,38 @@ func New(cfg Config) *Layer {
 	return l
 }
 
-// Close stops the completions that wait to retry (the daemon is exiting).
-func (l *Layer) Close() { l.cancel() }
+// Close stops the completions that wait to retry (the daemon is exiting) and waits, at most
+// closeWait, for those running to end: a wait to retry ends at once; an attempt fails at its
+// next lock or Glance read, cancelled (a chunk fetch in flight is bounded by its origin's
+// deadline, which the daemon's exit does not wait for).
+func (l *Layer) Close() {
+	l.cancel()
+	l.mu.Lock()
+	ps := make([]*provisional, 0, len(l.prov))
+	for _, p := range l.prov {
+		ps = append(ps, p)
+	}
+	l.mu.Unlock()
+	bound := time.NewTimer(closeWait)
+	defer bound.Stop()
+	for _, p := range ps {
+		p.mu.Lock()
+		running := p.finished
+		p.mu.Unlock()
+		if !running {
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-bound.C:
+			l.log.Warn("Glance image completions still running at close", "glance_id", p.meta.ID)
+			return
+		}
+	}
+}
+
+// closeWait bounds how long Close waits for running completions.
+const closeWait = 2 * time.Second
 
 // Stats returns what the layer tells an operator (basefs status).
 func (l *Layer) Stats() glanceref.LayerStats {

@@ -89,12 +89,17 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	hc := http.Client{Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 32,
 		ResponseHeaderTimeout: opts.RequestTimeout, IdleConnTimeout: 90 * time.Second,
-	}}
+	}, CheckRedirect: httpx.SameOrigin("glance")} // the Keystone token goes nowhere else
 	if opts.Endpoint != "" {
 		u, err := url.Parse(opts.Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-			// Credentials in it would be printed wherever the endpoint is: never echo them.
-			return nil, fmt.Errorf("glance endpoint %q: want http(s)://HOST[:PORT][/PATH] (no credentials, query or fragment)", httpx.Redact(opts.Endpoint))
+			// Credentials in it (user info, a token in the query) would be printed wherever the
+			// endpoint is: never echo them.
+			shown := httpx.Redact(opts.Endpoint)
+			if i := strings.IndexAny(shown, "?#"); i >= 0 {
+				shown = shown[:i] + "?…"
+			}
+			return nil, fmt.Errorf("glance endpoint %q: want http(s)://HOST[:PORT][/PATH] (no credentials, query or fragment)", shown)
 		}
 		ep := strings.TrimSuffix(opts.Endpoint, "/") + "/"
 		pc := &gophercloud.ProviderClient{HTTPClient: hc}

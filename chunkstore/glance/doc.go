@@ -11,7 +11,9 @@
 // single Range header (Glance answers 400 to multi-range) and requires a 206 of exactly the
 // length asked for; Client.Download streams the whole image. Every request has a timeout for
 // its answer and a stall timeout for its body (a truncated file in Glance's store makes a
-// download hang otherwise); transient failures are retried with exponential backoff. Errors
+// download hang otherwise); transient failures are retried with exponential backoff. Redirects
+// are followed only within the scheme and host asked (httpx.SameOrigin): net/http would send
+// the Keystone token (X-Auth-Token) wherever Glance said. Errors
 // are classified: chunkstore.ErrNotFound (unknown id), ErrAuth (401/403: fix credentials),
 // ErrUnavailable (Glance down or failing after retries), ErrUnusable (not active, container
 // format not bare, a disk format basefs cannot read, no hash to verify), ErrHashMismatch (the

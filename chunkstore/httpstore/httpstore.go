@@ -106,32 +106,12 @@ func New(baseURL string, opts Options) (*Store, error) {
 	if s.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 32 // chunk fetches run in parallel; the default 2 churns connections
-		s.client = &http.Client{Transport: tr, CheckRedirect: sameOrigin(base)}
+		s.client = &http.Client{Transport: tr, CheckRedirect: httpx.SameOrigin("httpstore " + base)}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
-}
-
-// maxRedirects bounds the redirects one request follows.
-const maxRedirects = 5
-
-// sameOrigin lets a request follow a redirect only within the origin's scheme and host (a web
-// server moving its objects), never to another host: the store's requests must not be sent
-// wherever the server says (an internal address, a metadata service), and an answer from
-// elsewhere is no answer of this origin.
-func sameOrigin(base string) func(*http.Request, []*http.Request) error {
-	b, _ := url.Parse(base) // parsed by parseBase already
-	return func(req *http.Request, via []*http.Request) error {
-		if len(via) >= maxRedirects {
-			return fmt.Errorf("httpstore %s: more than %d redirects", base, maxRedirects)
-		}
-		if req.URL.Scheme != b.Scheme || req.URL.Host != b.Host {
-			return fmt.Errorf("httpstore %s: redirect to %s://%s refused: only the origin's own scheme and host are followed", base, req.URL.Scheme, req.URL.Host)
-		}
-		return nil
-	}
 }
 
 // parseBase validates a base URL and returns it without a trailing slash.

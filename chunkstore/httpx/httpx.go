@@ -228,3 +228,24 @@ func Redact(raw string) string {
 	}
 	return raw[:i+2] + "xxxxx" + raw[i+2+at:]
 }
+
+// MaxRedirects bounds the redirects one request follows (SameOrigin).
+const MaxRedirects = 5
+
+// SameOrigin is an http.Client's CheckRedirect that follows a redirect only within the scheme
+// and host the request was first sent to (a server moving its objects), at most MaxRedirects
+// times, never to another host: a client's requests — and the credentials on them, such as
+// a Keystone token in X-Auth-Token, which net/http does not strip — must not be sent wherever
+// the server says (an internal address, a metadata service), and an answer from elsewhere is
+// no answer of this origin. who names the client in the error.
+func SameOrigin(who string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= MaxRedirects {
+			return fmt.Errorf("%s: more than %d redirects", who, MaxRedirects)
+		}
+		if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+			return fmt.Errorf("%s: redirect to %s://%s refused: only the origin's own scheme and host are followed", who, req.URL.Scheme, req.URL.Host)
+		}
+		return nil
+	}
+}

@@ -145,3 +145,11 @@ func Meta(t testing.TB, id string) map[string]any {
 	}
 	return m
 }
+
+// Main is a TestMain for a package whose tests use this process's Glance: it runs them,
+// stops the Glance they started and exits with their status.
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
