@@ -167,6 +167,7 @@ func (c *Cache) Close() {
 		c.writers.Wait()
 		c.fds.closeAll()
 		c.wb.close()
+		c.saveUses() // the next process (a handover, a restart) knows this one's reads
 	}
 }
 

@@ -21,7 +21,8 @@ import (
 //     is also the image file's mtime in the mount: RecordedUse.
 //   - Reads are persisted apart from that mtime — a change of it makes the kernel drop the
 //     image's cached pages — in uses/<digest>, by its mtime, by saveUses (cleanup calls it
-//     before it ages anything), so a restarted daemon still knows.
+//     before it ages anything, Close as the process hands over or exits), so the next
+//     daemon still knows.
 //   - lastUse answers the latest of the three, for cleanup; it never writes.
 //
 // Every time comes from the cache's clock (Config.Now), which tests move instead of sleeping.

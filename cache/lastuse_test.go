@@ -200,6 +200,18 @@ func TestLastUseOneOwner(t *testing.T) {
 	f.gc(t, false, map[chunkstore.Digest]string{f.a: "remove"})
 }
 
+// TestLastUseSurvivesClose: reads since the last cleanup are persisted when the cache closes
+// (a handover or a restart), so the next process does not age the image from an older use.
+func TestLastUseSurvivesClose(t *testing.T) {
+	f := newUsesFixture(t)
+	f.clk.add(50 * time.Minute)
+	f.read(t, f.a) // no cleanup runs before the process ends
+	f.c.Close()
+	f.open(t)
+	f.clk.add(50 * time.Minute) // 100 min after arrival, 50 after the read
+	f.gc(t, false, map[chunkstore.Digest]string{f.a: "keep"})
+}
+
 func countFiles(t *testing.T, dir string) int {
 	t.Helper()
 	n := 0
