@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // daemon is a running `basefs mount`.

@@ -28,10 +28,10 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 	"github.com/basefs/basefs/fs/names"
 )
 

@@ -2,36 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/agent/nova"
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/cache/glanceimg"
-	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/glance"
-	"github.com/basefs/basefs/chunkstore/inspect"
 	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/cmd/internal/config"
+	basefsd "github.com/basefs/basefs/daemon" // the package; daemon is the tests' child process
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
 )
@@ -242,217 +229,73 @@ func runServe(ctx context.Context, args []string) error {
 	return serve(ctx, o.mountOptions, mnt, l, o.fuseFD, h)
 }
 
-// serve is the serving process: the cache, the cache manager, the control API on l and the
-// file system on the FUSE connection fuseFD (with h, the connection itself; else a socket
-// the supervisor relays), until SIGTERM, the end of the connection, or a handover.
-// openFilesWanted is the open-file limit a serving process lifts itself to when it may: the
-// cache keeps up to half of it (at most 32768) chunk files open for sub-block reads.
-const openFilesWanted = 65536
-
-// raiseOpenFiles lifts RLIMIT_NOFILE to openFilesWanted when it is lower and the process may
-// (root; the systemd unit's LimitNOFILE does it too). Go has already lifted the soft limit to
-// the hard one.
-func raiseOpenFiles(log *slog.Logger) {
-	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil || rl.Cur >= openFilesWanted {
-		return
-	}
-	want := syscall.Rlimit{Cur: openFilesWanted, Max: max(rl.Max, openFilesWanted)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		log.Info("open-file limit not raised: fewer chunk files are kept open for sub-block reads", "limit", rl.Cur, "err", err)
-	}
-}
-
+// serve is the serving process (package daemon): the daemon built whole from the mount's
+// options, then the control API on l and the file system on the FUSE connection fuseFD
+// (with h, the connection itself; else a socket the supervisor relays), until SIGTERM, the
+// end of the connection, or a handover.
 func serve(ctx context.Context, o mountOptions, mnt string, l net.Listener, fuseFD int, h *handover.Server) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
-	origins, err := o.s3.openOrigins(ctx, o.origins, log) // dir://, http(s)://, s3://
+	cfg, err := o.daemonConfig(ctx, mnt, log)
 	if err != nil {
 		return err
+	}
+	cfg.Supervisor = os.Getppid
+	if h != nil {
+		cfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
+	}
+	d, err := basefsd.New(cfg)
+	if err != nil {
+		return err
+	}
+	if h != nil {
+		return d.ServeDirect(ctx, l, h)
+	}
+	return d.ServeRelayed(ctx, l, fuseFD)
+}
+
+// daemonConfig opens what the options name (the state, the origins, Glance) for a daemon.
+func (o *mountOptions) daemonConfig(ctx context.Context, mnt string, log *slog.Logger) (basefsd.Config, error) {
+	origins, err := o.s3.openOrigins(ctx, o.origins, log) // dir://, http(s)://, s3://
+	if err != nil {
+		return basefsd.Config{}, err
 	}
 	lim, err := o.limits.limits()
 	if err != nil {
-		return err
+		return basefsd.Config{}, err
 	}
 	st, err := local.Open(o.state, local.Options{MinFree: lim.MinFree})
 	if err != nil {
-		return err
+		return basefsd.Config{}, err
 	}
-	sock := control.SocketFromState(st.Root())
+	peers, err := o.peers.config()
+	if err != nil {
+		return basefsd.Config{}, err
+	}
 	access, _ := o.access() // validated by basefs mount
-	refusals := &inspect.Refusals{}
-	ctl := &control.Server{Version: version, Mountpoint: mnt, Origins: o.origins, Log: log, Owner: access.Uid, Refusals: refusals}
-	stopCtl := ctl.Serve(l)
-	defer stopCtl()
-	var gorigin *glance.Origin
-	var catalog *glance.Catalog
-	var glanceErr string
-	if o.glance.configured() {
-		gc, err := o.glance.open(ctx)
-		if err != nil {
-			// Keep serving what is local (and the other origins): say why Glance is missing.
-			glanceErr = err.Error()
-			log.Error("Glance unusable: its images are not served until this is fixed and the daemon restarted (basefs restart)", "err", err)
-		} else {
-			gorigin = glance.NewOrigin(gc)
-			catalog = glance.NewCatalog(gc.ListIDs, o.glance.listMinInterval)
-		}
-	}
-	var glp atomic.Pointer[glanceimg.Layer] // set below; status may be asked before
-	if o.glance.configured() {
-		ctl.Glance = func() *control.GlanceState {
-			g := &control.GlanceState{Error: glanceErr}
-			if catalog != nil {
-				cs := catalog.Stats()
-				g.Catalog = &cs
-			}
-			if gl := glp.Load(); gl != nil {
-				ls := gl.Stats()
-				g.Layer = &ls
-			}
-			return g
-		}
-	}
-	// nova's names: Glance images (through the catalog) and adopted downloads.
-	names := glanceimg.NewNames(st.Root())
-	ccfg := cache.Config{Local: st, Origins: origins, Names: names, MemoryBytes: o.memoryCache, Logger: log, WriteBack: o.writeBack}
-	if gorigin != nil {
-		// Glance is the last origin: chunks of raw Glance images read by range, verified.
-		ccfg.Origins = append(slices.Clip(origins), gorigin)
-		ccfg.OnManifest = gorigin.Register
-	}
-	var cacheRef atomic.Pointer[cache.Cache]
-	if o.peers.on() {
-		// The peers are asked first: a chunk's owner serves it from its copy or takes it once
-		// from the origins behind them.
-		peers, stopPeers, err := o.peers.startPeers(ctx, log, func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-			if c := cacheRef.Load(); c != nil {
-				return c.Chunk(ctx, d)
-			}
-			return nil, fmt.Errorf("chunk %s: this host is starting", d.Short())
-		})
-		if err != nil {
-			return err
-		}
-		defer stopPeers()
-		ctl.Peers = peers.state
-		ccfg.Origins = append([]chunkstore.Getter{peers}, ccfg.Origins...)
-	}
-	raiseOpenFiles(log)
-	c, err := cache.New(ccfg)
-	if err != nil {
-		return err
-	}
-	cacheRef.Store(c) // before the peers serve: they serve its copy, or one fetch from the origins behind them
-	gl := glanceimg.New(glanceimg.Config{Cache: c, Names: names, Origin: gorigin, Catalog: catalog, Logger: log,
-		Limits: lim, Refusals: refusals})
-	glp.Store(gl)
-	defer gl.Close()
-	ctl.EnsureGlance = gl.Ensure
-	defer c.Close() // every fetched chunk durable before exit
-	mgr, err := cache.NewManager(c, cache.ManagerConfig{
-		MinAge:        time.Duration(o.minAge) * time.Second,
-		KeepUnused:    !o.removeUnused,
-		CacheSize:     o.cacheSize,
-		ScrubRate:     o.scrubRate,
-		FillRate:      o.fillRate,
-		PrefetchRate:  o.prefetchRate,
-		PrecacheDelay: o.precacheDelay,
-		ProfileWindow: o.profileWindow,
-		Interval:      o.interval,
-		InUse:         inUseScanner(o.instancesPaths, gl.CacheKey), // nova's names of lazily read images too
-		Counters:      cache.CountersPath(st.Root()),
-		ImportLimits:  lim,
-		Refusals:      refusals,
-	})
-	if err != nil {
-		return err
-	}
-	mctx, stopMgr := context.WithCancel(ctx)
-	defer stopMgr()
-	go mgr.Run(mctx)
-	if catalog != nil {
-		go catalog.Run(mctx, o.glance.listInterval)
-	}
-	ctl.SetCache(c)
-	ctl.SetManager(mgr)
-	if o.metricsAddr != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(c.Collector(), gl.Collector(), requestLatency)
-		reg.MustRegister(daemonMetrics(st.Root(), glanceUp(o.glance.configured(), glanceErr, catalog))...)
-		// SO_REUSEPORT: during a graceful restart the old and new process both listen.
-		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
-			return serr
+	cfg := basefsd.Config{Version: version, Mountpoint: mnt, Store: st, Origins: origins, OriginURLs: o.origins,
+		MemoryCache: o.memoryCache, WriteBack: o.writeBack, Limits: lim, InstancesPaths: o.instancesPaths,
+		Peers: peers, MetricsAddr: o.metricsAddr, Access: access, Debug: o.debug,
+		Restarts: basefsd.RestartsFromState(st.Root()), Log: log,
+		Manager: cache.ManagerConfig{
+			MinAge:        time.Duration(o.minAge) * time.Second,
+			KeepUnused:    !o.removeUnused,
+			CacheSize:     o.cacheSize,
+			ScrubRate:     o.scrubRate,
+			FillRate:      o.fillRate,
+			PrefetchRate:  o.prefetchRate,
+			PrecacheDelay: o.precacheDelay,
+			ProfileWindow: o.profileWindow,
+			Interval:      o.interval,
 		}}
-		ml, err := lc.Listen(ctx, "tcp", o.metricsAddr)
-		if err != nil {
-			return fmt.Errorf("--metrics-addr %s: %w", o.metricsAddr, err)
+	if o.glance.configured() {
+		g := &basefsd.GlanceConfig{ListMinInterval: o.glance.listMinInterval, ListInterval: o.glance.listInterval}
+		if g.Client, g.Err = o.glance.open(ctx); g.Err != nil {
+			// Keep serving what is local (and the other origins): say why Glance is missing.
+			log.Error("Glance unusable: its images are not served until this is fixed and the daemon restarted (basefs restart)", "err", g.Err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go msrv.Serve(ml)
-		defer msrv.Close()
+		cfg.Glance = g
 	}
-	fcfg := fs.Config{Images: c, ControlSocket: sock, Logger: log, Supervisor: os.Getppid,
-		ObserveRequest: func(op string, d time.Duration) { requestLatency.WithLabelValues(op).Observe(d.Seconds()) },
-		NodeLog:        filepath.Join(st.Root(), "nodes"), Files: fs.FilesDir(st.Root()), Maintainer: mgr, Access: access}
-	if h != nil {
-		fcfg.Supervisor = h.SupervisorPID // it changes when the supervisor is replaced
-	}
-	resolver := fs.Resolvers{fs.DigestResolver{}, glanceimg.Resolver{L: gl}}
-	fcfg.Resolver = resolver
-	ctl.Resolve = resolver.ResolveContext // basefs prefetch: the names the mount has
-	fcfg.Aliases = gl
-	opts := fs.MountOptions(o.debug)
-	opts.DirectMount = false // the connection exists: /dev/fd/N
-	fsys, err := fs.New(fcfg)
-	if err != nil {
-		return err
-	}
-	ctl.Writable = fsys.WritableUsage
-	if h != nil {
-		return serveDirect(ctx, log, h, fsys, opts, c, mgr)
-	}
-	srv, err := fuse.NewServer(fsys, fmt.Sprintf("/dev/fd/%d", fuseFD), opts)
-	if err != nil {
-		return fmt.Errorf("serve the FUSE connection: %w", err)
-	}
-	mgr.RefreshCounters(ctx) // relayed: the previous process may still count while this one serves
-	go srv.Serve()
-	log.Info("serving", "mountpoint", mnt, "state", st.Root(), "origins", o.origins, "control", sock)
-	<-ctx.Done()
-	mgr.SaveCounters()
-	log.Info("stopping: the supervisor hands the connection on")
-	return nil
-}
-
-// requestLatency is the FUSE request latency by operation (basefs_fuse_request_seconds).
-var requestLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-	Name: "basefs_fuse_request_seconds", Help: "Latency of FUSE requests served, by operation.",
-	Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
-}, []string{"op"})
-
-// inUseScanner finds the images backing instance overlays under the instance paths, as
-// nova's image cache manager does (nova.InUseImages). A path that does not exist holds none.
-func inUseScanner(paths []string, alias func(string) (chunkstore.Digest, bool)) func(context.Context) (map[chunkstore.Digest][]string, error) {
-	return func(ctx context.Context) (map[chunkstore.Digest][]string, error) {
-		all := make(map[chunkstore.Digest][]string)
-		for _, p := range paths {
-			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			u, err := nova.InUseImagesAliased(ctx, p, alias)
-			if err != nil {
-				return nil, err
-			}
-			for d, ids := range u {
-				all[d] = append(all[d], ids...)
-			}
-		}
-		return all, nil
-	}
+	return cfg, nil
 }
 
 // access returns who may use the mount besides root: --owner's uid and --group's gid.
