@@ -121,12 +121,16 @@ type Desk struct {
 // restart is the supervisor's graceful restart; control the socket the new process answers
 // its status on.
 func OpenDesk(path string, restart func() error, controlSocket string, log *slog.Logger) (*Desk, error) {
+	return openDesk(path, restart, control.NewClient(controlSocket).Status, log)
+}
+
+// openDesk is OpenDesk with status asking the new serving process.
+func openDesk(path string, restart func() error, status func(context.Context) (*control.Status, error), log *slog.Logger) (*Desk, error) {
 	l, err := Listen(path, 0)
 	if err != nil {
 		return nil, err
 	}
-	c := control.NewClient(controlSocket)
-	d := &Desk{l: l, restart: restart, status: c.Status, log: log}
+	d := &Desk{l: l, restart: restart, status: status, log: log}
 	d.wg.Add(1)
 	go d.accept()
 	return d, nil
@@ -189,13 +193,13 @@ func (d *Desk) take(c *net.UnixConn) {
 func (d *Desk) answer(old int) (int, any) {
 	start := time.Now()
 	if err := d.Restart(); err != nil {
-		return http.StatusInternalServerError, control.ErrorReply{Error: fmt.Sprintf("restart: %v (the old serving process %d keeps serving; see the supervisor's log)", err, old)}
+		return http.StatusInternalServerError, control.ErrorReply{Error: fmt.Sprintf("%v (see the supervisor's log)", err)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := d.status(ctx)
 	if err != nil {
-		return http.StatusInternalServerError, control.ErrorReply{Error: fmt.Sprintf("restart: handed over, but the new serving process does not answer its status: %v", err)}
+		return http.StatusInternalServerError, control.ErrorReply{Error: fmt.Sprintf("handed over, but the new serving process does not answer its status: %v", err)}
 	}
 	return http.StatusOK, control.Restarted{OldPID: old, PID: st.PID, Version: st.Version, Seconds: time.Since(start).Seconds()}
 }

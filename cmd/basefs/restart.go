@@ -55,7 +55,7 @@ func runRestart(ctx context.Context, args []string) error {
 		return restartBySignal(ctx, mnt, c, before) // the daemon predates the restart request
 	}
 	if err != nil {
-		return fmt.Errorf("restart %s: %w", mnt, err)
+		return fmt.Errorf("%s: %w", mnt, err)
 	}
 	fmt.Printf("restarted %s: serving process %d (%s) → %d (%s) in %.2fs\n", mnt, r.OldPID, before.Version, r.PID, r.Version, r.Seconds)
 	return nil
