@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +33,7 @@ import (
 const RestartsName = "restart.sock"
 
 // RestartsFromState returns the restart desk's path for a state directory.
-func RestartsFromState(state string) string { return state + "/" + RestartsName }
+func RestartsFromState(state string) string { return filepath.Join(state, RestartsName) }
 
 // restartWrite bounds writing the answer to a client that stopped reading.
 const restartWrite = 10 * time.Second

@@ -12,9 +12,10 @@ import (
 	"testing"
 )
 
-// The dependency direction of ../shared/ARCHITECTURE.md, enforced: cmd → daemon → agent/fs →
-// cache → chunkstore (bench beside daemon, using its binary), leaf packages below whoever uses
-// them (fs/names, daemon/control, cache/report), the daemon without libvirt. No exceptions.
+// The dependency direction of ../shared/ARCHITECTURE.md, enforced: cmd → daemon/agent/bench →
+// fs → cache → chunkstore (the daemon above fs, cache and cache/glanceimg; the agent and bench
+// talk to it through its control API), leaf packages below whoever uses them (fs/names,
+// daemon/control, cache/report), the daemon without libvirt. No exceptions.
 
 const module = "github.com/basefs/basefs"
 
