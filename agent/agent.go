@@ -15,8 +15,8 @@ import (
 	"libvirt.org/go/libvirt"
 
 	"github.com/basefs/basefs/agent/nova"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // Defaults, as nova's where nova has one (nova: /var/lib/nova/instances and its _base).

@@ -3,7 +3,7 @@
 // size, creates the instance's qcow2 overlay on that view, builds the domain XML with
 // libvirtxml and defines, starts, destroys and undefines domains through libvirt. It sees
 // images only as digests and paths in the mount; it talks to the daemon only through its
-// control socket (cache/control), found from the mount point alone (the mount root's
+// control socket (daemon/control), found from the mount point alone (the mount root's
 // user.basefs.control attribute).
 //
 // # Layout (nova's)

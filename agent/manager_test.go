@@ -12,8 +12,8 @@ import (
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/agent/agenttest"
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 func gcNow(t *testing.T, e *agenttest.Env) *cache.GCReport {

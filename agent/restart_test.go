@@ -20,7 +20,7 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/agent/agenttest"
-	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // TestRestartsInvisibleToGuests: a guest reads its whole disk in passes (cache mode none:

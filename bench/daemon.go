@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // daemon is a running `basefs mount`.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // cpuProfiler records the basefs serving process's CPU profile (the control socket's

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // needTools fails unless each program is on PATH.

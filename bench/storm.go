@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // The storm: N hosts of scripts/fleet.sh (network namespaces on a bridge, each its own daemon)

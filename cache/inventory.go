@@ -5,20 +5,13 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/basefs/basefs/cache/report"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/local"
 )
 
 // ImageInfo is one line of `basefs ls`.
-type ImageInfo struct {
-	Digest      chunkstore.Digest `json:"digest"`
-	Size        int64             `json:"size"`
-	Chunks      int               `json:"chunks"`
-	Holes       int               `json:"holes"`
-	Present     int               `json:"chunks_present"`
-	Total       int               `json:"chunks_total"` // non-hole chunks
-	StoredBytes int64             `json:"bytes_stored"`
-}
+type ImageInfo = report.ImageInfo
 
 // Presence counts m's non-hole chunks, those present in s, and their bytes on disk. A chunk
 // used twice by one image counts twice.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/basefs/basefs/cache/report"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/importer"
 	"github.com/basefs/basefs/chunkstore/inspect"
@@ -99,28 +100,7 @@ func NewManager(c *Cache, cfg ManagerConfig) (*Manager, error) {
 }
 
 // ManagerStats are the manager's counters.
-type ManagerStats struct {
-	ImagesRemoved    int64 `json:"images_removed"`
-	ChunksRemoved    int64 `json:"chunks_removed"`
-	BytesFreed       int64 `json:"bytes_freed"`
-	Evictions        int64 `json:"evictions"`
-	EvictedBytes     int64 `json:"evicted_bytes"`
-	Scrubbed         int64 `json:"chunks_scrubbed"`
-	ScrubbedBytes    int64 `json:"bytes_scrubbed"`
-	ScrubCorrupt     int64 `json:"scrub_corrupt"`
-	FilledChunks     int64 `json:"filled_chunks"`
-	FilledBytes      int64 `json:"filled_bytes"`
-	ImagesComplete   int64 `json:"images_completed_by_fill"`
-	ProfilesRecorded int64 `json:"profiles_recorded"`
-	ProfileChunks    int64 `json:"profile_chunks_prefetched"`
-	Touched          int64 `json:"images_touched"`         // nova's utime on image names
-	RemoveRefused    int64 `json:"unlinks_refused_in_use"` // nova's unlink of an image in use
-	Adopted          int64 `json:"images_adopted"`         // downloads renamed to image names
-	PrecacheAsked    int64 `json:"precache_utimes"`        // utimes to now (nova's cache_image)
-	PrecacheInUse    int64 `json:"precache_in_use"`        // of them, of images in use: no fill
-	Prefetches       int64 `json:"prefetches"`             // basefs prefetch requests
-	PrecacheStarted  int64 `json:"precache_fills_started"` // fills started by either
-}
+type ManagerStats = report.ManagerStats
 
 // Stats returns the counters.
 func (m *Manager) Stats() ManagerStats {
@@ -168,24 +148,10 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // GCImage is one image's fate in a cleanup run.
-type GCImage struct {
-	Digest     chunkstore.Digest `json:"digest"`
-	Action     string            `json:"action"` // "remove" or "keep"
-	Reason     string            `json:"reason"`
-	AgeSeconds int64             `json:"unused_seconds"`
-	Users      []string          `json:"users,omitempty"`
-}
+type GCImage = report.GCImage
 
 // GCReport tells what a cleanup run did (or, dry, would do).
-type GCReport struct {
-	DryRun        bool      `json:"dry_run"`
-	Images        []GCImage `json:"images"`
-	ChunksRemoved int       `json:"chunks_removed"`
-	BytesFreed    int64     `json:"bytes_freed"`
-	Evicted       int       `json:"chunks_evicted"`
-	EvictedBytes  int64     `json:"bytes_evicted"`
-	StoredBytes   int64     `json:"bytes_stored"` // after the run
-}
+type GCReport = report.GCReport
 
 // inUse merges the configured in-use scan with images that have open file handles.
 func (m *Manager) inUse(ctx context.Context) (map[chunkstore.Digest][]string, error) {
@@ -362,13 +328,7 @@ func (m *Manager) references(ctx context.Context, except []chunkstore.Digest) (m
 }
 
 // ScrubReport tells what a scrub found.
-type ScrubReport struct {
-	Checked  int                 `json:"chunks_checked"`
-	Bytes    int64               `json:"bytes_checked"`
-	Corrupt  []chunkstore.Digest `json:"corrupt"`
-	Repaired int                 `json:"repaired"`
-	Failed   []string            `json:"failed,omitempty"` // corrupt and not repaired
-}
+type ScrubReport = report.ScrubReport
 
 // Scrub re-verifies every local chunk at most rate bytes a second (0: as fast as it can),
 // quarantining corrupt ones and repairing them from an origin.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/basefs/basefs/cache/report"
 	"github.com/basefs/basefs/chunkstore"
 )
 
@@ -32,23 +33,7 @@ const (
 var ErrPrefetchOff = errors.New("prefetch is off (--prefetch-rate 0)")
 
 // FillInfo is one fill's progress (basefs status).
-type FillInfo struct {
-	Image  chunkstore.Digest `json:"image"`
-	Reason string            `json:"reason"`
-	Rate   int64             `json:"rate"` // bytes a second
-	// ToFetch is how many chunks were not local when it started (-1: not known, an image read
-	// through a ChunkSource learns its chunks as they arrive).
-	ToFetch  int64     `json:"chunks_to_fetch"`
-	Chunks   int64     `json:"chunks_fetched"`
-	Bytes    int64     `json:"bytes_fetched"`
-	Failed   int64     `json:"chunks_failed"` // left for reads to fetch
-	Running  bool      `json:"running"`
-	Waiting  bool      `json:"waiting,omitempty"` // a precache's PrecacheDelay, before it fetches
-	Complete bool      `json:"complete"`          // every chunk of the image was local when it ended
-	Stopped  string    `json:"stopped,omitempty"`
-	Started  time.Time `json:"started"`
-	Seconds  float64   `json:"seconds"` // how long it ran (so far)
-}
+type FillInfo = report.FillInfo
 
 // fillJob is a fill: its progress, how to stop it, and a channel closed when it ends.
 type fillJob struct {

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/basefs/basefs/cache/report"
 	"github.com/basefs/basefs/chunkstore/tier"
 )
 
@@ -24,46 +25,10 @@ func (s *Stats) observeFetch(d time.Duration) {
 }
 
 // StatsSnapshot is a point-in-time copy of the counters.
-type StatsSnapshot struct {
-	Reads         int64 `json:"reads"`
-	BytesRead     int64 `json:"bytes_read"`
-	HoleBytes     int64 `json:"hole_bytes"`
-	ReadErrors    int64 `json:"read_errors"`
-	MemoryHits    int64 `json:"memory_hits"`
-	SubBlockReads int64 `json:"sub_block_reads"`
-	// ReadAheads counts reads of sequential streams read ahead (stream.go).
-	ReadAheads      int64            `json:"read_aheads"`
-	FetchesInFlight int64            `json:"fetches_in_flight"`
-	LocalCorrupt    int64            `json:"local_corrupt"`
-	Repairs         int64            `json:"repairs"`
-	StoreErrors     int64            `json:"store_errors"`
-	ManifestFetches int64            `json:"manifest_fetches"`
-	FetchSeconds    float64          `json:"fetch_seconds"`
-	Origins         []OriginSnapshot `json:"origins"`
-	// WriteBack counts writes to the shared tier (nil: write-back is off).
-	WriteBack *WriteBackSnapshot `json:"write_back,omitempty"`
-}
+type StatsSnapshot = report.StatsSnapshot
 
 // OriginSnapshot holds one origin's counters (tier.Snapshot).
-type OriginSnapshot = tier.Snapshot
-
-// Fetches sums chunk fetches over all origins.
-func (s StatsSnapshot) Fetches() int64 {
-	var n int64
-	for _, o := range s.Origins {
-		n += o.Fetches
-	}
-	return n
-}
-
-// OriginCorrupt sums corrupt answers over all origins.
-func (s StatsSnapshot) OriginCorrupt() int64 {
-	var n int64
-	for _, o := range s.Origins {
-		n += o.Corrupt
-	}
-	return n
-}
+type OriginSnapshot = report.OriginSnapshot
 
 func (s *Stats) snapshot() StatsSnapshot {
 	out := StatsSnapshot{

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/basefs/basefs/cache/report"
 	"github.com/basefs/basefs/chunkstore"
 )
 
@@ -293,18 +294,7 @@ func (w *writeBack) flush() {
 }
 
 // WriteBackSnapshot holds the write-back counters.
-type WriteBackSnapshot struct {
-	Tier      string `json:"tier"`
-	Chunks    int64  `json:"chunks"`    // chunks written to the tier
-	Bytes     int64  `json:"bytes"`     // their uncompressed bytes
-	Manifests int64  `json:"manifests"` // manifests written to the tier
-	Present   int64  `json:"present"`   // offered but already there (put-if-absent)
-	Failed    int64  `json:"failed"`    // writes that failed (the tier down, refused, …)
-	Dropped   int64  `json:"dropped"`   // not queued: the queue was full
-	// Entries counts what the layer above recorded after a completed image (a Glance
-	// image's basefs_manifest, cache/glanceimg).
-	Entries int64 `json:"entries"`
-}
+type WriteBackSnapshot = report.WriteBackSnapshot
 
 func (w *writeBack) snapshot() *WriteBackSnapshot {
 	if w == nil {

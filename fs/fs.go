@@ -34,7 +34,7 @@ type Config struct {
 	// ControlSocket is published as the root's names.ControlXattr (empty: none).
 	ControlSocket string
 	// Supervisor returns the pid of the supervisor holding the FUSE connection, published as
-	// the root's SupervisorXattr (nil or 0: none; the serving process is the only one).
+	// the root's names.SupervisorXattr (nil or 0: none; the serving process is the only one).
 	Supervisor func() int
 	// NodeLog, when set, is a file recording every node id handed to the kernel, so a
 	// process taking over the connection can answer for them (empty: in memory only).
@@ -56,9 +56,6 @@ type Config struct {
 	ObserveRequest func(op string, d time.Duration)
 	Logger         *slog.Logger
 }
-
-// SupervisorXattr is the mount root's extended attribute naming the supervisor's pid.
-const SupervisorXattr = names.SupervisorXattr
 
 // FS is the basefs file system, served through go-fuse's raw protocol API so that its node
 // ids are its own deterministic inode numbers (inodeNumber): any process serving the same
@@ -312,7 +309,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, header *fuse.InHeader, attr string
 		switch attr {
 		case names.ControlXattr:
 			v = f.cfg.ControlSocket
-		case SupervisorXattr:
+		case names.SupervisorXattr:
 			if pid := f.supervisor(); pid > 0 {
 				v = strconv.Itoa(pid)
 			}

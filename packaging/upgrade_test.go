@@ -15,8 +15,8 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/agent/agenttest"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // dpkg runs dpkg with args, waiting (up to 15 min) while another package manager holds the

@@ -28,12 +28,12 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/child"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/testenv"
 	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
+	"github.com/basefs/basefs/daemon/control"
 	"github.com/basefs/basefs/fs/names"
 )
 

@@ -12,8 +12,10 @@ import (
 	"testing"
 )
 
-// The dependency direction of ../shared/ARCHITECTURE.md, enforced: cmd → agent/fs/bench →
-// cache → chunkstore, leaf packages below whoever uses them, the daemon without libvirt.
+// The dependency direction of ../shared/ARCHITECTURE.md, enforced: cmd → daemon/agent/bench →
+// fs → cache → chunkstore (the daemon above fs, cache and cache/glanceimg; the agent and bench
+// talk to it through its control API), leaf packages below whoever uses them (fs/names,
+// daemon/control, cache/report), the daemon without libvirt. No exceptions.
 
 const module = "github.com/basefs/basefs"
 
@@ -32,14 +34,22 @@ var heavy = []string{"libvirt.org/...", "github.com/hanwen/go-fuse/...", "github
 	"github.com/minio/...", "github.com/prometheus/..."}
 
 var rules = []rule{
-	{from: "chunkstore/...", deep: true, to: []string{"cache/...", "fs/...", "agent/...", "cmd/...", "bench/..."},
+	{from: "chunkstore/...", deep: true, to: []string{"cache/...", "fs/...", "agent/...", "daemon/...", "cmd/...", "bench/..."},
 		why: "chunkstore is the bottom layer"},
-	{from: "cache/...", deep: true, to: []string{"fs/...", "agent/...", "cmd/...", "bench/..."},
-		allow: []string{"fs/names"}, why: "cache is below fs and agent (leaf vocabulary aside)"},
-	{from: "fs/...", deep: true, to: []string{"agent/...", "cmd/...", "bench/...", "libvirt.org/..."},
-		why: "fs knows nothing of instances or libvirt"},
-	{from: "agent/...", deep: true, to: []string{"fs/...", "cmd/...", "bench/...", "github.com/hanwen/go-fuse/..."},
-		allow: []string{"fs/names"}, why: "the agent sees images as paths, never FUSE internals"},
+	{from: "cache/...", deep: true, to: []string{"fs/...", "agent/...", "daemon/...", "cmd/...", "bench/..."},
+		why: "cache is below fs, the agent and the daemon"},
+	{from: "fs/...", deep: true, to: []string{"agent/...", "daemon/...", "cmd/...", "bench/...", "libvirt.org/..."},
+		why: "fs knows nothing of instances, the daemon or libvirt"},
+	{from: "agent/...", deep: true, to: []string{"fs/...", "daemon", "cmd/...", "bench/...", "github.com/hanwen/go-fuse/..."},
+		allow: []string{"fs/names"}, why: "the agent sees images as paths and the daemon as its control API, never FUSE internals"},
+	{from: "daemon/...", deep: true, to: []string{"agent", "cmd/...", "bench/...", "libvirt.org/..."},
+		why: "the daemon is above cache and fs, below the binary, without libvirt"},
+	{from: "daemon/control", deep: true, to: append([]string{"cache/...", "fs/...", "daemon", "agent/..."}, heavy...),
+		allow: []string{"cache/report"}, why: "leaf: the control API's wire types and client, for every part (chunkstore, cache/report and the standard library)"},
+	{from: "cache/report", deep: true, to: append([]string{"cache/...", "fs/...", "daemon/...", "agent/..."}, heavy...),
+		why: "leaf: the cache's reports as values (chunkstore and the standard library)"},
+	{from: "bench/...", deep: true, to: []string{"daemon"},
+		why: "the benchmarks drive a daemon through its binary and its control API"},
 	{from: "fs/names", deep: true, to: append([]string{"cache/...", "fs", "agent/..."}, heavy...),
 		why: "leaf vocabulary: chunkstore and the standard library only"},
 	{from: "agent/nova", deep: true, to: append([]string{"cache/...", "fs", "agent"}, heavy...),
@@ -50,8 +60,6 @@ var rules = []rule{
 		why: "fs does not link the S3 or Glance clients"},
 	{from: "agent", deep: true, to: []string{"cache/glanceimg", "chunkstore/glance", "chunkstore/s3", "github.com/gophercloud/...", "github.com/minio/..."},
 		why: "the agent does not link the S3 or Glance clients"},
-	{from: "cache/control", deep: true, to: []string{"cache/glanceimg", "chunkstore/glance", "github.com/gophercloud/...", "github.com/minio/..."},
-		why: "the control API's types and client are for every part (the agent links them)"},
 	{from: "chunkstore/glance/glanceref", deep: true, to: heavy,
 		why: "leaf vocabulary of Glance images, without a client"},
 	{from: "cache/...", deep: true, to: []string{"chunkstore/peer", "github.com/hashicorp/memberlist"},
@@ -202,6 +210,10 @@ func TestLayersCatchPlantedViolations(t *testing.T) {
 		m("cmd/basefs"):       {m("fs"), m("agent/nova"), m("cmd/internal/cli"), m("cmd/basefs-agent")}, // planted: a binary importing another
 		m("agent/nova"):       {m("chunkstore"), m("fs/names")},                                         //
 		m("bench"):            {m("cmd/internal/cli")},                                                  // planted: the binaries' helpers outside cmd
+		m("cache/glanceimg"):  {m("cache"), m("fs/names")},                                              // planted: the arrow up that once was allowed
+		m("agent/y"):          {m("daemon/control"), m("daemon")},                                       // allowed leaf, planted: the daemon itself
+		m("daemon/control"):   {m("chunkstore"), m("cache/report")},                                     //
+		m("cache/report"):     {m("chunkstore")},                                                        //
 	}
 	got := violations(g, rules)
 	want := []string{
@@ -210,6 +222,8 @@ func TestLayersCatchPlantedViolations(t *testing.T) {
 		m("agent/x") + " → github.com/hanwen/go-fuse/v2",
 		m("cmd/basefs") + " → " + m("cmd/basefs-agent"),
 		m("bench") + " → " + m("cmd/internal/cli"),
+		m("cache/glanceimg") + " → " + m("fs/names"),
+		m("agent/y") + " → " + m("daemon"),
 	}
 	for _, w := range want {
 		found := false

@@ -23,10 +23,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
 	"github.com/basefs/basefs/chunkstore/testenv/daemontest"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // daemon is a `basefs mount` child process.

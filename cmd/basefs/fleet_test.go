@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/peer"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // The fleet tests: scripts/fleet.sh makes hosts as network namespaces on a bridge, each its own

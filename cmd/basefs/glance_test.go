@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/storetest"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // glanceImage writes dataBytes of random data then zeroBytes of zeros and uploads it as raw.

@@ -33,10 +33,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/agent/agenttest"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // The OpenStack this test brings up (scripts/start-openstack.sh) is its own: a fixed state

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/chunkstore"
-	"github.com/basefs/basefs/chunkstore/httpx"
 	"github.com/basefs/basefs/chunkstore/peer"
 )
 
@@ -78,81 +72,15 @@ func (o *peerOptions) secret() ([]byte, error) {
 	return b, nil
 }
 
-// peerOrigin is the peer tier as an origin of the serving process: "not here" until its node
-// runs. A serving process that takes over from another (basefs restart) finds the peer ports
-// still held by the one it replaces: it starts its node as soon as they are free.
-type peerOrigin struct {
-	node  atomic.Pointer[peer.Node]
-	ready chan struct{} // closed once node is set
-}
-
-var _ chunkstore.Getter = (*peerOrigin)(nil)
-
-// startPeers starts the node now if it can, else retries each second in the background until
-// ctx ends; source serves the peers (the cache's verified chunks). The returned function stops
-// the node.
-func (o *peerOptions) startPeers(ctx context.Context, log *slog.Logger, source peer.Source) (*peerOrigin, func(), error) {
+// config returns the peer tier's configuration (nil: off).
+func (o *peerOptions) config() (*peer.Config, error) {
+	if !o.on() {
+		return nil, nil
+	}
 	s, err := o.secret()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg := peer.Config{Addr: o.addr, GossipPort: o.gossipPort, Join: o.join, Secret: s,
-		Timeout: o.timeout, Owners: o.owners, Log: log.With("part", "peers")}
-	po := &peerOrigin{ready: make(chan struct{})}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for attempt := 0; ; attempt++ {
-			n, err := peer.Start(cfg)
-			if err == nil {
-				n.SetSource(source)
-				po.node.Store(n)
-				close(po.ready)
-				<-ctx.Done()
-				n.Close()
-				return
-			}
-			if attempt == 0 {
-				log.Warn("peer tier not started yet (its ports may still be held by the process this one replaces); retrying each second", "err", err)
-			}
-			if httpx.Sleep(ctx, time.Second) != nil {
-				return
-			}
-		}
-	}()
-	return po, func() { cancel(); <-done }, nil
-}
-
-func (p *peerOrigin) String() string {
-	if n := p.node.Load(); n != nil {
-		return n.String()
-	}
-	return "peers(starting)"
-}
-
-func (p *peerOrigin) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-	if n := p.node.Load(); n != nil {
-		return n.GetChunk(ctx, d)
-	}
-	return nil, fmt.Errorf("chunk %s: the peer tier is starting: %w", d.Short(), chunkstore.ErrNotFound)
-}
-
-func (p *peerOrigin) HasChunk(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
-
-func (p *peerOrigin) GetManifest(_ context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
-	return nil, fmt.Errorf("image %s: peers serve no manifests: %w", d.Short(), chunkstore.ErrNotFound)
-}
-
-func (p *peerOrigin) HasManifest(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
-
-// state is the control API's view of the peer tier.
-func (p *peerOrigin) state() *control.PeerState {
-	n := p.node.Load()
-	if n == nil {
-		return &control.PeerState{}
-	}
-	c := n.Stats()
-	return &control.PeerState{Members: n.Members(), Served: c.Served.Load(), ServedBytes: c.ServedBytes.Load(),
-		Refused: c.Refused.Load(), Failed: c.Failed.Load(), Corrupt: c.Corrupt.Load(), AskFailed: c.AskFailed.Load()}
+	return &peer.Config{Addr: o.addr, GossipPort: o.gossipPort, Join: o.join, Secret: s,
+		Timeout: o.timeout, Owners: o.owners}, nil
 }

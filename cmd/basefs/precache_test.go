@@ -16,11 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/chunkstore/glance/glancetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // precacheRate is the daemon's --prefetch-rate in TestPrecacheUtimeAndPrefetch: slow enough to

@@ -11,10 +11,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance/glanceref"
 	"github.com/basefs/basefs/cmd/internal/cli"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 type prefetchOptions struct {

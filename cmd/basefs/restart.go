@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -10,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/basefs/basefs/cache/control"
-	"github.com/basefs/basefs/fs"
+	"github.com/basefs/basefs/daemon/control"
+	"github.com/basefs/basefs/fs/names"
 )
 
 func init() {
@@ -22,17 +23,19 @@ func init() {
 	})
 }
 
-// runRestart asks the mount's supervisor (SIGHUP) to start the basefs binary installed now,
-// hand it the FUSE connection and retire the old serving process, and waits until it has.
+// runRestart asks the mount's daemon, on its control socket, to start the basefs binary
+// installed now, hand it the FUSE connection and retire the old serving process; the
+// supervisor answers when it has, or why it could not (the old one then keeps serving).
 func runRestart(ctx context.Context, args []string) error {
 	f := newFlags("restart")
+	timeout := f.Duration("timeout", 3*time.Minute, "how long to wait for the handover (a new process may take a minute to start and the old one 30 s to drain)")
 	if _, err := parseFlags(f, args); err != nil {
 		return err
 	}
 	if f.NArg() != 1 {
 		return usageError{Msg: "want exactly one MOUNTPOINT"}
 	}
-	mnt, pid, err := mountSupervisor(f.Arg(0))
+	mnt, err := filepath.Abs(f.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -40,8 +43,28 @@ func runRestart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
 	c := control.NewClient(sock)
 	before, err := c.Status(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := c.Restart(ctx)
+	if errors.Is(err, control.ErrUnsupported) {
+		return restartBySignal(ctx, mnt, c, before) // the daemon predates the restart request
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", mnt, err)
+	}
+	fmt.Printf("restarted %s: serving process %d (%s) → %d (%s) in %.2fs\n", mnt, r.OldPID, before.Version, r.PID, r.Version, r.Seconds)
+	return nil
+}
+
+// restartBySignal restarts the daemon of an older basefs, whose supervisor restarts on SIGHUP
+// and answers no restart request: signal it and watch the serving process change.
+func restartBySignal(ctx context.Context, mnt string, c *control.Client, before *control.Status) error {
+	_, pid, err := mountSupervisor(mnt)
 	if err != nil {
 		return err
 	}
@@ -49,24 +72,25 @@ func runRestart(ctx context.Context, args []string) error {
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("signal the supervisor %d: %w", pid, err)
 	}
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for ctx.Err() == nil {
 		st, err := c.Status(ctx)
 		if err == nil && st.PID != before.PID {
 			// The old one may still be draining; wait until it is gone.
-			for syscall.Kill(before.PID, 0) == nil && time.Now().Before(deadline) {
+			for syscall.Kill(before.PID, 0) == nil && ctx.Err() == nil {
 				time.Sleep(20 * time.Millisecond)
 			}
 			fmt.Printf("restarted %s: serving process %d (%s) → %d (%s) in %.2fs\n", mnt, before.PID, before.Version, st.PID, st.Version, time.Since(start).Seconds())
 			return nil
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: the serving process did not change within 90 s (see the supervisor's log: a new binary that fails to start leaves the old one serving)", mnt)
+	return fmt.Errorf("%s: the serving process did not change in time (see the supervisor's log: a new binary that fails to start leaves the old one serving)", mnt)
 }
 
 // supervisorOf asks the mount at mnt for its supervisor's pid.
 func supervisorOf(mnt string) (int, error) {
 	buf := make([]byte, 32)
-	n, err := unix.Getxattr(mnt, fs.SupervisorXattr, buf)
+	n, err := unix.Getxattr(mnt, names.SupervisorXattr, buf)
 	if err != nil {
 		return 0, fmt.Errorf("%s: no basefs supervisor answers (%v): is it a basefs mount?", mnt, err)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/basefs/basefs/cache"
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/cache/glanceimg"
 	"github.com/basefs/basefs/chunkstore"
 	"github.com/basefs/basefs/chunkstore/glance"
@@ -25,6 +24,7 @@ import (
 	"github.com/basefs/basefs/chunkstore/s3/s3test"
 	"github.com/basefs/basefs/chunkstore/storetest"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // The fleet-tier tests: a real one-node Ceph RGW (scripts/start-ceph.sh, one per test

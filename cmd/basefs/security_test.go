@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/testenv"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // TestControlSocketPeers: the control socket is the owner's, mode 0600; another local user

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/glance"
 	"github.com/basefs/basefs/cmd/internal/cli"
+	"github.com/basefs/basefs/daemon/control"
 )
 
 type statusOptions struct {

@@ -15,8 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/basefs/basefs/cache/control"
 	"github.com/basefs/basefs/chunkstore/local"
+	basefsd "github.com/basefs/basefs/daemon" // the package; daemon is the tests' child process
+	"github.com/basefs/basefs/daemon/control"
 	"github.com/basefs/basefs/fs"
 	"github.com/basefs/basefs/fs/handover"
 	"github.com/basefs/basefs/fs/relay"
@@ -57,7 +58,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	if err != nil {
 		return err
 	}
-	l, err := control.Listen(sock, access.Uid)
+	l, err := basefsd.Listen(sock, access.Uid)
 	if err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 			return cmd, cmd.Start()
 		})
 		notifyReady(log)
-		return superviseLoop(ctx, log, mnt, r.Run, countFailures(st.Root(), r.Restart), r.Stop)
+		return superviseLoop(ctx, log, mnt, st.Root(), r.Run, r.Restart, r.Stop)
 	}
 	init, err := handover.ReadInit(dev)
 	if err != nil {
@@ -108,7 +109,7 @@ func supervise(ctx context.Context, o mountOptions, mnt string, args []string) e
 	}
 	sv := handover.NewSupervisor(dev, init, log, startServing(self, args, dev, lf))
 	notifyReady(log)
-	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(nil) }, countFailures(st.Root(), sv.Restart), sv.Stop)
+	return superviseLoop(ctx, log, mnt, st.Root(), func() error { return sv.Run(nil) }, sv.Restart, sv.Stop)
 }
 
 // superviseAdopted is `basefs mount --adopt`: the supervisor a serving process starts when
@@ -127,13 +128,22 @@ func superviseAdopted(ctx context.Context, o mountOptions, mnt string, args []st
 	defer os.Remove(control.SocketFromState(o.state))
 	sv := handover.NewSupervisor(dev, nil, log, startServing(self, args, dev, lf))
 	notifyMainPID(log)
-	return superviseLoop(ctx, log, mnt, func() error { return sv.Run(link) }, countFailures(o.state, sv.Restart), sv.Stop)
+	return superviseLoop(ctx, log, mnt, o.state, func() error { return sv.Run(link) }, sv.Restart, sv.Stop)
 }
 
 // superviseLoop runs the connection's supervision (run) until the file system is unmounted:
-// SIGHUP restarts the serving process (the binary on disk then: an upgrade), SIGINT/SIGTERM
-// unmount.
-func superviseLoop(ctx context.Context, log *slog.Logger, mnt string, run, restart func() error, stop func()) error {
+// a restart asked on the control socket (basefs restart, through the restart desk, which
+// answers it) or SIGHUP restarts the serving process (the binary on disk then: an upgrade),
+// one at a time, each failure counted in the state directory; SIGINT/SIGTERM unmount.
+func superviseLoop(ctx context.Context, log *slog.Logger, mnt, state string, run, restart func() error, stop func()) error {
+	restart = basefsd.CountFailures(state, restart)
+	desk, err := basefsd.OpenDesk(basefsd.RestartsFromState(state), restart, control.SocketFromState(state), log)
+	if err != nil {
+		log.Error("basefs restart cannot reach this supervisor (SIGHUP still restarts)", "err", err)
+	} else {
+		defer desk.Close()
+		restart = desk.Restart
+	}
 	served := make(chan error, 1)
 	go func() { served <- run() }()
 	var stopSignals context.CancelFunc = func() {}

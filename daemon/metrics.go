@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -10,9 +10,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
-
-	"github.com/basefs/basefs/chunkstore/glance"
 )
+
+// requestLatency is the FUSE request latency by operation (basefs_fuse_request_seconds).
+var requestLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name: "basefs_fuse_request_seconds", Help: "Latency of FUSE requests served, by operation.",
+	Buckets: prometheus.ExponentialBuckets(0.00001, 2, 20),
+}, []string{"op"})
 
 // The daemon's own metrics beside the cache's (cache.Collector) and the FUSE latency
 // (requestLatency): what the alert rules (packaging/basefs.rules.yml) watch besides those.
@@ -22,7 +26,7 @@ import (
 //	basefs_state_size_bytes             that file system's size
 //	basefs_glance_up                    1 when Glance answered its last listing, 0 when not (absent without Glance)
 //	basefs_handover_failures_total      restarts (reloads, upgrades) whose new serving process did not take over
-func daemonMetrics(state string, glanceOK func() (configured, up bool)) []prometheus.Collector {
+func daemonMetrics(version, state string, glanceOK func() (configured, up bool)) []prometheus.Collector {
 	statfs := func(f func(*unix.Statfs_t) float64) func() float64 {
 		return func() float64 {
 			var s unix.Statfs_t
@@ -40,7 +44,7 @@ func daemonMetrics(state string, glanceOK func() (configured, up bool)) []promet
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "basefs_state_size_bytes", Help: "Size of the state directory's file system (-1: statfs failed)."},
 			statfs(func(s *unix.Statfs_t) float64 { return float64(s.Blocks) * float64(s.Bsize) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "basefs_handover_failures_total", Help: "Restarts (reload, upgrade) whose new serving process did not take over the FUSE connection."},
-			func() float64 { return float64(handoverFailures(state)) }),
+			func() float64 { return float64(HandoverFailures(state)) }),
 	}
 	if configured, _ := glanceOK(); configured {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "basefs_glance_up", Help: "1 when Glance answered the last image listing, else 0."},
@@ -54,21 +58,12 @@ func daemonMetrics(state string, glanceOK func() (configured, up bool)) []promet
 	return cs
 }
 
-// glanceUp tells whether Glance is configured and answered its last listing.
-func glanceUp(configured bool, openErr string, catalog *glance.Catalog) func() (bool, bool) {
-	return func() (bool, bool) {
-		if !configured {
-			return false, false
-		}
-		return true, openErr == "" && catalog != nil && catalog.Stats().LastError == ""
-	}
-}
-
 // handoverFailuresPath keeps the count of failed restarts: written by the supervisor, read by
 // whichever serving process answers the scrape.
 func handoverFailuresPath(state string) string { return filepath.Join(state, "handover-failures") }
 
-func handoverFailures(state string) int64 {
+// HandoverFailures returns how many restarts failed so far (CountFailures).
+func HandoverFailures(state string) int64 {
 	b, err := os.ReadFile(handoverFailuresPath(state))
 	if err != nil {
 		return 0
@@ -77,14 +72,14 @@ func handoverFailures(state string) int64 {
 	return n
 }
 
-// countFailures wraps a supervisor's restart: each failure is added to the state's count.
-func countFailures(state string, restart func() error) func() error {
+// CountFailures wraps a supervisor's restart: each failure is added to the state's count.
+func CountFailures(state string, restart func() error) func() error {
 	return func() error {
 		err := restart()
 		if err != nil {
 			p := handoverFailuresPath(state)
 			tmp := p + ".tmp"
-			werr := os.WriteFile(tmp, []byte(fmt.Sprintln(handoverFailures(state)+1)), 0o644)
+			werr := os.WriteFile(tmp, []byte(fmt.Sprintln(HandoverFailures(state)+1)), 0o644)
 			if werr == nil {
 				werr = os.Rename(tmp, p)
 			}

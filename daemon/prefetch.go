@@ -1,14 +1,14 @@
-package control
+package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/daemon/control"
 	"github.com/basefs/basefs/fs/names"
 )
 
@@ -19,7 +19,7 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	v, ok := names.Parse(name)
 	if !ok || v.ViewGiB != 0 {
-		reply(w, http.StatusBadRequest, apiError{fmt.Sprintf("prefetch %q: not an image name (a 64-hex digest or nova's 40-hex name)", name)})
+		reply(w, http.StatusBadRequest, control.ErrorReply{Error: fmt.Sprintf("prefetch %q: not an image name (a 64-hex digest or nova's 40-hex name)", name)})
 		return
 	}
 	m := s.readyManager(w)
@@ -36,10 +36,10 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 	d, ok, err := resolve(r.Context(), v.Ref)
 	switch {
 	case err != nil && !chunkstore.IsNotFound(err):
-		reply(w, http.StatusBadGateway, apiError{fmt.Sprintf("prefetch %s: %v", name, err)})
+		reply(w, http.StatusBadGateway, control.ErrorReply{Error: fmt.Sprintf("prefetch %s: %v", name, err)})
 		return
 	case err != nil || !ok:
-		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("prefetch %s: no such image here or in the origins", name)})
+		reply(w, http.StatusNotFound, control.ErrorReply{Error: fmt.Sprintf("prefetch %s: no such image here or in the origins", name)})
 		return
 	}
 	info, _, err := m.Prefetch(r.Context(), d)
@@ -51,7 +51,7 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, cache.ErrPrefetchOff):
 			code = http.StatusConflict
 		}
-		reply(w, code, apiError{err.Error()})
+		reply(w, code, control.ErrorReply{Error: err.Error()})
 		return
 	}
 	reply(w, http.StatusOK, info)
@@ -60,7 +60,7 @@ func (s *Server) prefetch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) fill(w http.ResponseWriter, r *http.Request) {
 	d, err := chunkstore.ParseDigest(r.PathValue("digest"))
 	if err != nil {
-		reply(w, http.StatusBadRequest, apiError{err.Error()})
+		reply(w, http.StatusBadRequest, control.ErrorReply{Error: err.Error()})
 		return
 	}
 	m := s.readyManager(w)
@@ -69,7 +69,7 @@ func (s *Server) fill(w http.ResponseWriter, r *http.Request) {
 	}
 	info, done, ok := m.Fill(d)
 	if !ok {
-		reply(w, http.StatusNotFound, apiError{fmt.Sprintf("image %s: no fill in this daemon process", d)})
+		reply(w, http.StatusNotFound, control.ErrorReply{Error: fmt.Sprintf("image %s: no fill in this daemon process", d)})
 		return
 	}
 	if r.URL.Query().Get("wait") == "1" {
@@ -81,28 +81,4 @@ func (s *Server) fill(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply(w, http.StatusOK, info)
-}
-
-// Prefetch asks the daemon to fetch the whole image called name (a digest or nova's name) in
-// the background, and returns the fill's progress (a running fill of the image is joined).
-func (c *Client) Prefetch(ctx context.Context, name string) (*cache.FillInfo, error) {
-	var fi cache.FillInfo
-	if err := c.do(ctx, http.MethodPost, "/v1/prefetch/"+url.PathEscape(name), &fi); err != nil {
-		return nil, err
-	}
-	return &fi, nil
-}
-
-// Fill returns the progress of image d's last fill (d: FillInfo.Image); with wait, once it
-// has ended (ctx bounds the wait).
-func (c *Client) Fill(ctx context.Context, d chunkstore.Digest, wait bool) (*cache.FillInfo, error) {
-	var fi cache.FillInfo
-	path := "/v1/fills/" + d.String()
-	if wait {
-		path += "?wait=1"
-	}
-	if err := c.do(ctx, http.MethodGet, path, &fi); err != nil {
-		return nil, err
-	}
-	return &fi, nil
 }

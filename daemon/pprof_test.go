@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"bytes"
@@ -9,19 +9,21 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // TestCPUProfile records a CPU profile through the control socket: what comes back is a
 // pprof profile (gzipped protocol buffers).
 func TestCPUProfile(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), SocketName)
+	sock := filepath.Join(t.TempDir(), control.SocketName)
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer (&Server{}).Serve(l)()
 	var buf bytes.Buffer
-	if err := NewClient(sock).CPUProfile(context.Background(), time.Second, &buf); err != nil {
+	if err := control.NewClient(sock).CPUProfile(context.Background(), time.Second, &buf); err != nil {
 		t.Fatal(err)
 	}
 	z, err := gzip.NewReader(&buf)

@@ -1,4 +1,4 @@
-package control
+package daemon
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/basefs/basefs/daemon/control"
 )
 
 // Who may use the control socket: root and the daemon's owner (nova-compute's user), told
@@ -38,18 +40,24 @@ func peerCred(c net.Conn) *unix.Ucred {
 // nothing else (no status, no fetch, no profile).
 func (s *Server) allowPeers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)
+		cred := peerOf(r)
 		if cred == nil || (cred.Uid != 0 && cred.Uid != s.Owner) {
 			uid := "unknown"
 			if cred != nil {
 				uid = fmt.Sprint(cred.Uid)
 			}
 			s.log().Warn("control socket: request refused: the peer is neither root nor the owner", "uid", uid, "owner", s.Owner, "path", r.URL.Path)
-			reply(w, http.StatusForbidden, apiError{fmt.Sprintf("basefs control socket: uid %s may not use it (only root and the owner, uid %d: basefs mount --owner)", uid, s.Owner)})
+			reply(w, http.StatusForbidden, control.ErrorReply{Error: fmt.Sprintf("basefs control socket: uid %s may not use it (only root and the owner, uid %d: basefs mount --owner)", uid, s.Owner)})
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// peerOf returns the credentials of the process that made request r (nil: unknown).
+func peerOf(r *http.Request) *unix.Ucred {
+	cred, _ := r.Context().Value(peerKey{}).(*unix.Ucred)
+	return cred
 }
 
 func withPeer(ctx context.Context, c net.Conn) context.Context {
