@@ -150,7 +150,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.MetricsAddr != "" {
 		d.registry = prometheus.NewRegistry()
 		d.registry.MustRegister(c.Collector(), d.glance.Collector(), requestLatency)
-		d.registry.MustRegister(daemonMetrics(cfg.Version, root, d.glanceUp)...)
+		d.registry.MustRegister(daemonMetrics(cfg.Version, root, cfg.Limits.MinFree, d.glanceUp)...)
 	}
 	return d, nil
 }

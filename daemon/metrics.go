@@ -24,9 +24,10 @@ var requestLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 //	basefs_build_info{version}          1: which binary serves (after an upgrade, the new one)
 //	basefs_state_free_bytes             bytes available to basefs on the state directory's file system
 //	basefs_state_size_bytes             that file system's size
+//	basefs_state_min_free_bytes         the reserve (--min-free) that chunk writes and imports leave free there
 //	basefs_glance_up                    1 when Glance answered its last listing, 0 when not (absent without Glance)
 //	basefs_handover_failures_total      restarts (reloads, upgrades) whose new serving process did not take over
-func daemonMetrics(version, state string, glanceOK func() (configured, up bool)) []prometheus.Collector {
+func daemonMetrics(version, state string, minFree int64, glanceOK func() (configured, up bool)) []prometheus.Collector {
 	statfs := func(f func(*unix.Statfs_t) float64) func() float64 {
 		return func() float64 {
 			var s unix.Statfs_t
@@ -43,6 +44,8 @@ func daemonMetrics(version, state string, glanceOK func() (configured, up bool))
 			statfs(func(s *unix.Statfs_t) float64 { return float64(s.Bavail) * float64(s.Bsize) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "basefs_state_size_bytes", Help: "Size of the state directory's file system (-1: statfs failed)."},
 			statfs(func(s *unix.Statfs_t) float64 { return float64(s.Blocks) * float64(s.Bsize) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "basefs_state_min_free_bytes", Help: "The reserve (--min-free) that fetched chunks, imports and conversions leave free on the state's file system (0: none)."},
+			func() float64 { return float64(minFree) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "basefs_handover_failures_total", Help: "Restarts (reload, upgrade) whose new serving process did not take over the FUSE connection."},
 			func() float64 { return float64(HandoverFailures(state)) }),
 	}
