@@ -16,7 +16,10 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 )
 
-func TestMain(m *testing.M) { agenttest.Main(m) }
+func TestMain(m *testing.M) {
+	os.Setenv("BASEFS_CONFIG", "") // this host's /etc/basefs/basefs.conf changes no test
+	agenttest.Main(m)
+}
 
 // agentCmd runs the command in process and returns stdout, stderr and the exit status.
 func agentCmd(t *testing.T, args ...string) (string, string, int) {
@@ -227,5 +230,25 @@ func TestCLI(t *testing.T) {
 	}
 	if names, _ := os.ReadDir(e.Mount); len(names) != 1 || names[0].Name() != img.Digest {
 		t.Fatalf("the base is no longer listed: %v", names)
+	}
+}
+
+// TestConfigFile: the [agent] section of basefs's configuration file sets what every command
+// shares (here the libvirt URI), the command line wins over it, a setting that is not the
+// section's is refused with where it is, and basefs itself accepts a file with [agent].
+func TestConfigFile(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "basefs.conf")
+	os.WriteFile(conf, []byte("[mount]\ncache_size = 1073741824\n[agent]\nconnect = bogus:///nowhere\n"), 0o644)
+	if _, errOut, code := agentCmd(t, "list", "--config", conf); code != 1 || !strings.Contains(errOut, "bogus:///nowhere") {
+		t.Errorf("list with [agent] connect = bogus:///nowhere: exit %d, %s; want it to try that URI", code, errOut)
+	}
+	t.Setenv("BASEFS_CONFIG", conf) // the default file, as /etc/basefs/basefs.conf would be
+	if _, errOut, code := agentCmd(t, "list"); code != 1 || !strings.Contains(errOut, "bogus:///nowhere") {
+		t.Errorf("list with BASEFS_CONFIG's [agent]: exit %d, %s; want it to try bogus:///nowhere", code, errOut)
+	}
+	mustAgent(t, "list", "--connect", agenttest.Connect) // the command line wins
+	os.WriteFile(conf, []byte("[agent]\nmemory = 1G\n"), 0o644)
+	if _, errOut, code := agentCmd(t, "list"); code == 0 || !strings.Contains(errOut, conf+":2: [agent] memory: no such setting (the section's settings: instances_path, connect, kernel_dir, verbose)") {
+		t.Errorf("list with [agent] memory: exit %d, %s; want the setting refused with its line", code, errOut)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/basefs/basefs/agent"
 	"github.com/basefs/basefs/cmd/internal/cli"
+	"github.com/basefs/basefs/cmd/internal/config"
 )
 
 type command struct {
@@ -109,9 +110,12 @@ func newFlags(name string, errOut io.Writer) *pflag.FlagSet {
 	return fs
 }
 
-// parse parses args; a flag error or a positional argument becomes a usageError.
+// parse parses args over the configuration file's [agent] section (--config; the file basefs
+// reads, /etc/basefs/basefs.conf, unless BASEFS_CONFIG names another): instances_path,
+// connect, kernel_dir and verbose are settable there for every command; the command line
+// wins. A flag error or a positional argument becomes a usageError.
 func parse(fs *pflag.FlagSet, args []string) error {
-	if err := cli.Parse(fs, args); err != nil {
+	if _, err := config.Parse(fs, args, config.Options{Section: config.AgentSection, Keys: config.AgentKeys, DefaultPath: config.DefaultPath()}); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -14,16 +14,6 @@ import (
 	"github.com/basefs/basefs/cmd/internal/config"
 )
 
-// configPath is the file every command reads its section of (package cmd/internal/config)
-// when --config does not name another; it need not exist. BASEFS_CONFIG, when set, replaces
-// it ("": no file; the tests set it so that a host's own file never changes them).
-func configPath() string {
-	if p, ok := os.LookupEnv("BASEFS_CONFIG"); ok {
-		return p
-	}
-	return "/etc/basefs/basefs.conf"
-}
-
 // parseFlags parses a command's arguments over its section of the configuration file (and,
 // for the mount's flags, nova.conf): every flag of f is settable there.
 func parseFlags(f *pflag.FlagSet, args []string) (*config.Result, error) {
@@ -35,13 +25,13 @@ func parseFlags(f *pflag.FlagSet, args []string) (*config.Result, error) {
 	if f.Lookup("instances-path") != nil {
 		nova = novaOptions
 	}
-	var known []string
+	known := []string{config.AgentSection} // basefs-agent reads the same file
 	for n, c := range commands {
 		if !c.hidden && n != "config" {
 			known = append(known, n)
 		}
 	}
-	return config.Parse(f, args, config.Options{Section: section, Known: known, DefaultPath: configPath(), Nova: nova})
+	return config.Parse(f, args, config.Options{Section: section, Known: known, DefaultPath: config.DefaultPath(), Nova: nova})
 }
 
 // novaOptions are what the mount takes from nova.conf (--nova-config), with nova's defaults

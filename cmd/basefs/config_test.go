@@ -16,7 +16,7 @@ func TestConfigCommand(t *testing.T) {
 	nova := filepath.Join(dir, "nova.conf")
 	os.WriteFile(nova, []byte("[DEFAULT]\nstate_path = "+dir+"/nova\ninstances_path = $state_path/instances\n[image_cache]\nremove_unused_base_images = False\nremove_unused_original_minimum_age_seconds = 3600\nmanager_interval = -1\n"), 0o644)
 	conf := filepath.Join(dir, "basefs.conf")
-	os.WriteFile(conf, []byte("[mount]\nnova_config = "+nova+"\ncache_size = 1073741824\norigin = dir://"+dir+"/a\norigin = dir://"+dir+"/b\n[status]\nstate = /srv/basefs\n"), 0o644)
+	os.WriteFile(conf, []byte("[mount]\nnova_config = "+nova+"\ncache_size = 1073741824\norigin = dir://"+dir+"/a\norigin = dir://"+dir+"/b\n[status]\nstate = /srv/basefs\n[agent]\nconnect = qemu:///system\n"), 0o644)
 	out := mustBasefs(t, "config", "--config", conf, "--scrub-rate", "0")
 	for _, want := range []string{
 		"# nova_config: " + conf + ":2\nnova_config = " + nova,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -54,11 +55,30 @@ type NovaOption struct {
 
 // Options say what a command reads.
 type Options struct {
-	Section     string       // the command's section
-	Known       []string     // every section a file may have (the commands)
+	Section string   // the command's section
+	Known   []string // every section a file may have (the commands); nil: not checked here
+	// Keys, when set, are the only flags the section may set (a section several commands
+	// share: basefs-agent's [agent] holds what all its commands take).
+	Keys        []string
 	DefaultPath string       // read when it exists and --config is not given ("": none)
 	Nova        []NovaOption // nil: the command has no --nova-config
 }
+
+// DefaultPath is the file both binaries read their sections of when --config does not name
+// another; it need not exist. BASEFS_CONFIG, when set, replaces it ("": no file; the tests
+// set it so that a host's own file never changes them).
+func DefaultPath() string {
+	if p, ok := os.LookupEnv("BASEFS_CONFIG"); ok {
+		return p
+	}
+	return "/etc/basefs/basefs.conf"
+}
+
+// AgentSection is basefs-agent's section: the settings all its commands share (AgentKeys).
+const AgentSection = "agent"
+
+// AgentKeys are the flags [agent] may set.
+var AgentKeys = []string{"instances-path", "connect", "kernel-dir", "verbose"}
 
 // Result is where the command's flags' values came from.
 type Result struct {
@@ -139,13 +159,16 @@ func Parse(f *pflag.FlagSet, args []string, o Options) (*Result, error) {
 // apply sets the flags of the command's section of ini, checking every section's name.
 func (r *Result) apply(f *pflag.FlagSet, ini *INI, o Options) error {
 	for _, s := range ini.Sections {
-		if !slices.Contains(o.Known, s) {
+		if o.Known != nil && !slices.Contains(o.Known, s) {
 			return fmt.Errorf("%s: section [%s]: no such command (sections are named after basefs commands: %s)", ini.Path, s, strings.Join(o.Known, ", "))
 		}
 	}
 	for _, e := range ini.Entries[o.Section] {
 		name := strings.ReplaceAll(e.Key, "_", "-")
 		fl := f.Lookup(name)
+		if o.Keys != nil && !slices.Contains(o.Keys, name) {
+			return fmt.Errorf("%s:%d: [%s] %s: no such setting (the section's settings: %s)", ini.Path, e.Line, o.Section, e.Key, strings.ReplaceAll(strings.Join(o.Keys, ", "), "-", "_"))
+		}
 		if fl == nil || fl.Hidden || name == "config" {
 			return fmt.Errorf("%s:%d: [%s] %s: basefs %s has no such setting (basefs %s --help lists them)", ini.Path, e.Line, o.Section, e.Key, o.Section, o.Section)
 		}
