@@ -91,7 +91,7 @@ func TestDaemonRefusesOtherCallers(t *testing.T) {
 			t.Errorf("lookup %s by a stranger: %v, want EACCES", name, st)
 		}
 	}
-	if n := len(f.nodes.m); n != 0 {
+	if n := len(f.images.nodes.m); n != 0 {
 		t.Errorf("a stranger's lookups left %d nodes", n)
 	}
 	if st := f.ReadDir(nil, &fuse.ReadIn{InHeader: stranger}, nil); st != fuse.EACCES {
@@ -108,7 +108,7 @@ func TestDaemonRefusesOtherCallers(t *testing.T) {
 			t.Fatalf("lookup of unknown %s: %v", name, st)
 		}
 	}
-	if n := len(f.nodes.m); n != 0 {
+	if n := len(f.images.nodes.m); n != 0 {
 		t.Errorf("lookups of unknown names left %d nodes", n)
 	}
 	for _, c := range []fuse.Caller{{Owner: fuse.Owner{Uid: 1000, Gid: 5}}, {Owner: fuse.Owner{Uid: 5, Gid: 1000}}, {Owner: fuse.Owner{Uid: 0, Gid: 5}}} {
@@ -187,7 +187,7 @@ func TestWritableAreaFollowsNoLink(t *testing.T) {
 		t.Errorf("the file outside is now %q", b)
 	}
 	for _, bad := range []string{".", ".."} {
-		if st := (&FS{files: &files{}}).writableName(fuse.FUSE_ROOT_ID, bad); st != fuse.EINVAL {
+		if st := (&rootDir{area: &area{files: &files{}}}).creatable(bad); st != fuse.EINVAL {
 			t.Errorf("create %q: %v, want EINVAL", bad, st)
 		}
 	}
