@@ -83,11 +83,11 @@ func inGroup(pid, uid, gid uint32) bool {
 
 // deny answers whether h's caller is refused (logged once per request; the kernel has usually
 // refused it already, so one reaching here is worth a line).
-func (f *FS) deny(h *fuse.InHeader, op string) bool {
-	if f.cfg.Access.allows(&h.Caller) {
+func (c *Config) deny(h *fuse.InHeader, op string) bool {
+	if c.Access.allows(&h.Caller) {
 		return false
 	}
-	f.cfg.Logger.Warn("request refused: the caller is not root, the owner or in the group", "op", op,
-		"uid", h.Caller.Uid, "gid", h.Caller.Gid, "pid", h.Caller.Pid, "owner", f.cfg.Access.Uid, "group", f.cfg.Access.Gid)
+	c.Logger.Warn("request refused: the caller is not root, the owner or in the group", "op", op,
+		"uid", h.Caller.Uid, "gid", h.Caller.Gid, "pid", h.Caller.Pid, "owner", c.Access.Uid, "group", c.Access.Gid)
 	return true
 }

@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,7 +90,7 @@ func TestDaemonRefusesOtherCallers(t *testing.T) {
 			t.Errorf("lookup %s by a stranger: %v, want EACCES", name, st)
 		}
 	}
-	if n := len(f.nodes.m); n != 0 {
+	if n := len(f.images.nodes.m); n != 0 {
 		t.Errorf("a stranger's lookups left %d nodes", n)
 	}
 	if st := f.ReadDir(nil, &fuse.ReadIn{InHeader: stranger}, nil); st != fuse.EACCES {
@@ -108,87 +107,13 @@ func TestDaemonRefusesOtherCallers(t *testing.T) {
 			t.Fatalf("lookup of unknown %s: %v", name, st)
 		}
 	}
-	if n := len(f.nodes.m); n != 0 {
+	if n := len(f.images.nodes.m); n != 0 {
 		t.Errorf("lookups of unknown names left %d nodes", n)
 	}
 	for _, c := range []fuse.Caller{{Owner: fuse.Owner{Uid: 1000, Gid: 5}}, {Owner: fuse.Owner{Uid: 5, Gid: 1000}}, {Owner: fuse.Owner{Uid: 0, Gid: 5}}} {
 		h := fuse.InHeader{NodeId: fuse.FUSE_ROOT_ID, Caller: c}
 		if st := f.Lookup(nil, &h, d.String(), &out); st != fuse.OK {
 			t.Errorf("lookup by %+v: %v", c, st)
-		}
-	}
-}
-
-// TestViewsBounded: one image's resized views in the node table are bounded (MaxViews): a
-// caller looking up every size gets EMLINK past it, and the image itself still answers.
-func TestViewsBounded(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	d, _ := e.importImage(1<<20, 4, [2]int64{0, 1 << 20})
-	for n := 1; n <= MaxViews+5; n++ {
-		_, err := os.Stat(e.path(d.String() + "_" + strconv.Itoa(n)))
-		if n <= MaxViews && err != nil {
-			t.Fatalf("view %d: %v", n, err)
-		}
-		if n > MaxViews && !errors.Is(err, syscall.EMLINK) {
-			t.Fatalf("view %d past the bound: %v, want EMLINK", n, err)
-		}
-	}
-	if _, err := os.Stat(e.path(d.String())); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestWritableAreaFollowsNoLink: a symbolic link planted in the writable area's directory
-// (the mount cannot make one) is never followed out of it: opening, writing, truncating or
-// adopting it through the mount reach nothing outside.
-func TestWritableAreaFollowsNoLink(t *testing.T) {
-	e := newEnv(t, envOptions{writable: true})
-	outside := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(outside, []byte("host secret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(outside, filepath.Join(FilesDir(e.state.Root()), "ephemeral_planted")); err != nil {
-		t.Fatal(err)
-	}
-	p := e.path("ephemeral_planted")
-	if b, err := os.ReadFile(p); err == nil {
-		t.Errorf("read through a planted link: %q", b)
-	}
-	if err := os.WriteFile(p, []byte("overwritten"), 0o644); err == nil {
-		t.Errorf("write through a planted link succeeded")
-	}
-	if err := os.Truncate(p, 0); err == nil {
-		t.Errorf("truncate through a planted link succeeded")
-	}
-	if err := os.Rename(p, e.path(strings.Repeat("ab", 20))); err == nil {
-		t.Errorf("adoption of a planted link succeeded")
-	}
-	// A file the kernel knows, swapped for a link behind its back (between lookup and open).
-	q := e.path("swap_1")
-	if err := os.WriteFile(q, []byte("nova's swap"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(q); err != nil { // the kernel holds the name's node now
-		t.Fatal(err)
-	}
-	backing := filepath.Join(FilesDir(e.state.Root()), "swap_1")
-	os.Remove(backing)
-	if err := os.Symlink(outside, backing); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(q); err == nil {
-		t.Errorf("read of a name swapped for a link: %q", b)
-	}
-	if f, err := os.OpenFile(q, os.O_WRONLY, 0); err == nil {
-		f.WriteString("overwritten")
-		f.Close()
-	}
-	if b, _ := os.ReadFile(outside); string(b) != "host secret" {
-		t.Errorf("the file outside is now %q", b)
-	}
-	for _, bad := range []string{".", ".."} {
-		if st := (&FS{files: &files{}}).writableName(fuse.FUSE_ROOT_ID, bad); st != fuse.EINVAL {
-			t.Errorf("create %q: %v, want EINVAL", bad, st)
 		}
 	}
 }

@@ -17,7 +17,7 @@
 // is in use; st_blocks counts the bytes held locally. Writes, truncate, chmod and chown answer
 // EROFS (libvirt's DAC driver tolerates EROFS, not EACCES); setxattr ENOTSUP.
 //
-// Every other name is the writable area (files.go, writable.go): a plain local file in
+// Every other name is the writable area (area.go, file.go, files.go): a plain local file in
 // Config.Files, with every operation nova, qemu and mkfs use, each name one component resolved
 // beneath the area's directory descriptor without following links (beneath.go). Its node ids come from the
 // backing file's handle, so any process serving the state derives them; a file unlinked while
@@ -38,6 +38,13 @@
 // before the kernel learns it). File handles carry nothing (fh 0). Any process serving the
 // same state can therefore answer for every node id the kernel holds — which is what lets the
 // supervisor in cmd/basefs hand a live FUSE connection to a new serving process.
+//
+// The shape is go-fuse's own fs API, one type per node kind, behind one dispatcher
+// (dispatch.go) that decides a request's kind once, from its node id: rootDir (root.go,
+// dir.go; directory requests send each name to the image tree or the writable area),
+// imageNode (view.go; one per node-table entry, made by imageTree in image.go), fileNode
+// (file.go; the writable area's namespace is area.go, its table files.go), unknownNode
+// (unknown.go). No kind's code asks the kind again; adopt.go is the one operation across two.
 //
 // The root's extended attributes: user.basefs.control names the daemon's control socket,
 // user.basefs.supervisor the pid of the supervisor holding the connection.

@@ -285,11 +285,3 @@ func errnoOf(err error) syscall.Errno {
 
 // FilesDir is where the daemon keeps the writable area of the state directory root.
 func FilesDir(stateRoot string) string { return filepath.Join(stateRoot, "base") }
-
-// WritableUsage counts the writable area's files and their bytes on local disk (0, 0: none).
-func (f *FS) WritableUsage() (int, int64) {
-	if f.files == nil {
-		return 0, 0
-	}
-	return f.files.usage()
-}

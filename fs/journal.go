@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // journal records the requests that are not idempotent (create, rename, unlink, link in the
@@ -89,6 +92,21 @@ func (j *journal) begin(unique uint64, op string) (resent bool, err error) {
 		j.compactLocked()
 	}
 	return false, nil
+}
+
+// request journals request h (op, for people reading the file) and reports whether it is a
+// resend; a journal that cannot be written fails the request (EIO, logged). A nil journal (no
+// writable area) records nothing: no request is a resend.
+func (j *journal) request(h *fuse.InHeader, op string, logger *slog.Logger) (bool, fuse.Status) {
+	if j == nil {
+		return false, fuse.OK
+	}
+	resent, err := j.begin(h.Unique, op)
+	if err != nil {
+		logger.Error("writable area: cannot journal a request", "op", op, "err", err)
+		return false, fuse.EIO
+	}
+	return resent, fuse.OK
 }
 
 // compactLocked rewrites the journal with its newest journalKeep records.

@@ -14,19 +14,14 @@ import (
 	"github.com/basefs/basefs/chunkstore"
 )
 
-// node is what a node id stands for: a view of an image.
-type node struct {
-	digest  chunkstore.Digest
-	viewGiB int64
-}
-
-// nodeTable maps node ids to views. With a log file, every id is appended ("<ino> <digest>
+// nodeTable maps node ids to image views (imageNode). With a log file, every id is appended ("<ino> <digest>
 // <viewGiB>") before the kernel learns it, and the table is loaded from the log at start, so
 // a process taking over a live connection knows every id the kernel holds. The log holds one
 // line per view ever looked up on this state (images × sizes), so it stays small.
 type nodeTable struct {
+	tree  *imageTree // of every node
 	mu    sync.RWMutex
-	m     map[uint64]node
+	m     map[uint64]*imageNode
 	views map[chunkstore.Digest]int // resized views recorded per image
 	log   *os.File
 }
@@ -39,23 +34,23 @@ const MaxViews = 64
 // errTooManyViews: the image has MaxViews resized views already.
 var errTooManyViews = errors.New("too many resized views of one image")
 
-func newNodeTable(path string, logger *slog.Logger) *nodeTable {
-	t := &nodeTable{m: make(map[uint64]node), views: make(map[chunkstore.Digest]int)}
+func newNodeTable(tree *imageTree, path string, logger *slog.Logger) *nodeTable {
+	t := &nodeTable{tree: tree, m: make(map[uint64]*imageNode), views: make(map[chunkstore.Digest]int)}
 	if path == "" {
 		return t
 	}
 	if f, err := os.Open(path); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			ino, n, err := parseNodeLine(sc.Text())
+			ino, d, viewGiB, err := parseNodeLine(sc.Text())
 			if err != nil {
 				logger.Warn("node log: skipping a bad line", "path", path, "err", err)
 				continue
 			}
-			if _, dup := t.m[ino]; !dup && n.viewGiB > 0 {
-				t.views[n.digest]++
+			if _, dup := t.m[ino]; !dup && viewGiB > 0 {
+				t.views[d]++
 			}
-			t.m[ino] = n
+			t.m[ino] = t.node(d, viewGiB)
 		}
 		f.Close()
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -70,38 +65,44 @@ func newNodeTable(path string, logger *slog.Logger) *nodeTable {
 	return t
 }
 
-func parseNodeLine(s string) (uint64, node, error) {
+// parseNodeLine parses a line of the node log: "<ino> <digest> <viewGiB>".
+func parseNodeLine(s string) (ino uint64, d chunkstore.Digest, viewGiB int64, err error) {
 	f := strings.Fields(s)
 	if len(f) != 3 {
-		return 0, node{}, fmt.Errorf("%q: want 3 fields", s)
+		return 0, d, 0, fmt.Errorf("%q: want 3 fields", s)
 	}
-	ino, err := strconv.ParseUint(f[0], 10, 64)
-	if err != nil {
-		return 0, node{}, err
+	if ino, err = strconv.ParseUint(f[0], 10, 64); err != nil {
+		return 0, d, 0, err
 	}
-	d, err := chunkstore.ParseDigest(f[1])
-	if err != nil {
-		return 0, node{}, err
+	if d, err = chunkstore.ParseDigest(f[1]); err != nil {
+		return 0, d, 0, err
 	}
-	v, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || v < 0 || v > maxViewGiB {
-		return 0, node{}, fmt.Errorf("%q: bad view size", s)
+	viewGiB, err = strconv.ParseInt(f[2], 10, 64)
+	if err != nil || viewGiB < 0 || viewGiB > maxViewGiB {
+		return 0, d, 0, fmt.Errorf("%q: bad view size", s)
 	}
-	if inodeNumber(d, v) != ino {
-		return 0, node{}, fmt.Errorf("%q: node id does not match its view", s)
+	if inodeNumber(d, viewGiB) != ino {
+		return 0, d, 0, fmt.Errorf("%q: node id does not match its view", s)
 	}
-	return ino, node{digest: d, viewGiB: v}, nil
+	return ino, d, viewGiB, nil
 }
 
-func (t *nodeTable) get(ino uint64) (node, bool) {
+// node makes the node of a view of image d.
+func (t *nodeTable) node(d chunkstore.Digest, viewGiB int64) *imageNode {
+	return &imageNode{t: t.tree, digest: d, viewGiB: viewGiB}
+}
+
+// get returns the node recorded under ino (nil: none).
+func (t *nodeTable) get(ino uint64) *imageNode {
 	t.mu.RLock()
-	n, ok := t.m[ino]
+	n := t.m[ino]
 	t.mu.RUnlock()
-	return n, ok
+	return n
 }
 
-// add records ino; it is durable in the log (against a crash of this process) on return.
-func (t *nodeTable) add(ino uint64, n node) error {
+// add records ino, the view viewGiB of image d; it is durable in the log (against a crash of
+// this process) on return.
+func (t *nodeTable) add(ino uint64, d chunkstore.Digest, viewGiB int64) error {
 	t.mu.RLock()
 	_, ok := t.m[ino]
 	t.mu.RUnlock()
@@ -113,25 +114,26 @@ func (t *nodeTable) add(ino uint64, n node) error {
 	if _, ok := t.m[ino]; ok {
 		return nil
 	}
-	if n.viewGiB > 0 && t.views[n.digest] >= MaxViews {
-		return fmt.Errorf("image %s has %d resized views: %w", n.digest.Short(), MaxViews, errTooManyViews)
+	if viewGiB > 0 && t.views[d] >= MaxViews {
+		return fmt.Errorf("image %s has %d resized views: %w", d.Short(), MaxViews, errTooManyViews)
 	}
 	if t.log != nil {
-		if _, err := fmt.Fprintf(t.log, "%d %s %d\n", ino, n.digest, n.viewGiB); err != nil {
+		if _, err := fmt.Fprintf(t.log, "%d %s %d\n", ino, d, viewGiB); err != nil {
 			return err
 		}
 	}
-	t.m[ino] = n
-	if n.viewGiB > 0 {
-		t.views[n.digest]++
+	t.m[ino] = t.node(d, viewGiB)
+	if viewGiB > 0 {
+		t.views[d]++
 	}
 	return nil
 }
 
-// alias makes node id ino (a writable file just adopted as an image) stand for image node
-// n in this process, so the kernel's node for the renamed file reads the image until it looks
-// the name up again.
-func (t *nodeTable) alias(ino uint64, n node) {
+// alias makes node id ino (a writable file just adopted as an image) stand for image d in
+// this process, so the kernel's node for the renamed file reads the image until it looks the
+// name up again.
+func (t *nodeTable) alias(ino uint64, d chunkstore.Digest) {
+	n := t.node(d, 0)
 	t.mu.Lock()
 	t.m[ino] = n
 	t.mu.Unlock()
