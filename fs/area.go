@@ -117,6 +117,7 @@ func (a *area) create(in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.
 	if st := a.entry(n, p, &out.EntryOut); !st.Ok() {
 		return st
 	}
+	out.OpenOut.Fh = fhFile
 	out.OpenOut.OpenFlags = fileOpenFlags(in.Flags)
 	return fuse.OK
 }

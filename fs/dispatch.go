@@ -102,9 +102,27 @@ func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fu
 	return f.node(in.NodeId).open(cancel, in, out)
 }
 
+// File handles say which kind opened them (fhImage, fhFile): a release goes to that kind
+// even if the node changed kind meanwhile — a download adopted as an image while nova still
+// held it open (the kernel sends RELEASE after close returns, so it can follow the rename).
+// A handle of 0 was opened by an older process before a handover: its node decides.
+const (
+	fhImage = 1
+	fhFile  = 2
+)
+
 func (f *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	defer f.track("release")()
-	f.node(in.NodeId).release(cancel, in)
+	switch {
+	case in.Fh == fhFile && f.area != nil:
+		fileNode{f.area.files}.release(cancel, in)
+	case in.Fh == fhImage:
+		if n := f.images.nodes.get(in.NodeId); n != nil {
+			n.release(cancel, in)
+		}
+	default:
+		f.node(in.NodeId).release(cancel, in)
+	}
 }
 
 // Read is the hot path: see imageNode.read for an image's.

@@ -154,6 +154,7 @@ func (n fileNode) open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOu
 		}
 	}
 	n.files.opened(in.NodeId)
+	out.Fh = fhFile
 	out.OpenFlags = fileOpenFlags(in.Flags)
 	return fuse.OK
 }

@@ -93,6 +93,7 @@ func (n *imageNode) open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.Open
 		return fuse.Status(errno)
 	}
 	v.im.Acquire() // an open image is in use until the file is released
+	out.Fh = fhImage
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
 	if in.Flags&syscall.O_DIRECT != 0 || v.im.Lazy() {
 		// A provisional image (a Glance image before its whole-image check) may yet be marked
