@@ -110,6 +110,11 @@ func roleSupervise(sv *Supervisor, link *os.File) {
 // roleServe is a serving process: it joins its supervisor, attaches, serves and exits when
 // drained or when the connection ends.
 func roleServe() {
+	// As the daemon does (daemon/serve.go): without it a request the kernel is copying into
+	// this process when the test kills it fails with EIO instead of being resent.
+	if err := LockMemory(); err != nil {
+		fatal(err)
+	}
 	dev := os.NewFile(4, "/dev/fuse")
 	h, err := Join(3, 4, childLog(), startRole("adopt", dev))
 	if err != nil {
