@@ -253,16 +253,16 @@ func TestFleetPeers(t *testing.T) {
 		}
 		bridge := f.ips[0][:strings.LastIndex(f.ips[0], ".")] + ".1"
 		liar, err := peer.Start(peer.Config{Addr: bridge + ":0", Name: "liar", Join: []string{f.ips[0] + ":7946"},
-			Secret: secret, Timeout: time.Second, Owners: 1})
+			Secret: secret, Timeout: time.Second, Owners: 1, MaxManifest: peer.DefaultMaxManifest})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer liar.Close()
 		var lies sync.Map
-		liar.SetSource(func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+		liar.SetSources(peer.Sources{Chunk: func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
 			lies.Store(d, true)
 			return chunkstore.UnverifiedChunk(d, []byte("not the chunk")), nil
-		})
+		}})
 		f.waitMembers(n + 1)
 		digest, want := publishImage(t, dir, url, size, 52)
 		corruptOf := func(p *control.PeerState) int64 { return p.Corrupt }
