@@ -302,6 +302,7 @@ func TestFleetPeers(t *testing.T) {
 		// it by nova's name at once; its chunks come from Glance by range, once, through
 		// their owners, and its manifest from the tier once, through its owner.
 		const gsize = 8 << 20 // 128 chunks of 64 KiB
+		start := time.Now()
 		id, data := glanceImage(t, dir, 54, gsize, 0)
 		out := mustBasefs(t, "publish", "--state", filepath.Join(dir, "glance-build"), "--to", "dir://"+filepath.Join(dir, "glance-pub"),
 			"--glance-endpoint", ep, "glance://"+id)
@@ -325,10 +326,13 @@ func TestFleetPeers(t *testing.T) {
 			return f.bytesFrom(all, "glance+"), f.bytesFrom(all, "s3://"), f.manifestsFrom(all, "s3://"), f.manifestsFrom(all, "peers(")
 		}
 		g0, t0, tm0, pm0 := counts()
+		t.Logf("uploaded and published in %s", time.Since(start).Round(time.Millisecond))
+		start = time.Now()
 		if err := f.readAll(all, glanceref.NovaName(id), sha256.Sum256(data)); err != nil {
 			t.Fatal(err)
 		}
 		g1, t1, tm1, pm1 := counts()
+		t.Logf("read in %s", time.Since(start).Round(time.Millisecond))
 		t.Logf("%d hosts read a %d MiB Glance image: Glance served %.2f× its bytes, the tier %d chunk bytes; manifests: %d from the tier, %d from peers",
 			n, gsize>>20, float64(g1-g0)/gsize, t1-t0, tm1-tm0, pm1-pm0)
 		if g1-g0 < gsize || float64(g1-g0) > 1.1*gsize || t1 != t0 {
