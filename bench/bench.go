@@ -56,6 +56,9 @@ type Options struct {
 	RealChunkSizes []int64
 	// StormHosts: the storm's fleet sizes (default 1, 2, 4, 8, 16; Quick: 1, 2, 4).
 	StormHosts []int
+	// StormFrom: where the storm's image comes from, in order: "tier" (published to the tier)
+	// and/or "glance" (a Glance image whose manifest alone is in the tier; default: tier).
+	StormFrom []string
 
 	// ProfileDir, when set, receives the basefs daemon's CPU profile while the read
 	// scenario's patterns run (read-<pattern>.pprof and read-all.pprof, each with `go tool
@@ -130,6 +133,9 @@ func (o *Options) Defaults() {
 		if o.Quick {
 			o.StormHosts = []int{1, 2, 4}
 		}
+	}
+	if len(o.StormFrom) == 0 {
+		o.StormFrom = []string{"tier"}
 	}
 	if o.ProfileWindow <= 0 {
 		o.ProfileWindow = 30 * time.Second

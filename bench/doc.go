@@ -27,7 +27,8 @@
 //   - The storm scenario's hosts are network namespaces of scripts/fleet.sh, each its own
 //     daemon; the fleet's links to the services of the root namespace are this executable
 //     again as a standalone Shaper (ShaperCommand, ServeShaper). Every storm starts from an
-//     empty fleet (down, then up).
+//     empty fleet (down, then up). Options.StormFrom "glance" adds a real Glance
+//     (scripts/start-glance.sh) holding the image, the tier holding its manifest alone.
 //   - With Options.ProfileDir the read scenario records the basefs serving process's CPU
 //     profile (the control socket's /debug/pprof) during each of its runs and leaves the
 //     profiles and their `go tool pprof -top` there.

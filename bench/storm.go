@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,9 +20,10 @@ import (
 
 // The storm: N hosts of scripts/fleet.sh (network namespaces on a bridge, each its own daemon)
 // replay the real OS image's boot at once — the reads a traced boot to login: made, at their
-// times — with the peer tier off and on. The image is published to the tier (a static server
-// of the published layout on loopback, reached over the bridge through the fleet's shaped tier
-// link); Glance is not asked.
+// times — with the peer tier off and on. --storm-from tier: the image is published to the tier
+// (a static server of the published layout on loopback, reached over the bridge through the
+// fleet's shaped tier link); Glance is not asked. --storm-from glance: the image is in Glance
+// and the tier holds its manifest alone (storm_glance.go).
 
 const stormNet = "10.78.0" // the bench's fleet: its own prefix and /24
 
@@ -34,6 +36,10 @@ type stormRun struct {
 	errors               int
 	killedAt             time.Duration
 	tierLink, tierLinkRq int64 // the shaper's own count of the tier link
+	// manifests the hosts took from the tier and from peers; CPU seconds their daemons used
+	// during the replay
+	tierManifests, peerManifests int64
+	cpu                          float64
 }
 
 func runStorm(ctx context.Context, e *env, r *Result) error {
@@ -83,47 +89,71 @@ func runStorm(ctx context.Context, e *env, r *Result) error {
 	}
 	e.logf("boot trace: login %.1f s, %d reads over %.1f s", tb.Login, len(reads), reads[len(reads)-1].At.Seconds())
 
-	// The tier: the published layout on loopback; the fleet's shaper is its only link.
+	r.set("image", "the real OS image (%s), published to the tier at the default chunk size; digest %s", sizeText(fi.Size()), imp.Digest)
+	r.set("boot trace", "%d reads, %.1f s from the first to the last (a local traced boot to login: in %.1f s)", len(reads), reads[len(reads)-1].At.Seconds(), tb.Login)
+	r.set("tier link", "%s, %s latency (user-space shaper on the bridge)", bandwidthText(o.Bandwidth), o.Latency)
+	r.set("hosts", "%v, each a network namespace with its own daemon (scripts/fleet.sh)", o.StormHosts)
+	for _, from := range o.StormFrom {
+		src := &stormSource{name: "tier", tierDir: dirs.pub, file: imp.Digest, stop: func() {}}
+		if from == "glance" {
+			if src, err = e.glanceSource(ctx, localRaw); err != nil {
+				return err
+			}
+			r.set("glance", "the same image as a raw Glance image (%s, no Keystone; its link shaped as the tier's); `basefs publish glance://ID` read %s from Glance (%.2f× the image) and the tier holds the manifest alone",
+				src.glanceURL, mibText(src.publishRead), float64(src.publishRead)/float64(src.imageSize))
+		}
+		err := e.stormFrom(ctx, r, src, reads)
+		src.stop()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stormFrom runs the storms of one source: every fleet size with peers off, then on, and (the
+// tier source) one storm at the largest size whose last host is killed at the midpoint.
+func (e *env) stormFrom(ctx context.Context, r *Result, src *stormSource, reads []timedRead) error {
+	// The tier: a static layout on loopback; the fleet's shaper is its only link.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(dirs.pub)), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(src.tierDir)), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	fl, err := newStormFleet(e, "http://"+ln.Addr().String())
+	fl, err := newStormFleet(e, "http://"+ln.Addr().String(), src.glanceURL)
 	if err != nil {
 		return err
 	}
 	defer fl.down()
-
-	hosts := o.StormHosts
-	r.set("image", "the real OS image (%s), published to the tier at the default chunk size; digest %s", sizeText(fi.Size()), imp.Digest)
-	r.set("boot trace", "%d reads, %.1f s from the first to the last (a local traced boot to login: in %.1f s)", len(reads), reads[len(reads)-1].At.Seconds(), tb.Login)
-	r.set("tier link", "%s, %s latency (user-space shaper on the bridge)", bandwidthText(o.Bandwidth), o.Latency)
-	r.set("hosts", "%v, each a network namespace with its own daemon (scripts/fleet.sh)", hosts)
+	hosts := e.opts.StormHosts
 	var runs []stormRun
 	for _, peers := range []bool{false, true} {
 		for _, n := range hosts {
-			run, err := fl.storm(ctx, n, peers, imp.Digest, reads, -1)
+			run, err := fl.storm(ctx, n, peers, src.file, reads, -1)
 			if err != nil {
 				return err
 			}
-			e.logf("storm N=%d peers=%v: slowest %.1f s, tier %s, peers %s, errors %d", n, peers, slices.Max(run.times), mibText(run.tier), mibText(run.peer), run.errors)
+			e.logf("storm from %s N=%d peers=%v: slowest %.1f s, tier %s, peers %s, Glance %s, errors %d, daemons' CPU %.1f s",
+				src.name, n, peers, slices.Max(run.times), mibText(run.tier), mibText(run.peer), mibText(run.glance), run.errors, run.cpu)
 			runs = append(runs, run)
 		}
 	}
 	lone := runs[0]
 	unique := lone.tier // one host alone fetches each chunk it reads once: the unique bytes
-	if unique == 0 {
-		return fmt.Errorf("the lone host fetched nothing from the tier: the trace read no data")
+	if src.name == "glance" {
+		unique = lone.glance
 	}
-	stormReport(r, runs, unique)
+	if unique == 0 {
+		return fmt.Errorf("the lone host fetched nothing from the %s: the trace read no data", src.name)
+	}
+	stormReport(r, src, runs, unique)
 	// One peer killed at the midpoint of the largest storm.
 	n := hosts[len(hosts)-1]
-	if n >= 2 {
+	if n >= 2 && src.name == "tier" {
 		mid := time.Duration(Summarize(lone.times).Median / 2 * float64(time.Second))
-		k, err := fl.storm(ctx, n, true, imp.Digest, reads, mid)
+		k, err := fl.storm(ctx, n, true, src.file, reads, mid)
 		if err != nil {
 			return err
 		}
@@ -134,13 +164,26 @@ func runStorm(ctx context.Context, e *env, r *Result) error {
 	return nil
 }
 
-// stormReport adds the rows, highlights and plots of the storms.
-func stormReport(r *Result, runs []stormRun, unique int64) {
+// stormReport adds the rows, highlights and plots of one source's storms.
+func stormReport(r *Result, src *stormSource, runs []stormRun, unique int64) {
 	lone := Summarize(runs[0].times).Max
 	loneReads := Summarize(runs[0].inReads).Max
+	label, file, what := "", "storm", "the tier"
+	if src.name == "glance" {
+		label, file, what = "from Glance, ", "storm-glance", "Glance"
+	}
+	main := func(s stormRun) int64 { // the bytes the plot shows: from the image's source
+		if src.name == "glance" {
+			return s.glance
+		}
+		return s.tier
+	}
 	var labels []string
-	fig := Figure{File: "storm-tier", Title: "Bytes from the tier ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
-	tfig := Figure{File: "storm-time", Title: "Slowest host's boot trace ÷ a lone host's", XLabel: "hosts", YLabel: "× lone host", Kind: "line"}
+	fig := Figure{File: file + "-tier", Title: "Bytes from " + what + " ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
+	if src.name == "glance" {
+		fig.File = "storm-glance-bytes"
+	}
+	tfig := Figure{File: file + "-time", Title: "Slowest host's boot trace ÷ a lone host's", XLabel: "hosts", YLabel: "× lone host", Kind: "line"}
 	by := map[bool][]stormRun{}
 	for _, s := range runs {
 		by[s.peers] = append(by[s.peers], s)
@@ -150,37 +193,49 @@ func stormReport(r *Result, runs []stormRun, unique int64) {
 		fig.X = append(fig.X, float64(s.n))
 	}
 	fig.Labels, tfig.Labels, tfig.X = labels, labels, fig.X
+	u := float64(unique)
 	for _, peers := range []bool{false, true} {
 		name := map[bool]string{false: "peers off", true: "peers on"}[peers]
 		ts, ss := Series{Name: name}, Series{Name: name}
 		for _, s := range by[peers] {
 			sum := Summarize(s.times)
-			tier := float64(s.tier) / float64(unique)
-			ts.Points = append(ts.Points, Summarize([]float64{tier}))
+			ts.Points = append(ts.Points, Summarize([]float64{float64(main(s)) / u}))
 			ss.Points = append(ss.Points, Summarize([]float64{sum.Max / lone}))
-			u := float64(unique)
-			r.add(fmt.Sprintf("N=%d %s: bytes from the tier ÷ unique", s.n, name), "×", "lower", name, []float64{tier}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: bytes between peers ÷ unique", s.n, name), "×", "lower", name, []float64{float64(s.peer) / u}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: bytes from Glance ÷ unique", s.n, name), "×", "lower", name, []float64{float64(s.glance) / u}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: slowest host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Max / lone}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: median host ÷ lone host", s.n, name), "×", "lower", name, []float64{sum.Median / lone}, "", nil)
+			row := func(metric, unit string, v float64) {
+				r.add(fmt.Sprintf("%sN=%d %s: %s", label, s.n, name, metric), unit, "lower", name, []float64{v}, "", nil)
+			}
+			row("bytes from the tier ÷ unique", "×", float64(s.tier)/u)
+			row("bytes between peers ÷ unique", "×", float64(s.peer)/u)
+			row("bytes from Glance ÷ unique", "×", float64(s.glance)/u)
+			row("slowest host ÷ lone host", "×", sum.Max/lone)
+			row("median host ÷ lone host", "×", sum.Median/lone)
 			rs := Summarize(s.inReads)
-			r.add(fmt.Sprintf("N=%d %s: slowest host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Max / loneReads}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: median host's time in reads ÷ lone host's", s.n, name), "×", "lower", name, []float64{rs.Median / loneReads}, "", nil)
-			r.add(fmt.Sprintf("N=%d %s: read errors", s.n, name), "reads", "lower", name, []float64{float64(s.errors)}, "", nil)
+			row("slowest host's time in reads ÷ lone host's", "×", rs.Max/loneReads)
+			row("median host's time in reads ÷ lone host's", "×", rs.Median/loneReads)
+			row("read errors", "reads", float64(s.errors))
+			row("manifests from the tier", "manifests", float64(s.tierManifests))
+			row("manifests from peers", "manifests", float64(s.peerManifests))
+			row("CPU seconds of the hosts' daemons during the replay", "s", s.cpu)
+			row("those CPU seconds ÷ the machine's CPU seconds in the slowest replay", "×", s.cpu/(sum.Max*float64(runtime.NumCPU())))
 			if peers && s.n == runs[len(runs)-1].n {
 				off := by[false][len(by[false])-1]
-				r.highlight("N=%d with peers: the tier served %.2f× the unique bytes (peers off: %.2f×), peers moved %.2f×, Glance %.2f×; slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×)",
-					s.n, tier, float64(off.tier)/u, float64(s.peer)/u, float64(s.glance)/u, sum.Max/lone, Summarize(off.times).Max/lone,
-					rs.Max/loneReads, Summarize(off.inReads).Max/loneReads)
+				r.highlight("%sN=%d with peers: %s served %.2f× the unique bytes (peers off: %.2f×), the tier %.2f×, peers moved %.2f×, Glance %.2f× (peers off %.2f×); slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×); the daemons used %.0f CPU s (peers off: %.0f) in a %.0f s replay on %d cores",
+					label, s.n, what, float64(main(s))/u, float64(main(off))/u, float64(s.tier)/u, float64(s.peer)/u, float64(s.glance)/u, float64(off.glance)/u,
+					sum.Max/lone, Summarize(off.times).Max/lone, rs.Max/loneReads, Summarize(off.inReads).Max/loneReads,
+					s.cpu, off.cpu, sum.Max, runtime.NumCPU())
 			}
 		}
 		fig.Series = append(fig.Series, ts)
 		tfig.Series = append(tfig.Series, ss)
 	}
 	r.Figures = append(r.Figures, fig, tfig)
-	r.note("a host's time is its whole replay (the trace's reads issued at their recorded times: the guest's own pace, %.1f s, bounds it from below); its time in reads is the sum of its reads' latencies, what the guest would have waited on its disk (lone host: %.2f s)", lone, loneReads)
-	r.note("unique bytes: what the lone host (N=1, peers off) took from the tier, %s; Glance is not an origin here (the image is published to the tier)", mibText(unique))
+	r.note("%sa host's time is its whole replay (the trace's reads issued at their recorded times: the guest's own pace, %.1f s, bounds it from below); its time in reads is the sum of its reads' latencies, what the guest would have waited on its disk (lone host: %.2f s); CPU seconds: user + system of every process in the hosts' namespaces, from the replay's start to its end", label, lone, loneReads)
+	if src.name == "glance" {
+		r.note("from Glance: unique bytes are what the lone host (N=1, peers off) took from Glance, %s; the tier holds the manifest alone; `basefs publish glance://ID` read %s from Glance before the storms (%.2f× the %s image): Glance served the image once to publish, then per storm the bytes above",
+			mibText(unique), mibText(src.publishRead), float64(src.publishRead)/float64(src.imageSize), sizeText(src.imageSize))
+	} else {
+		r.note("unique bytes: what the lone host (N=1, peers off) took from the tier, %s; Glance is not an origin here (the image is published to the tier)", mibText(unique))
+	}
 }
 
 // stormFleet runs scripts/fleet.sh for the bench.
@@ -191,7 +246,7 @@ type stormFleet struct {
 	dir    string
 }
 
-func newStormFleet(e *env, tierURL string) (*stormFleet, error) {
+func newStormFleet(e *env, tierURL, glanceURL string) (*stormFleet, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -220,7 +275,9 @@ func newStormFleet(e *env, tierURL string) (*stormFleet, error) {
 		env: append(os.Environ(), "BASEFS_FLEET_DIR="+dir, "BASEFS_FLEET_BIN="+bin, "BASEFS_FLEET_PREFIX=bfsb",
 			"BASEFS_FLEET_NET="+stormNet, "BASEFS_FLEET_TIER_URL="+tierURL, "BASEFS_FLEET_TIER_PORT=7480",
 			"BASEFS_FLEET_ORIGIN=http://"+stormNet+".1:7480/",
-			fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%.0f", o.Bandwidth), "BASEFS_FLEET_TIER_LATENCY="+o.Latency.String())}, nil
+			fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%.0f", o.Bandwidth), "BASEFS_FLEET_TIER_LATENCY="+o.Latency.String(),
+			// Glance (the glance source only) behind a link of the tier's rate
+			"BASEFS_FLEET_GLANCE_URL="+glanceURL, fmt.Sprintf("BASEFS_FLEET_GLANCE_RATE=%.0f", o.Bandwidth))}, nil
 }
 
 func (f *stormFleet) run(ctx context.Context, extra []string, args ...string) (string, error) {
@@ -268,6 +325,16 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 			time.Sleep(200 * time.Millisecond) // gossip and start-up have no signal to wait on
 		}
 	}
+	cpu := func() (sum float64) {
+		for i := 1; i <= n; i++ {
+			c, err := nsCPU(ctx, fmt.Sprintf("bfsbh%d", i))
+			if err == nil {
+				sum += c
+			}
+		}
+		return sum
+	}
+	cpuBefore := cpu()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 1; i <= n; i++ {
@@ -293,6 +360,7 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 		}
 	}
 	wg.Wait()
+	run.cpu = cpu() - cpuBefore
 	last := n
 	if kill >= 0 {
 		last = n - 1
@@ -306,10 +374,12 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 			switch {
 			case strings.HasPrefix(o.Origin, "peers("):
 				run.peer += o.Bytes
+				run.peerManifests += o.Manifests
 			case strings.HasPrefix(o.Origin, "glance"):
 				run.glance += o.Bytes
 			default:
 				run.tier += o.Bytes
+				run.tierManifests += o.Manifests
 			}
 		}
 	}

@@ -206,7 +206,7 @@ func (d *Daemon) start(ctx context.Context, l net.Listener) (stop func(), err er
 	}
 	stopPeers := func() {}
 	if d.peers != nil {
-		stopPeers = d.peers.start(ctx, d.log, d.cache.Chunk)
+		stopPeers = d.peers.start(ctx, d.log, peer.Sources{Chunk: d.cache.Chunk, Manifest: d.manifestForPeer})
 	}
 	stopCtl := d.control.Serve(l)
 	closeMetrics := func() {}

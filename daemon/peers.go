@@ -24,9 +24,9 @@ type peerOrigin struct {
 var _ chunkstore.Getter = (*peerOrigin)(nil)
 
 // start starts the node now if it can, else retries each second in the background until
-// ctx ends; source serves the peers (the cache's verified chunks). The returned function
-// stops the node.
-func (p *peerOrigin) start(ctx context.Context, log *slog.Logger, source peer.Source) (stop func()) {
+// ctx ends; source serves the peers (the cache's verified chunks and manifests). The returned
+// function stops the node.
+func (p *peerOrigin) start(ctx context.Context, log *slog.Logger, source peer.Sources) (stop func()) {
 	cfg := p.cfg
 	cfg.Log = log.With("part", "peers")
 	ctx, cancel := context.WithCancel(ctx)
@@ -36,7 +36,7 @@ func (p *peerOrigin) start(ctx context.Context, log *slog.Logger, source peer.So
 		for attempt := 0; ; attempt++ {
 			n, err := peer.Start(cfg)
 			if err == nil {
-				n.SetSource(source)
+				n.SetSources(source)
 				p.node.Store(n)
 				<-ctx.Done()
 				n.Close()
@@ -69,8 +69,11 @@ func (p *peerOrigin) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunks
 
 func (p *peerOrigin) HasChunk(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
 
-func (p *peerOrigin) GetManifest(_ context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
-	return nil, fmt.Errorf("image %s: peers serve no manifests: %w", d.Short(), chunkstore.ErrNotFound)
+func (p *peerOrigin) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+	if n := p.node.Load(); n != nil {
+		return n.GetManifest(ctx, d)
+	}
+	return nil, fmt.Errorf("image %s: the peer tier is starting: %w", d.Short(), chunkstore.ErrNotFound)
 }
 
 func (p *peerOrigin) HasManifest(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
@@ -83,5 +86,16 @@ func (p *peerOrigin) state() *control.PeerState {
 	}
 	c := n.Stats()
 	return &control.PeerState{Members: n.Members(), Served: c.Served.Load(), ServedBytes: c.ServedBytes.Load(),
-		Refused: c.Refused.Load(), Failed: c.Failed.Load(), Corrupt: c.Corrupt.Load(), AskFailed: c.AskFailed.Load()}
+		Refused: c.Refused.Load(), Failed: c.Failed.Load(), Corrupt: c.Corrupt.Load(), AskFailed: c.AskFailed.Load(),
+		Manifests: c.Manifests.Load(), ServedManifests: c.ServedManifests.Load()}
+}
+
+// manifestForPeer serves manifest d to a peer: the host's copy, or fetched once through the
+// cache from the origins behind the peers (ctx carries peer.WithoutPeers), then kept.
+func (d *Daemon) manifestForPeer(ctx context.Context, digest chunkstore.Digest) (*chunkstore.Manifest, error) {
+	im, err := d.cache.Image(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	return im.Manifest(), nil
 }

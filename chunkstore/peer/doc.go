@@ -1,5 +1,5 @@
 // Package peer is the fleet's peer tier: an origin that asks the other hosts of a fleet for a
-// chunk before the shared tier is asked.
+// chunk or a manifest before the shared tier is asked.
 //
 // # Who asks whom
 //
@@ -25,6 +25,16 @@
 //
 // A peer that is dead, refuses, stalls or lies costs its reader at most Timeout per owner
 // asked; then the next owner, then the next origin. Nothing here ever fails a read: GetChunk's
-// errors only move the tier order on. Manifests are never served by peers (HasChunk and
-// GetManifest answer "not here"): the tier and Glance stay the roots of every image.
+// errors only move the tier order on. HasChunk and HasManifest answer false: peers are no
+// durable origin.
+//
+// # Manifests
+//
+// GetManifest asks the owners of a manifest's digest as GetChunk does a chunk's (GET
+// /manifests/DIGEST, the same authentication); the owner serves its copy or fetches it once
+// through its cache. The asker reads at most Config.MaxManifest bytes (a larger declared length
+// is refused unread) and accepts only bytes that hash to the digest it asked for
+// (chunkstore.FetchedManifest): a forged manifest is a *chunkstore.CorruptError, counted like a
+// forged chunk. So the tier and Glance stay the roots of every image: a peer can only hand on
+// what the digest a host already trusts names.
 package peer

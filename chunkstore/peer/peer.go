@@ -38,23 +38,42 @@ type Config struct {
 	Timeout time.Duration
 	// Owners is how many ranked members are asked for a chunk before the next origin (≥ 1).
 	Owners int
+	// MaxManifest bounds a manifest a peer sends, checked before it is read (> 0;
+	// DefaultMaxManifest unless a test wants a small one).
+	MaxManifest int64
 	// Log receives membership changes and refused requests (nil discards).
 	Log *slog.Logger
 }
+
+// DefaultMaxManifest bounds a manifest read from a peer: the shared tier's bound (a 1 PiB image
+// of 4 MiB chunks has a manifest of about 17 MiB).
+const DefaultMaxManifest = 64 << 20
 
 // Source serves a chunk to a peer: the host's verified copy, fetched once through its cache if
 // missing. ctx carries WithoutPeers.
 type Source func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error)
 
+// ManifestSource serves a manifest to a peer: the host's copy, fetched once through its cache
+// if missing. ctx carries WithoutPeers.
+type ManifestSource func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error)
+
+// Sources is what a host serves to its peers (a nil Manifest: no manifests, 404).
+type Sources struct {
+	Chunk    Source
+	Manifest ManifestSource
+}
+
 // Counters are a node's own counters (the bytes it read from peers are its origin's counters
 // in the tier order).
 type Counters struct {
 	Served, ServedBytes atomic.Int64 // chunks and their uncompressed bytes sent to peers
+	ServedManifests     atomic.Int64 // manifests sent to peers
 	Refused             atomic.Int64 // requests refused as not authenticated
 	Failed              atomic.Int64 // requests this host could not serve
-	// Asking: chunks a peer sent that failed verification (refused), and requests to a peer
-	// that failed (dead, stalled, refused); after either the next owner is asked.
-	Corrupt, AskFailed atomic.Int64
+	// Asking: chunks and manifests a peer sent that failed verification (refused), and
+	// requests to a peer that failed (dead, stalled, refused, too large); after either the next
+	// owner is asked. Manifests: those peers gave this host.
+	Corrupt, AskFailed, Manifests atomic.Int64
 }
 
 // Node is a host's member of the peer tier: its memberlist, its peer server and the origin
@@ -67,7 +86,7 @@ type Node struct {
 	srv       *http.Server
 	ln        net.Listener
 	client    *http.Client
-	source    atomic.Pointer[Source]
+	source    atomic.Pointer[Sources]
 	stats     Counters
 	log       *slog.Logger
 	stop      context.CancelFunc
@@ -78,13 +97,13 @@ type Node struct {
 var _ chunkstore.Getter = (*Node)(nil)
 
 // Start listens on cfg.Addr and cfg.GossipPort, starts joining cfg.Join and returns the node.
-// Until SetSource it answers peers 503.
+// Until SetSources it answers peers 503.
 func Start(cfg Config) (*Node, error) {
 	if len(cfg.Secret) < MinSecret {
 		return nil, fmt.Errorf("peer tier: the fleet secret is %d bytes; at least %d are needed", len(cfg.Secret), MinSecret)
 	}
-	if cfg.Timeout <= 0 || cfg.Owners < 1 {
-		return nil, fmt.Errorf("peer tier: timeout %s and owners %d: both must be positive", cfg.Timeout, cfg.Owners)
+	if cfg.Timeout <= 0 || cfg.Owners < 1 || cfg.MaxManifest <= 0 {
+		return nil, fmt.Errorf("peer tier: timeout %s, owners %d, manifest bound %d: all must be positive", cfg.Timeout, cfg.Owners, cfg.MaxManifest)
 	}
 	host, _, err := net.SplitHostPort(cfg.Addr)
 	if err != nil || net.ParseIP(host) == nil || net.ParseIP(host).IsUnspecified() {
@@ -150,8 +169,8 @@ func (n *Node) join(ctx context.Context) {
 	}
 }
 
-// SetSource sets what this host serves to peers (its cache); until then it answers 503.
-func (n *Node) SetSource(s Source) { n.source.Store(&s) }
+// SetSources sets what this host serves to peers (its cache); until then it answers 503.
+func (n *Node) SetSources(s Sources) { n.source.Store(&s) }
 
 // Addr returns the peer server's address; GossipAddr the memberlist's.
 func (n *Node) Addr() string { return n.cfg.Addr }
@@ -207,29 +226,57 @@ func WithoutPeers(ctx context.Context) context.Context {
 
 func withoutPeers(ctx context.Context) bool { v, _ := ctx.Value(ctxKey{}).(bool); return v }
 
-var errSelf = errors.New("this host owns the chunk: the next origin is asked")
+var errSelf = errors.New("this host is the owner: the next origin is asked")
 
 // GetChunk asks chunk d's owners in rank order, stopping at this host; it returns a verified
 // chunk, or an error (ErrNotFound when no peer was asked) that moves the tier order on.
 func (n *Node) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+	var ch *chunkstore.Chunk
+	err := n.ask(ctx, "chunk", d, func(m member) (err error) {
+		ch, err = n.fetch(ctx, m, d)
+		return err
+	})
+	return ch, err
+}
+
+// HasChunk answers false: peers are not a durable origin (eviction must not count on them).
+func (n *Node) HasChunk(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
+
+// GetManifest asks manifest d's owners as GetChunk asks a chunk's: a manifest is accepted only
+// if it hashes to d (a forged one is counted corrupt and the next owner asked).
+func (n *Node) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+	var mf *chunkstore.Manifest
+	err := n.ask(ctx, "manifest", d, func(m member) (err error) {
+		mf, err = n.fetchManifest(ctx, m, d)
+		return err
+	})
+	if err == nil {
+		n.stats.Manifests.Add(1)
+	}
+	return mf, err
+}
+
+// ask calls try with d's owners in rank order, stopping at this host or at the first success;
+// it returns nil, or an error (ErrNotFound when no peer was asked) that moves the tier order on.
+func (n *Node) ask(ctx context.Context, kind string, d chunkstore.Digest, try func(member) error) error {
 	if withoutPeers(ctx) {
-		return nil, fmt.Errorf("chunk %s: asked for a peer: %w", d.Short(), chunkstore.ErrNotFound)
+		return fmt.Errorf("%s %s: asked for a peer: %w", kind, d.Short(), chunkstore.ErrNotFound)
 	}
 	var errs []error
 	for _, m := range rank(n.members(), d, n.cfg.Owners) {
 		if m.name == n.self.name {
 			break
 		}
-		ch, err := n.fetch(ctx, m, d)
+		err := try(m)
 		if err == nil {
-			return ch, nil
+			return nil
 		}
 		if chunkstore.IsCorrupt(err) {
 			n.stats.Corrupt.Add(1)
-			n.log.Error("a peer sent a corrupt chunk: refused, asking the next owner", "peer", m.name, "chunk", d.String(), "err", err)
+			n.log.Error("a peer sent a corrupt "+kind+": refused, asking the next owner", "peer", m.name, kind, d.String(), "err", err)
 		} else {
 			n.stats.AskFailed.Add(1)
-			n.log.Warn("peer request failed: asking the next owner", "peer", m.name, "chunk", d.String(), "err", err)
+			n.log.Warn("peer request failed: asking the next owner", "peer", m.name, kind, d.String(), "err", err)
 		}
 		errs = append(errs, err)
 		if ctx.Err() != nil {
@@ -237,17 +284,9 @@ func (n *Node) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.C
 		}
 	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("chunk %s: %w (%w)", d.Short(), errSelf, chunkstore.ErrNotFound)
+		return fmt.Errorf("%s %s: %w (%w)", kind, d.Short(), errSelf, chunkstore.ErrNotFound)
 	}
-	return nil, errors.Join(errs...)
-}
-
-// HasChunk answers false: peers are not a durable origin (eviction must not count on them).
-func (n *Node) HasChunk(context.Context, chunkstore.Digest) (bool, error) { return false, nil }
-
-// GetManifest answers not found: manifests come from the tier and Glance only.
-func (n *Node) GetManifest(_ context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
-	return nil, fmt.Errorf("image %s: peers serve no manifests: %w", d.Short(), chunkstore.ErrNotFound)
+	return errors.Join(errs...)
 }
 
 // HasManifest answers false.

@@ -23,7 +23,12 @@ var secret = []byte("fleet secret for the peer tests")
 // countingTier is the shared tier: a real directory store that counts what it served.
 type countingTier struct {
 	*local.Store
-	gets atomic.Int64
+	gets, manifestGets atomic.Int64
+}
+
+func (c *countingTier) GetManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+	c.manifestGets.Add(1)
+	return c.Store.GetManifest(ctx, d)
 }
 
 func (c *countingTier) GetChunk(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
@@ -40,6 +45,33 @@ type host struct {
 	have   map[chunkstore.Digest]*chunkstore.Chunk
 	flight singleflight.Group
 	serve  Source // replaces the honest source when set (a lying or stalling host)
+	// manifests: as chunks, kept once read; serveManifest replaces the honest source.
+	manifests     map[chunkstore.Digest]*chunkstore.Manifest
+	serveManifest ManifestSource
+}
+
+// readManifest returns manifest d from the host's copy or, once, from its tier order.
+func (h *host) readManifest(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+	v, err, _ := h.flight.Do("manifest "+d.String(), func() (any, error) {
+		h.mu.Lock()
+		m := h.manifests[d]
+		h.mu.Unlock()
+		if m != nil {
+			return m, nil
+		}
+		m, err := h.tiers.GetManifest(context.WithoutCancel(ctx), d)
+		if err != nil {
+			return nil, err
+		}
+		h.mu.Lock()
+		h.manifests[d] = m
+		h.mu.Unlock()
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*chunkstore.Manifest), nil
 }
 
 func (h *host) read(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
@@ -75,6 +107,12 @@ func (h *host) read(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk
 // sees all n members.
 func fleet(t *testing.T, n int, timeout time.Duration, chunks int) ([]*host, *countingTier, []chunkstore.Digest) {
 	t.Helper()
+	return fleetOf(t, n, Config{Addr: "127.0.0.1:0", Secret: secret, Timeout: timeout, Owners: 2, MaxManifest: DefaultMaxManifest}, chunks)
+}
+
+// fleetOf is fleet with every host configured as cfg (its name and join set per host).
+func fleetOf(t *testing.T, n int, cfg Config, chunks int) ([]*host, *countingTier, []chunkstore.Digest) {
+	t.Helper()
 	st, err := local.Open(t.TempDir(), local.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +129,9 @@ func fleet(t *testing.T, n int, timeout time.Duration, chunks int) ([]*host, *co
 	var hosts []*host
 	var join []string
 	for i := range n {
-		node, err := Start(Config{Addr: "127.0.0.1:0", Name: fmt.Sprintf("host%d", i), Join: join, Secret: secret, Timeout: timeout, Owners: 2})
+		c := cfg
+		c.Name, c.Join = fmt.Sprintf("host%d", i), join
+		node, err := Start(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,13 +139,21 @@ func fleet(t *testing.T, n int, timeout time.Duration, chunks int) ([]*host, *co
 		if i == 0 {
 			join = []string{node.GossipAddr()}
 		}
-		h := &host{node: node, have: map[chunkstore.Digest]*chunkstore.Chunk{}}
+		h := &host{node: node, have: map[chunkstore.Digest]*chunkstore.Chunk{}, manifests: map[chunkstore.Digest]*chunkstore.Manifest{}}
 		h.tiers = tier.New([]chunkstore.Getter{node, shared}, nil)
-		node.SetSource(func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
-			if h.serve != nil {
-				return h.serve(ctx, d)
-			}
-			return h.read(ctx, d)
+		node.SetSources(Sources{
+			Chunk: func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+				if h.serve != nil {
+					return h.serve(ctx, d)
+				}
+				return h.read(ctx, d)
+			},
+			Manifest: func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Manifest, error) {
+				if h.serveManifest != nil {
+					return h.serveManifest(ctx, d)
+				}
+				return h.readManifest(ctx, d)
+			},
 		})
 		hosts = append(hosts, h)
 	}
@@ -254,7 +302,7 @@ func TestPeerPortAuthenticated(t *testing.T) {
 		t.Errorf("refused %d, want 4", hosts[0].node.Stats().Refused.Load())
 	}
 	// A host with another secret cannot join the gossip either.
-	other, err := Start(Config{Addr: "127.0.0.1:0", Join: []string{hosts[0].node.GossipAddr()}, Secret: []byte("another fleet's secret 12345"), Timeout: time.Second, Owners: 1})
+	other, err := Start(Config{Addr: "127.0.0.1:0", Join: []string{hosts[0].node.GossipAddr()}, Secret: []byte("another fleet's secret 12345"), Timeout: time.Second, Owners: 1, MaxManifest: DefaultMaxManifest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +343,7 @@ func TestRendezvous(t *testing.T) {
 
 // With one host the peer tier answers at once: the cost of asking it per chunk fetched.
 func BenchmarkGetChunkAlone(b *testing.B) {
-	node, err := Start(Config{Addr: "127.0.0.1:0", Secret: secret, Timeout: time.Second, Owners: 2})
+	node, err := Start(Config{Addr: "127.0.0.1:0", Secret: secret, Timeout: time.Second, Owners: 2, MaxManifest: DefaultMaxManifest})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type options struct {
 	profileWindow                   time.Duration
 	profileDir                      string
 	stormHosts                      []int
+	stormFrom                       []string
 }
 
 func (o *options) AddFlags(f *pflag.FlagSet) {
@@ -59,6 +60,7 @@ func (o *options) AddFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&o.realChunkSizes, "real-chunk-sizes", nil, fmt.Sprintf("real-boot: import the image and boot the basefs ways at each chunk size in `SIZES`, the first compared with the others (default %dK, basefs's default)", chunkstore.DefaultChunkSize>>10))
 	f.DurationVar(&o.profileWindow, "profile-window", 0, "real-boot: the --profile-window of the host that records the boot profile (default 30s)")
 	f.IntSliceVar(&o.stormHosts, "storm-hosts", nil, "storm: the fleet sizes `N,…` (default 1,2,4,8,16; 1,2,4 with --quick; the first is the lone-host baseline: give 1 first)")
+	f.StringSliceVar(&o.stormFrom, "storm-from", nil, "storm: where the image comes from, `SOURCES` in order: tier (published to the tier) and/or glance (a Glance image, started by scripts/start-glance.sh, whose manifest alone is in the tier; chunks come from peers or Glance) (default tier)")
 	f.StringVar(&o.profileDir, "profile", "", "read: write the basefs daemon's CPU profile while the patterns run, and `go tool pprof -top` of it, into `DIR`")
 	// Sizes for tests and experiments.
 	f.StringVar(&o.guestRead, "guest-read", "", "bytes the test guest reads and hashes (default 16M)")
@@ -126,6 +128,12 @@ func (o *options) benchOptions(scenarios []string, set func(flag string) bool) (
 		}
 	}
 	b.StormHosts = o.stormHosts
+	for _, s := range o.stormFrom {
+		if s != "tier" && s != "glance" {
+			return b, usageError{fmt.Sprintf("--storm-from %v: want tier and/or glance", o.stormFrom)}
+		}
+	}
+	b.StormFrom = o.stormFrom
 	bw, err := parseBits(o.bandwidth)
 	if err != nil {
 		return b, usageError{"--bandwidth: " + err.Error()}

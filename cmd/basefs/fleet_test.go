@@ -14,7 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basefs/basefs/cache"
 	"github.com/basefs/basefs/chunkstore"
+	"github.com/basefs/basefs/chunkstore/glance"
+	"github.com/basefs/basefs/chunkstore/glance/glanceref"
+	"github.com/basefs/basefs/chunkstore/glance/glancetest"
+	"github.com/basefs/basefs/chunkstore/local"
 	"github.com/basefs/basefs/chunkstore/peer"
 	"github.com/basefs/basefs/chunkstore/testenv"
 	"github.com/basefs/basefs/daemon/control"
@@ -69,8 +74,8 @@ func sha256File(p string) ([32]byte, error) {
 }
 
 // fleetUp starts n hosts whose shared tier is the s3:// location url (RGW behind a link of
-// tierBits/s), and takes them down when the test ends.
-func fleetUp(t *testing.T, n int, url string, tierBits int64) *fleet {
+// tierBits/s) and whose Glance is glanceURL, and takes them down when the test ends.
+func fleetUp(t *testing.T, n int, url string, tierBits int64, glanceURL string) *fleet {
 	t.Helper()
 	testenv.NeedBinary(t, "ip", "tc", "nsenter", "fusermount3")
 	bin := filepath.Dir(basefsBin)
@@ -92,7 +97,9 @@ func fleetUp(t *testing.T, n int, url string, tierBits int64) *fleet {
 	f.env = append(os.Environ(), "BASEFS_FLEET_DIR="+f.dir, "BASEFS_FLEET_BIN="+bin,
 		fmt.Sprintf("BASEFS_FLEET_PREFIX=t%d", pid%100000), fmt.Sprintf("BASEFS_FLEET_NET=10.251.%d", pid%250),
 		"BASEFS_FLEET_ORIGIN="+url, "BASEFS_FLEET_TIER_URL="+os.Getenv("AWS_ENDPOINT_URL"),
-		fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%d", tierBits), "BASEFS_FLEET_PEER_TIMEOUT=1s")
+		fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%d", tierBits), "BASEFS_FLEET_PEER_TIMEOUT=1s",
+		// a lookup of a name the host does not know lists Glance again at once
+		"BASEFS_FLEET_GLANCE_URL="+glanceURL, "BASEFS_FLEET_ARGS=--glance-list-min-interval=0")
 	f.script = filepath.Join(repo, "scripts", "fleet.sh")
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -193,11 +200,21 @@ func (f *fleet) peerSum(hosts []int, get func(*control.PeerState) int64) (sum in
 }
 
 // bytesFrom sums, over hosts, the bytes their origins whose names start with prefix served.
-func (f *fleet) bytesFrom(hosts []int, prefix string) (sum int64) {
+func (f *fleet) bytesFrom(hosts []int, prefix string) int64 {
+	return f.originSum(hosts, prefix, func(o cache.OriginSnapshot) int64 { return o.Bytes })
+}
+
+// manifestsFrom sums, over hosts, the manifests their origins whose names start with prefix
+// served.
+func (f *fleet) manifestsFrom(hosts []int, prefix string) int64 {
+	return f.originSum(hosts, prefix, func(o cache.OriginSnapshot) int64 { return o.Manifests })
+}
+
+func (f *fleet) originSum(hosts []int, prefix string, get func(cache.OriginSnapshot) int64) (sum int64) {
 	for _, i := range hosts {
 		for _, o := range f.status(i).Stats.Origins {
 			if strings.HasPrefix(o.Origin, prefix) {
-				sum += o.Bytes
+				sum += get(o)
 			}
 		}
 	}
@@ -220,10 +237,11 @@ func publishImage(t *testing.T, dir, url string, size int, seed uint64) (string,
 // the others no error.
 func TestFleetPeers(t *testing.T) {
 	testenv.NeedBinary(t, "qemu-img")
-	url, _ := s3Tier(t)
+	url, tier := s3Tier(t)
+	ep := glancetest.Start(t)
 	dir := t.TempDir()
 	const n, size = 4, 24 << 20 // 24 chunks of 1 MiB
-	f := fleetUp(t, n, url, 200_000_000)
+	f := fleetUp(t, n, url, 200_000_000, ep)
 	all := []int{0, 1, 2, 3}
 
 	t.Run("bytes", func(t *testing.T) {
@@ -253,16 +271,16 @@ func TestFleetPeers(t *testing.T) {
 		}
 		bridge := f.ips[0][:strings.LastIndex(f.ips[0], ".")] + ".1"
 		liar, err := peer.Start(peer.Config{Addr: bridge + ":0", Name: "liar", Join: []string{f.ips[0] + ":7946"},
-			Secret: secret, Timeout: time.Second, Owners: 1})
+			Secret: secret, Timeout: time.Second, Owners: 1, MaxManifest: peer.DefaultMaxManifest})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer liar.Close()
 		var lies sync.Map
-		liar.SetSource(func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
+		liar.SetSources(peer.Sources{Chunk: func(ctx context.Context, d chunkstore.Digest) (*chunkstore.Chunk, error) {
 			lies.Store(d, true)
 			return chunkstore.UnverifiedChunk(d, []byte("not the chunk")), nil
-		})
+		}})
 		f.waitMembers(n + 1)
 		digest, want := publishImage(t, dir, url, size, 52)
 		corruptOf := func(p *control.PeerState) int64 { return p.Corrupt }
@@ -277,6 +295,52 @@ func TestFleetPeers(t *testing.T) {
 			t.Fatalf("the liar was asked for %d chunks and %d were refused: the test proves nothing", told, corrupt-corruptBefore)
 		}
 		t.Logf("the liar answered %d requests; the hosts refused %d forged chunks and read every byte right", told, corrupt-corruptBefore)
+	})
+
+	t.Run("glance", func(t *testing.T) {
+		// A raw Glance image published with its manifest alone in the tier: every host reads
+		// it by nova's name at once; its chunks come from Glance by range, once, through
+		// their owners, and its manifest from the tier once, through its owner.
+		const gsize = 8 << 20 // 128 chunks of 64 KiB
+		start := time.Now()
+		id, data := glanceImage(t, dir, 54, gsize, 0)
+		out := mustBasefs(t, "publish", "--state", filepath.Join(dir, "glance-build"), "--to", "dir://"+filepath.Join(dir, "glance-pub"),
+			"--glance-endpoint", ep, "glance://"+id)
+		_, prop, _ := strings.Cut(strings.TrimSpace(out), glance.ManifestProperty+"=")
+		d, err := chunkstore.ParseDigest(strings.Fields(prop + " ")[0])
+		if err != nil {
+			t.Fatalf("publish printed no manifest digest: %v\n%s", err, out)
+		}
+		build, err := local.Open(filepath.Join(dir, "glance-build"), local.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := build.GetManifest(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tier.PutManifest(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		counts := func() (glanceBytes, tierBytes, tierManifests, peerManifests int64) {
+			return f.bytesFrom(all, "glance+"), f.bytesFrom(all, "s3://"), f.manifestsFrom(all, "s3://"), f.manifestsFrom(all, "peers(")
+		}
+		g0, t0, tm0, pm0 := counts()
+		t.Logf("uploaded and published in %s", time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+		if err := f.readAll(all, glanceref.NovaName(id), sha256.Sum256(data)); err != nil {
+			t.Fatal(err)
+		}
+		g1, t1, tm1, pm1 := counts()
+		t.Logf("read in %s", time.Since(start).Round(time.Millisecond))
+		t.Logf("%d hosts read a %d MiB Glance image: Glance served %.2f× its bytes, the tier %d chunk bytes; manifests: %d from the tier, %d from peers",
+			n, gsize>>20, float64(g1-g0)/gsize, t1-t0, tm1-tm0, pm1-pm0)
+		if g1-g0 < gsize || float64(g1-g0) > 1.1*gsize || t1 != t0 {
+			t.Errorf("Glance served %d bytes and the tier %d for a %d-byte image: want Glance about once (≤ 1.1×), the tier none", g1-g0, t1-t0, gsize)
+		}
+		if tm1-tm0 != 1 || pm1-pm0 != n-1 {
+			t.Errorf("the manifest came %d times from the tier and %d from peers; want once from the tier (to its owner), %d from peers", tm1-tm0, pm1-pm0, n-1)
+		}
 	})
 
 	t.Run("killed", func(t *testing.T) {

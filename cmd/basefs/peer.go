@@ -82,5 +82,5 @@ func (o *peerOptions) config() (*peer.Config, error) {
 		return nil, err
 	}
 	return &peer.Config{Addr: o.addr, GossipPort: o.gossipPort, Join: o.join, Secret: s,
-		Timeout: o.timeout, Owners: o.owners}, nil
+		Timeout: o.timeout, Owners: o.owners, MaxManifest: peer.DefaultMaxManifest}, nil
 }

@@ -94,9 +94,9 @@ func runStatus(ctx context.Context, args []string) error {
 		fmt.Printf("refused %s at %s: %s\n", r.Name, r.At.Format(time.RFC3339), r.Reason)
 	}
 	if p := st.Peers; p != nil {
-		fmt.Printf("peers: %d members; served %d chunks (%s) to peers, %d failed; refused %d unauthenticated requests; "+
-			"refused %d corrupt chunks from peers; %d requests to peers failed\n",
-			p.Members, p.Served, humanBytes(p.ServedBytes), p.Failed, p.Refused, p.Corrupt, p.AskFailed)
+		fmt.Printf("peers: %d members; served %d chunks (%s) and %d manifests to peers, %d failed; refused %d unauthenticated requests; "+
+			"took %d manifests from peers; refused %d corrupt chunks or manifests from peers; %d requests to peers failed\n",
+			p.Members, p.Served, humanBytes(p.ServedBytes), p.ServedManifests, p.Failed, p.Refused, p.Manifests, p.Corrupt, p.AskFailed)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORIGIN\tFETCHES\tBYTES\tCORRUPT\tERRORS")

@@ -76,8 +76,11 @@ type PeerState struct {
 	ServedBytes int64 `json:"served_bytes"` // their uncompressed bytes
 	Refused     int64 `json:"refused"`      // requests refused as not authenticated
 	Failed      int64 `json:"failed"`       // requests this host could not serve
-	Corrupt     int64 `json:"corrupt"`      // chunks peers sent that failed verification (refused)
+	Corrupt     int64 `json:"corrupt"`      // chunks and manifests peers sent that failed verification (refused)
 	AskFailed   int64 `json:"ask_failed"`   // requests to peers that failed (dead, stalled)
+	// Manifests: manifests this host took from peers; ServedManifests: sent to peers.
+	Manifests       int64 `json:"manifests"`
+	ServedManifests int64 `json:"served_manifests"`
 }
 
 // GlanceState tells how the daemon reaches Glance: the error that keeps it from doing so
