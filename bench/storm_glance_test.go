@@ -17,7 +17,7 @@ import (
 // once (counted by the proxy), and the tier gets the manifest alone.
 func TestGlanceSource(t *testing.T) {
 	testenv.NeedRoot(t)
-	testenv.NeedBinary(t, "glance-api", "curl")
+	testenv.NeedBinary(t, "curl") // Glance: scripts/start-glance.sh installs it (glanceSource runs it)
 	bin := t.TempDir()
 	if out, err := exec.Command("go", "build", "-tags=netgo,osusergo", "-o", bin+"/", "../cmd/basefs").CombinedOutput(); err != nil {
 		t.Fatalf("build basefs: %v\n%s", err, out)
