@@ -354,6 +354,9 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 			if err != nil && rp.Failed == 0 {
 				run.errors++
 			}
+			if err != nil {
+				f.e.logf("storm N=%d peers=%v: host %d: %d reads failed: %v", n, peers, i, rp.Failed, err)
+			}
 		})
 	}
 	if kill >= 0 {
