@@ -40,6 +40,7 @@ type stormRun struct {
 	// during the replay
 	tierManifests, peerManifests int64
 	cpu                          float64
+	machineBusy                  float64 // the share of the machine's CPU time busy during the replay
 }
 
 func runStorm(ctx context.Context, e *env, r *Result) error {
@@ -135,8 +136,8 @@ func (e *env) stormFrom(ctx context.Context, r *Result, src *stormSource, reads 
 			if err != nil {
 				return err
 			}
-			e.logf("storm from %s N=%d peers=%v: slowest %.1f s, tier %s, peers %s, Glance %s, errors %d, daemons' CPU %.1f s",
-				src.name, n, peers, slices.Max(run.times), mibText(run.tier), mibText(run.peer), mibText(run.glance), run.errors, run.cpu)
+			e.logf("storm from %s N=%d peers=%v: slowest %.1f s, tier %s, peers %s, Glance %s, errors %d, daemons' CPU %.1f s, machine %.0f%% busy",
+				src.name, n, peers, slices.Max(run.times), mibText(run.tier), mibText(run.peer), mibText(run.glance), run.errors, run.cpu, 100*run.machineBusy)
 			runs = append(runs, run)
 		}
 	}
@@ -217,12 +218,13 @@ func stormReport(r *Result, src *stormSource, runs []stormRun, unique int64) {
 			row("manifests from peers", "manifests", float64(s.peerManifests))
 			row("CPU seconds of the hosts' daemons during the replay", "s", s.cpu)
 			row("those CPU seconds ÷ the machine's CPU seconds in the slowest replay", "×", s.cpu/(sum.Max*float64(runtime.NumCPU())))
+			row("the machine's CPU busy during the replay (every process, /proc/stat)", "share", s.machineBusy)
 			if peers && s.n == runs[len(runs)-1].n {
 				off := by[false][len(by[false])-1]
-				r.highlight("%sN=%d with peers: %s served %.2f× the unique bytes (peers off: %.2f×), the tier %.2f×, peers moved %.2f×, Glance %.2f× (peers off %.2f×); slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×); the daemons used %.0f CPU s (peers off: %.0f) in a %.0f s replay on %d cores",
+				r.highlight("%sN=%d with peers: %s served %.2f× the unique bytes (peers off: %.2f×), the tier %.2f×, peers moved %.2f×, Glance %.2f× (peers off %.2f×); slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×); the daemons used %.0f CPU s (peers off: %.0f) in a %.0f s replay on %d cores, the machine was %.0f%% busy (peers off: %.0f%%)",
 					label, s.n, what, float64(main(s))/u, float64(main(off))/u, float64(s.tier)/u, float64(s.peer)/u, float64(s.glance)/u, float64(off.glance)/u,
 					sum.Max/lone, Summarize(off.times).Max/lone, rs.Max/loneReads, Summarize(off.inReads).Max/loneReads,
-					s.cpu, off.cpu, sum.Max, runtime.NumCPU())
+					s.cpu, off.cpu, sum.Max, runtime.NumCPU(), 100*s.machineBusy, 100*off.machineBusy)
 			}
 		}
 		fig.Series = append(fig.Series, ts)
@@ -335,6 +337,7 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 		return sum
 	}
 	cpuBefore := cpu()
+	busy0, total0, _ := machineCPU()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 1; i <= n; i++ {
@@ -351,6 +354,9 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 			if err != nil && rp.Failed == 0 {
 				run.errors++
 			}
+			if err != nil {
+				f.e.logf("storm N=%d peers=%v: host %d: %d reads failed: %v", n, peers, i, rp.Failed, err)
+			}
 		})
 	}
 	if kill >= 0 {
@@ -361,6 +367,9 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 	}
 	wg.Wait()
 	run.cpu = cpu() - cpuBefore
+	if busy1, total1, err := machineCPU(); err == nil && total1 > total0 {
+		run.machineBusy = (busy1 - busy0) / (total1 - total0)
+	}
 	last := n
 	if kill >= 0 {
 		last = n - 1

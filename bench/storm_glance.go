@@ -190,3 +190,24 @@ func nsCPU(ctx context.Context, ns string) (float64, error) {
 	}
 	return float64(ticks) / 100, nil
 }
+
+// machineCPU returns the machine's busy and total CPU seconds so far, all cores (/proc/stat's
+// cpu line: busy is everything but idle and iowait).
+func machineCPU() (busy, total float64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var ticks [10]int64
+	var sum int64
+	for i := 1; i < len(f) && i <= 8; i++ { // user nice system idle iowait irq softirq steal
+		fmt.Sscan(f[i], &ticks[i])
+		sum += ticks[i]
+	}
+	return float64(sum-ticks[4]-ticks[5]) / 100, float64(sum) / 100, nil
+}

@@ -66,6 +66,10 @@ func TestNSCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	busy0, total0, err := machineCPU()
+	if err != nil || busy0 <= 0 || busy0 > total0 {
+		t.Fatalf("machine CPU: busy %.2f of %.2f s: %v", busy0, total0, err)
+	}
 	var got float64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		c, err := nsCPU(context.Background(), ns)
@@ -73,6 +77,9 @@ func TestNSCPU(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got = c; got >= 0.2 {
+			if busy1, _, _ := machineCPU(); busy1-busy0 < 0.2 {
+				t.Errorf("the machine was busy %.2f s while the namespace used %.2f", busy1-busy0, got)
+			}
 			return
 		}
 	}
