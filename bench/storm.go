@@ -221,8 +221,12 @@ func stormReport(r *Result, src *stormSource, runs []stormRun, unique int64) {
 			row("the machine's CPU busy during the replay (every process, /proc/stat)", "share", s.machineBusy)
 			if peers && s.n == runs[len(runs)-1].n {
 				off := by[false][len(by[false])-1]
-				r.highlight("%sN=%d with peers: %s served %.2f× the unique bytes (peers off: %.2f×), the tier %.2f×, peers moved %.2f×, Glance %.2f× (peers off %.2f×); slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×); the daemons used %.0f CPU s (peers off: %.0f) in a %.0f s replay on %d cores, the machine was %.0f%% busy (peers off: %.0f%%)",
-					label, s.n, what, float64(main(s))/u, float64(main(off))/u, float64(s.tier)/u, float64(s.peer)/u, float64(s.glance)/u, float64(off.glance)/u,
+				other, otherOn, otherOff := "Glance", s.glance, off.glance // the origin that is not the source
+				if src.name == "glance" {
+					other, otherOn, otherOff = "the tier", s.tier, off.tier
+				}
+				r.highlight("%sN=%d with peers: %s served %.2f× the unique bytes (peers off: %.2f×), peers moved %.2f×, %s %.2f× (peers off %.2f×); slowest host %.2f× a lone host's boot trace (peers off: %.2f×), its time in reads %.2f× (peers off: %.2f×); the daemons used %.0f CPU s (peers off: %.0f) in a %.0f s replay on %d cores, the machine was %.0f%% busy (peers off: %.0f%%)",
+					label, s.n, what, float64(main(s))/u, float64(main(off))/u, float64(s.peer)/u, other, float64(otherOn)/u, float64(otherOff)/u,
 					sum.Max/lone, Summarize(off.times).Max/lone, rs.Max/loneReads, Summarize(off.inReads).Max/loneReads,
 					s.cpu, off.cpu, sum.Max, runtime.NumCPU(), 100*s.machineBusy, 100*off.machineBusy)
 			}
