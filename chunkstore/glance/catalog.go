@@ -51,7 +51,8 @@ func (c *Client) ListIDs(ctx context.Context) ([]string, error) {
 // from Glance's listing: every image the credentials can see is known under nova's name
 // before any of its bytes is fetched. A name it does not know triggers a new listing, at
 // most once every MinInterval however many lookups miss at once (one listing serves them
-// all); between listings such a name is answered as unknown.
+// all); between listings such a name is answered as unknown. A lookup that misses while a
+// listing is under way waits for that listing (its answer is the newest there is).
 type Catalog struct {
 	list        func(context.Context) ([]string, error)
 	minInterval time.Duration
@@ -62,6 +63,8 @@ type Catalog struct {
 	last   time.Time // when the last listing started
 	err    error     // of the last listing (nil: it succeeded)
 	when   time.Time // when the last listing ended
+	// inflight is closed when the listing under way ends (nil: none is).
+	inflight chan struct{}
 
 	listings atomic.Int64
 }
@@ -79,9 +82,26 @@ func (c *Catalog) Lookup(ctx context.Context, name string) (id string, ok bool, 
 	id, ok = c.byName[name]
 	fresh := !c.last.IsZero() && time.Since(c.last) < c.minInterval
 	lastErr := c.err
+	inflight := c.inflight
 	c.mu.Unlock()
 	if ok {
 		return id, true, nil
+	}
+	if inflight != nil {
+		// Not the stale map: a listing started within MinInterval (at the daemon's start, by
+		// Run, or by another miss) has not answered yet.
+		select {
+		case <-inflight:
+		case <-ctx.Done():
+			return "", false, fmt.Errorf("list Glance images: %w", ctx.Err())
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.err != nil {
+			return "", false, fmt.Errorf("list Glance images: %w", c.err)
+		}
+		id, ok = c.byName[name]
+		return id, ok, nil
 	}
 	if fresh {
 		return "", false, lastErr
@@ -98,13 +118,17 @@ func (c *Catalog) Lookup(ctx context.Context, name string) (id string, ok bool, 
 // Refresh lists Glance now (concurrent callers share one listing).
 func (c *Catalog) Refresh(ctx context.Context) error {
 	_, err, _ := c.flight.Do("list", func() (any, error) {
+		done := make(chan struct{})
 		c.mu.Lock()
 		c.last = time.Now()
+		c.inflight = done
 		c.mu.Unlock()
 		c.listings.Add(1)
 		ids, err := c.list(context.WithoutCancel(ctx))
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		defer close(done) // after the map below is in place
+		c.inflight = nil
 		c.when = time.Now()
 		c.err = err
 		if err != nil {
