@@ -25,7 +25,10 @@ import (
 // fleet's shaped tier link); Glance is not asked. --storm-from glance: the image is in Glance
 // and the tier holds its manifest alone (storm_glance.go).
 
-const stormNet = "10.78.0" // the bench's fleet: its own prefix and /24
+const (
+	stormNet    = "10.78.0" // the bench's fleet: its own /24
+	stormPrefix = "bfsb"    // and its own names: host i is the namespace <prefix>h<i> (scripts/fleet.sh)
+)
 
 // stormRun is one storm: N hosts, peers on or off.
 type stormRun struct {
@@ -169,9 +172,9 @@ func (e *env) stormFrom(ctx context.Context, r *Result, src *stormSource, reads 
 func stormReport(r *Result, src *stormSource, runs []stormRun, unique int64) {
 	lone := Summarize(runs[0].times).Max
 	loneReads := Summarize(runs[0].inReads).Max
-	label, file, what := "", "storm", "the tier"
+	label, file, bytesFile, what := "", "storm", "storm-tier", "the tier"
 	if src.name == "glance" {
-		label, file, what = "from Glance, ", "storm-glance", "Glance"
+		label, file, bytesFile, what = "from Glance, ", "storm-glance", "storm-glance-bytes", "Glance"
 	}
 	main := func(s stormRun) int64 { // the bytes the plot shows: from the image's source
 		if src.name == "glance" {
@@ -180,10 +183,7 @@ func stormReport(r *Result, src *stormSource, runs []stormRun, unique int64) {
 		return s.tier
 	}
 	var labels []string
-	fig := Figure{File: file + "-tier", Title: "Bytes from " + what + " ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
-	if src.name == "glance" {
-		fig.File = "storm-glance-bytes"
-	}
+	fig := Figure{File: bytesFile, Title: "Bytes from " + what + " ÷ unique bytes read", XLabel: "hosts", YLabel: "× unique bytes", Kind: "line"}
 	tfig := Figure{File: file + "-time", Title: "Slowest host's boot trace ÷ a lone host's", XLabel: "hosts", YLabel: "× lone host", Kind: "line"}
 	by := map[bool][]stormRun{}
 	for _, s := range runs {
@@ -278,7 +278,7 @@ func newStormFleet(e *env, tierURL, glanceURL string) (*stormFleet, error) {
 	}
 	o := e.opts
 	return &stormFleet{e: e, script: filepath.Join(root, "scripts", "fleet.sh"), dir: dir,
-		env: append(os.Environ(), "BASEFS_FLEET_DIR="+dir, "BASEFS_FLEET_BIN="+bin, "BASEFS_FLEET_PREFIX=bfsb",
+		env: append(os.Environ(), "BASEFS_FLEET_DIR="+dir, "BASEFS_FLEET_BIN="+bin, "BASEFS_FLEET_PREFIX="+stormPrefix,
 			"BASEFS_FLEET_NET="+stormNet, "BASEFS_FLEET_TIER_URL="+tierURL, "BASEFS_FLEET_TIER_PORT=7480",
 			"BASEFS_FLEET_ORIGIN=http://"+stormNet+".1:7480/",
 			fmt.Sprintf("BASEFS_FLEET_TIER_RATE=%.0f", o.Bandwidth), "BASEFS_FLEET_TIER_LATENCY="+o.Latency.String(),
@@ -333,7 +333,7 @@ func (f *stormFleet) storm(ctx context.Context, n int, peers bool, digest string
 	}
 	cpu := func() (sum float64) {
 		for i := 1; i <= n; i++ {
-			c, err := nsCPU(ctx, fmt.Sprintf("bfsbh%d", i))
+			c, err := nsCPU(ctx, fmt.Sprintf("%sh%d", stormPrefix, i))
 			if err == nil {
 				sum += c
 			}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,32 +164,23 @@ func glanceUpload(ctx context.Context, ep, name, path string) (string, error) {
 }
 
 // nsCPU returns the CPU seconds (user + system) the processes in network namespace ns have
-// used so far (/proc/PID/stat; USER_HZ is 100 on Linux).
+// used so far (processCPU of each; a process gone meanwhile is left out).
 func nsCPU(ctx context.Context, ns string) (float64, error) {
 	out, err := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
 	if err != nil {
 		return 0, fmt.Errorf("ip netns pids %s: %w", ns, err)
 	}
-	var ticks int64
-	for _, pid := range strings.Fields(string(out)) {
-		b, err := os.ReadFile("/proc/" + pid + "/stat")
+	var sum time.Duration
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
 		if err != nil {
-			continue // gone meanwhile
+			return 0, fmt.Errorf("ip netns pids %s: %q is no pid", ns, f)
 		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
+		if c, err := processCPU(pid); err == nil {
+			sum += c
 		}
-		f := strings.Fields(string(b[i+1:])) // f[0] is field 3 (state): utime is 14, stime 15
-		if len(f) < 13 {
-			continue
-		}
-		var u, s int64
-		fmt.Sscan(f[11], &u)
-		fmt.Sscan(f[12], &s)
-		ticks += u + s
 	}
-	return float64(ticks) / 100, nil
+	return sum.Seconds(), nil
 }
 
 // machineCPU returns the machine's busy and total CPU seconds so far, all cores (/proc/stat's
@@ -209,5 +201,5 @@ func machineCPU() (busy, total float64, err error) {
 		fmt.Sscan(f[i], &ticks[i])
 		sum += ticks[i]
 	}
-	return float64(sum-ticks[4]-ticks[5]) / 100, float64(sum) / 100, nil
+	return float64(sum-ticks[4]-ticks[5]) / userHZ, float64(sum) / userHZ, nil
 }
